@@ -202,25 +202,31 @@ class _CellPool:
 
 
 def _choose_cores(demand, kept, free, ratio):
-    """The fewest cores from ``kept`` + ``free`` that hold ``demand`` vCPUs.
+    """Cores from ``kept`` + ``free`` that hold ``demand`` vCPUs.
 
-    Among cores of one size, those the tenant keeps come first, so a tenant
-    is only moved off a core when that lowers its core count.
+    A tenant keeps the cores it holds and grows by the biggest free cores
+    (the fewest cores for the growth); then cores it does not need are
+    let go, smallest first. For a tenant that holds nothing yet, this is
+    the fewest cores there are; on hybrid hosts a tenant keeps a smaller
+    core it holds rather than moving to a bigger free one.
     Returns None when even all of them do not hold the demand.
     """
     if demand <= 0:
         return []
-    kept = set(kept)
-    candidates = sorted(kept | set(free),
-                        key=lambda c: (-c.threads, c not in kept, c.id))
-    chosen = []
-    capacity = 0.0
-    for core in candidates:
+    chosen = sorted(kept, key=_size_key)
+    capacity = _capacity(chosen, ratio)
+    for core in free:
+        if capacity + _EPSILON >= demand:
+            break
         chosen.append(core)
         capacity += core.threads * ratio
-        if capacity + _EPSILON >= demand:
-            return chosen
-    return None
+    if capacity + _EPSILON < demand:
+        return None
+    for core in sorted(chosen, key=lambda c: (c.threads, -c.id)):
+        if capacity - core.threads * ratio + _EPSILON >= demand:
+            chosen.remove(core)
+            capacity -= core.threads * ratio
+    return chosen
 
 
 def _validate(topology, instances, ratio):
@@ -424,6 +430,25 @@ def _place_tenant(project, insts, topology, held_cores, pools, ratio, fixed,
                 return True
         return False
 
+    def span(inst, cell_ids):
+        """Split an instance over cells, the largest room first."""
+        spare = {c: max(0, math.floor(room(c) - demand[c] + _EPSILON))
+                 for c in cell_ids}
+        if sum(spare.values()) < inst.vcpus:
+            return False
+        need = inst.vcpus
+        parts = {}
+        for cell_id in sorted(cell_ids, key=lambda c: (-spare[c], c)):
+            take = min(need, spare[cell_id])
+            if take:
+                parts[cell_id] = take
+                demand[cell_id] += take
+                need -= take
+            if not need:
+                break
+        assigned[inst.uuid] = parts
+        return True
+
     # Instances bound to a cell first: they have no choice.
     for inst in insts:
         if inst.cell is None:
@@ -448,31 +473,21 @@ def _place_tenant(project, insts, topology, held_cores, pools, ratio, fixed,
                     spare if fits else -spare, cell_id)
         order = sorted(cell_ids, key=preference)
         for inst in floating:
+            hint = [c for c in (inst.placed_cells or ()) if c in cell_ids]
+            if len(hint) == 1 and try_cells(inst, hint):
+                continue
+            if len(hint) > 1 and span(inst, hint):
+                continue
             if try_cells(inst, order):
                 continue
             # No one cell holds it: let it span cells, largest room first.
-            spare = {c: room(c) - demand[c] for c in cell_ids}
-            if sum(max(0, math.floor(s + _EPSILON)) for s in spare.values()) \
-                    < inst.vcpus:
+            if not span(inst, cell_ids):
+                spare = sum(max(0, math.floor(room(c) - demand[c] +
+                                              _EPSILON)) for c in cell_ids)
                 unplaced.append(_unplaced(
                     inst, 'tenant %s cannot get %d more vCPUs of whole '
                     'cores on this host (%d usable on free or own cores)'
-                    % (project, inst.vcpus, sum(
-                        max(0, math.floor(s + _EPSILON))
-                        for s in spare.values()))))
-                continue
-            need = inst.vcpus
-            parts = {}
-            for cell_id in sorted(cell_ids, key=lambda c: (-spare[c], c)):
-                take = min(need, max(0, math.floor(spare[cell_id] +
-                                                   _EPSILON)))
-                if take:
-                    parts[cell_id] = take
-                    demand[cell_id] += take
-                    need -= take
-                if not need:
-                    break
-            assigned[inst.uuid] = parts
+                    % (project, inst.vcpus, spare)))
 
     # Choose the cores, cell by cell, and hand back what is not needed.
     cores_by_cell = {}

@@ -30,7 +30,8 @@ Plan tenant cores for one host. Input (FILE, or - for stdin):
   {"host": {"cells": [{"id": 0, "siblings": [[0, 4], [1, 5]]}]},
    "housekeeping_cpus": [0, 4],
    "instances": [{"uuid": "i1", "project_id": "p1", "vcpus": 3,
-                  "cell": null, "mode": "float"}],
+                  "cell": null, "mode": "float",
+                  "placed_cells": [0]}],
    "current": {"p1": [1, 5]},
    "options": {"tenant_cpu_allocation_ratio": 1.0}}
 Output: {"tenants", "instances", "unplaced", "stranded_cpus", "free_cpus",
@@ -40,7 +41,8 @@ unplaced instances), 2 on malformed or contradictory input.
 
 _TOP_KEYS = {'host', 'housekeeping_cpus', 'instances', 'current', 'options',
              'dedicated_cpus', 'static'}
-_INSTANCE_KEYS = {'uuid', 'project_id', 'vcpus', 'cell', 'mode'}
+_INSTANCE_KEYS = {'uuid', 'project_id', 'vcpus', 'cell', 'mode',
+                  'placed_cells'}
 _OPTION_KEYS = {'tenant_cpu_allocation_ratio'}
 
 
@@ -116,10 +118,14 @@ def parse_request(doc, host=None):
                                  isinstance(cell, bool)):
             raise cli.UsageError('instances[%d]: "cell" must be a cell id '
                                  'or null' % n)
+        placed = inst.get('placed_cells')
+        if placed is not None:
+            placed = tuple(_cpu_list(placed, 'instances[%d].placed_cells'
+                                     % n))
         requests.append(allocator.InstanceRequest(
             uuid=inst['uuid'], project_id=inst['project_id'],
             vcpus=inst['vcpus'], cell=cell,
-            mode=inst.get('mode') or allocator.FLOAT))
+            mode=inst.get('mode') or allocator.FLOAT, placed_cells=placed))
     options = doc.get('options', {})
     if not isinstance(options, dict):
         raise cli.UsageError('"options" must be an object')

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+#
+# Run every test of nova-tenant-pin on this machine:
+#   flake8 (hacking), unit tests, functional tests (real cgroups, the real
+#   privsep daemon, Nova's in-process functional harness) and integration
+#   tests (real libvirtd + QEMU/KVM guests).
+# Prepares the machine first with tools/setup-host.sh (Debian packages and
+# the venv) unless --no-setup is given. Tests that need root say so in their
+# skip reason; run this as root to run them all.
+# Ends with one line "tests: N passed, N failed, N skipped" and exits
+# non-zero when anything failed.
+set -uo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+VENV=${VENV:-$REPO/.venv}
+cd "$REPO"
+if [ "${1:-}" != "--no-setup" ]; then
+    bash tools/setup-host.sh || { echo "setup failed" >&2; exit 1; }
+fi
+export PATH=$VENV/bin:$PATH
+export PYTHONDONTWRITEBYTECODE=1
+export OS_TEST_TIMEOUT=${OS_TEST_TIMEOUT:-600}
+
+status=0
+passed=0
+failed=0
+skipped=0
+
+echo "== flake8"
+if flake8; then
+    echo "flake8: clean"
+else
+    echo "flake8: FAILED"
+    status=1
+fi
+
+run_suite() {
+    local name=$1 path=$2 concurrency=$3
+    if ! ls "$path"/test_*.py >/dev/null 2>&1; then
+        echo "== $name: no tests in $path"
+        return
+    fi
+    echo "== $name ($path)"
+    local args=()
+    [ "$concurrency" = 0 ] || args+=(--concurrency "$concurrency")
+    if ! stestr --test-path "$path" run "${args[@]}"; then
+        status=1
+    fi
+    local stats
+    stats=$(stestr last --subunit | subunit-stats 2>/dev/null)
+    passed=$((passed + $(awk '/^Passed tests:/ {print $3}' <<<"$stats")))
+    failed=$((failed + $(awk '/^Failed tests:/ {print $3}' <<<"$stats")))
+    skipped=$((skipped + $(awk '/^Skipped tests:/ {print $3}' <<<"$stats")))
+}
+
+run_suite unit ./nova_tenant_pin/tests/unit 0
+run_suite functional ./nova_tenant_pin/tests/functional 0
+run_suite integration ./nova_tenant_pin/tests/integration 1
+
+if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
+    # flake8, or a suite that failed to load, fails the run on its own.
+    failed=1
+fi
+echo
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+exit $status

@@ -76,6 +76,10 @@ class InstanceRequest:
     :param cell: a NUMA cell the instance must stay in, or None.
     :param mode: ``float`` (the instance may run on all of its tenant's CPUs
         in its cells) or ``strict`` (each vCPU pinned to one CPU).
+    :param placed_cells: the cells a running instance is in now (from the
+        previous plan), or None. A hint, not a constraint: the instance
+        stays there while its tenant has room there, which keeps the
+        tenant's cores where they are.
     """
 
     uuid: str
@@ -83,6 +87,7 @@ class InstanceRequest:
     vcpus: int
     cell: object = None
     mode: str = FLOAT
+    placed_cells: tuple = None
 
 
 @dataclasses.dataclass

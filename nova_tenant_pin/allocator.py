@@ -472,9 +472,14 @@ def _place_tenant(project, insts, topology, held_cores, pools, ratio, fixed,
         def preference(cell_id):
             fits = demand[cell_id] + total <= room(cell_id) + _EPSILON
             spare = room(cell_id) - demand[cell_id] - total
+            cores = len(_choose_cores(
+                demand[cell_id] + total, held_by_cell[cell_id],
+                [] if fixed else pools[cell_id].cores, ratio) or ()) \
+                if fits else 0
             # Cells the tenant already holds first, then a cell where all
-            # of its floating instances fit, the tightest such first.
-            return (-len(held_by_cell[cell_id]), not fits,
+            # of its floating instances fit on the fewest cores, the
+            # tightest such first.
+            return (-len(held_by_cell[cell_id]), not fits, cores,
                     spare if fits else -spare, cell_id)
         order = sorted(cell_ids, key=preference)
         for inst in floating:

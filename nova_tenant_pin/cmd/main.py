@@ -97,7 +97,3 @@ def main(argv=None):
         sys.stderr.write('nova-tenant-pin %s: error: %s\n'
                          % (args.command, e))
         return EXIT_USAGE
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -1,0 +1,163 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``nova-tenant-pin plan``: the JSON contract, run as a real process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import ddt
+import fixtures
+
+from nova_tenant_pin.tests import base
+from nova_tenant_pin import topology
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+EXAMPLE = os.path.join(REPO, 'etc', 'examples', 'plan-small.json')
+
+DESIGN_EXAMPLE = {
+    'host': {'cells': [{'id': 0, 'siblings': [[0, 4], [1, 5], [2, 6],
+                                              [3, 7]]}]},
+    'housekeeping_cpus': [0, 4],
+    'instances': [{'uuid': 'i1', 'project_id': 'p1', 'vcpus': 3,
+                   'cell': None, 'mode': 'float'}],
+    'current': {'p1': [1, 5, 2, 6]},
+    'options': {'tenant_cpu_allocation_ratio': 1.0},
+}
+
+
+def run_plan(doc=None, args=(), text=None):
+    if text is None:
+        text = json.dumps(doc)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'nova_tenant_pin', 'plan'] +
+        list(args), input=text, capture_output=True, text=True, cwd=REPO,
+        timeout=60)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@ddt.ddt
+class TestPlanCommand(base.TestCase):
+
+    def test_design_example(self):
+        rc, out, err = run_plan(DESIGN_EXAMPLE)
+        self.assertEqual(0, rc, err)
+        result = json.loads(out)
+        self.assertEqual({'p1': {'cpus': [1, 2, 5, 6], 'cells': [0],
+                                 'vcpus': 3, 'stranded_cpus': 1}},
+                         result['tenants'])
+        self.assertEqual([1, 2, 5, 6], result['instances']['i1']['cpus'])
+        self.assertIsNone(result['instances']['i1']['vcpu_pins'])
+        self.assertEqual([], result['unplaced'])
+        self.assertEqual(1, result['stranded_cpus'])
+        self.assertEqual([3, 7], result['free_cpus'])
+        self.assertEqual([], result['moves'])  # already in place
+
+    def test_strict_pins_and_moves(self):
+        doc = dict(DESIGN_EXAMPLE, current={'p1': [1, 5, 2, 6, 3, 7]})
+        doc['instances'] = [dict(doc['instances'][0], mode='strict')]
+        rc, out, err = run_plan(doc)
+        self.assertEqual(0, rc, err)
+        result = json.loads(out)
+        self.assertEqual({'0': 1, '1': 5, '2': 2},
+                         result['instances']['i1']['vcpu_pins'])
+        self.assertEqual([{'action': 'shrink', 'tenant': 'p1',
+                           'cpus': [1, 2, 5, 6], 'add': [],
+                           'remove': [3, 7]}], result['moves'])
+
+    def test_unplaced_is_reported_not_an_error(self):
+        doc = dict(DESIGN_EXAMPLE, current={})
+        doc['instances'] = [
+            {'uuid': 'a', 'project_id': 'pa', 'vcpus': 6},
+            {'uuid': 'b', 'project_id': 'pb', 'vcpus': 1}]
+        rc, out, err = run_plan(doc)
+        self.assertEqual(0, rc, err)
+        result = json.loads(out)
+        self.assertEqual(['b'], [u['uuid'] for u in result['unplaced']])
+        self.assertIn('reason', result['unplaced'][0])
+
+    def test_file_argument_and_sysfs_host(self):
+        proc = subprocess.run(
+            [sys.executable, '-m', 'nova_tenant_pin', 'plan',
+             '--host-topology', 'sysfs', EXAMPLE],
+            capture_output=True, text=True, cwd=REPO, timeout=60)
+        self.assertEqual(0, proc.returncode, proc.stderr)
+        result = json.loads(proc.stdout)
+        cpus = sum(len(g) for c in result['host']['cells']
+                   for g in c['siblings'])
+        with open('/sys/devices/system/cpu/online') as f:
+            online = topology.parse_cpu_list(f.read())
+        self.assertEqual(len(online), cpus)
+        placed = len(result['instances']) + len(result['unplaced'])
+        self.assertEqual(3, placed)
+
+    def test_plan_imports_neither_nova_nor_libvirt(self):
+        code = ('import sys, io\n'
+                'from nova_tenant_pin.cmd import main\n'
+                'sys.stdin = io.StringIO(%r)\n'
+                'rc = main.main(["plan"])\n'
+                'bad = [m for m in sys.modules if m.split(".")[0] in '
+                '("nova", "libvirt")]\n'
+                'sys.exit(3 if bad else rc)\n' % json.dumps(DESIGN_EXAMPLE))
+        proc = subprocess.run([sys.executable, '-c', code], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(0, proc.returncode,
+                         'plan imported Nova or libvirt: %s' % proc.stderr)
+
+    @ddt.unpack
+    @ddt.data(
+        ('[', 'input is not JSON'),
+        ('[]', 'must be a JSON object'),
+        ('{}', '"host" is missing'),
+        ('{"host": {"cells": [{"id": 0, "siblings": [[0, 1], [1, 2]]}]}}',
+         'CPU 1 is in two cores'),
+        ('{"host": {"cells": []}, "bogus": 1}', 'unknown top-level key'),
+        ('{"host": {"cells": [{"id": 0, "siblings": [[0]]}]}, '
+         '"instances": [{"uuid": "a", "project_id": "p"}]}',
+         '"vcpus" is missing'),
+        ('{"host": {"cells": [{"id": 0, "siblings": [[0]]}]}, '
+         '"instances": [{"uuid": "a", "project_id": "p", "vcpus": -1}]}',
+         'vcpus must be an integer >= 1'),
+        ('{"host": {"cells": [{"id": 0, "siblings": [[0]]}]}, '
+         '"instances": [{"uuid": "a", "project_id": "p", "vcpus": 1, '
+         '"cell": 3}]}', 'no NUMA cell 3'),
+        ('{"host": {"cells": [{"id": 0, "siblings": [[0]]}]}, '
+         '"instances": [{"uuid": "a", "project_id": "p", "vcpus": 1, '
+         '"mode": "loose"}]}', 'mode must be one of'),
+        ('{"host": {"cells": [{"id": 0, "siblings": [[0]]}]}, '
+         '"housekeeping_cpus": [5]}', 'not an online CPU'),
+        ('{"host": {"cells": [{"id": 0, "siblings": [[0]]}]}, '
+         '"current": {"p": "0-1"}}', 'current.p must be a list'),
+        ('{"host": {"cells": [{"id": 0, "siblings": [[0]]}]}, '
+         '"options": {"tenant_cpu_allocation_ratio": 0.5}}', '>= 1.0'),
+        ('{"host": {"cells": [{"id": 0, "siblings": [[0]]}]}, '
+         '"options": {"ratio": 2}}', 'unknown key(s) ratio'),
+    )
+    def test_bad_input_exits_2_with_one_line(self, text, message):
+        rc, out, err = run_plan(text=text)
+        self.assertEqual(2, rc)
+        self.assertEqual('', out)
+        self.assertEqual(1, len(err.strip().splitlines()), err)
+        self.assertIn(message, err)
+        self.assertNotIn('Traceback', err)
+        self.assertTrue(err.startswith('nova-tenant-pin plan: error: '))
+
+    def test_missing_file(self):
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path, 'x')
+        rc, out, err = run_plan(text='', args=[path])
+        self.assertEqual(2, rc)
+        self.assertIn('cannot read', err)

@@ -12,7 +12,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""``python -m nova_tenant_pin``: the same as the ``nova-tenant-pin`` command."""
+"""``python -m nova_tenant_pin``: the ``nova-tenant-pin`` command."""
 
 import sys
 

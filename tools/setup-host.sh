@@ -55,9 +55,17 @@ if [ ! -x "$VENV/bin/python" ]; then
     log "creating venv $VENV"
     "$PYTHON" -m venv "$VENV"
 fi
-log "installing Python requirements into $VENV"
-"$VENV/bin/pip" install -q --upgrade pip >/dev/null
-"$VENV/bin/pip" install -q -c "$REPO/upper-constraints.txt" \
+log "installing Python requirements into $VENV (log: $VENV/pip.log)"
+pip_install() {
+    if ! "$VENV/bin/pip" install -q "$@" >>"$VENV/pip.log" 2>&1; then
+        tail -n 30 "$VENV/pip.log" >&2
+        log "pip install failed; see $VENV/pip.log"
+        exit 1
+    fi
+}
+: > "$VENV/pip.log"
+pip_install --upgrade pip
+pip_install -c "$REPO/upper-constraints.txt" \
     -r "$REPO/requirements.txt" -r "$REPO/test-requirements.txt"
-"$VENV/bin/pip" install -q -c "$REPO/upper-constraints.txt" --no-deps -e "$REPO"
+pip_install -c "$REPO/upper-constraints.txt" --no-deps -e "$REPO"
 echo "$want" > "$stamp"

@@ -1,0 +1,106 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Does one more instance fit on a host, and how well does it fill its
+tenant's cores there?
+
+The one per-host decision of tenant-aware scheduling, shared by the Nova
+filter and weigher (:mod:`nova_tenant_pin.scheduler.filters`), the capacity
+benchmark and the cluster simulation, so that all of them judge a host the
+same way:
+
+* :func:`check_fit` is exact: it runs :func:`allocator.plan` on the host's
+  instances plus the new one, exactly as the compute host will, and says
+  whether every instance is still placed.
+* :func:`stranded_change` is the weigher's estimate, cheap enough for every
+  host of a large cloud: from the plan of the host *without* the new
+  instance, how many threads the host strands after the tenant grows by the
+  new instance, minus how many it strands now. Negative means the instance
+  fills threads its tenant already holds and leaves idle; positive means it
+  opens cores that it does not fill.
+
+This module is pure like the allocator: it imports neither Nova nor libvirt.
+"""
+
+import dataclasses
+import math
+
+from nova_tenant_pin import allocator
+
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    """The verdict on one host: ``fits``, the ``reason`` when it does not,
+    and the ``plan`` of the host with the new instance."""
+
+    fits: bool
+    reason: str
+    plan: allocator.Plan
+
+
+def check_fit(topology, running, new, housekeeping_cpus=(), ratio=1.0,
+              current=None, dedicated_cpus=()):
+    """Plan ``running`` + ``new`` on the host; does everything stay placed?
+
+    :param topology: the host's :class:`topology.HostTopology`.
+    :param running: :class:`allocator.InstanceRequest` of the instances the
+        host already runs, oldest first (the allocator serves them first).
+    :param new: the arriving :class:`allocator.InstanceRequest`.
+    :param current: the host's present tenant map when the caller knows it
+        (the simulation does; the Nova scheduler does not and plans afresh).
+    :returns: a :class:`Fit`.
+
+    A host whose present instances no longer all fit with the newcomer is
+    refused too: the allocator serves tenants in its own order, so a new
+    instance may push out an older one of another tenant rather than be
+    left out itself, and the compute host would then refuse the claim.
+    """
+    result = allocator.plan(topology, list(running) + [new],
+                            housekeeping_cpus=housekeeping_cpus,
+                            current=current, ratio=ratio,
+                            dedicated_cpus=dedicated_cpus)
+    for item in result.unplaced:
+        if item['uuid'] == new.uuid:
+            return Fit(False, item['reason'], result)
+    if result.unplaced:
+        return Fit(False, 'instances already on the host would no longer '
+                   'fit: %s' % ', '.join(sorted(
+                       i['uuid'] for i in result.unplaced)), result)
+    return Fit(True, None, result)
+
+
+def stranded_change(before, new, threads_per_core, ratio=1.0):
+    """Threads the host would strand with ``new``, minus those it strands.
+
+    :param before: the host's :class:`allocator.Plan` without ``new``.
+    :param new: the arriving :class:`allocator.InstanceRequest`.
+    :param threads_per_core: threads of the host's cores (the largest).
+    :param ratio: the in-tenant CPU allocation ratio.
+
+    Only the new instance's tenant changes, and it keeps the cores it holds
+    (the allocator is sticky): it grows to the fewest cores for its new
+    total, or stays where it is when its cores already hold the total.
+    NUMA cells are ignored, which can make the estimate optimistic for a
+    tenant split over cells; :func:`check_fit` decides, this only ranks.
+    """
+    tenant = before.tenants.get(new.project_id)
+    held, vcpus, stranded = ((len(tenant.cpus), tenant.vcpus,
+                              tenant.stranded_cpus)
+                             if tenant is not None else (0, 0, 0))
+    total = vcpus + new.vcpus
+    threads = max(held, threads_per_core * allocator.cores_needed(
+        total, threads_per_core, ratio))
+    # Threads the tenant's vCPUs need, as the allocator counts them.
+    busy = math.ceil(total / ratio - 1e-9)
+    return max(0, threads - busy) - stranded

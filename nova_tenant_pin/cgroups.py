@@ -17,35 +17,41 @@
 A tenant's libvirt partition is ``/machine/tenant-<id>``; libvirt maps it to
 the cgroup directory ``machine/tenant-<id>.partition`` in every hierarchy it
 uses. :class:`TenantPartitions` is the interface the manager uses;
-:class:`MemoryPartitions` keeps the same state in memory for tests that run
-without a real cgroup tree.
+:class:`CgroupPartitions` is the real one (cgroup v1, v2 or hybrid, as
+:func:`detect_layout` finds them; every write goes through
+:mod:`nova_tenant_pin.privsep`), and :class:`MemoryPartitions` keeps the
+same state in memory for tests that run without a real cgroup tree.
+:func:`get_partitions` picks one from ``[tenant_pin] partition_backend``.
 """
 
 import abc
 import dataclasses
-import re
+import os
 
-TENANT_ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$')
+from oslo_config import cfg
+
+from nova_tenant_pin import cgroupfs
+from nova_tenant_pin import exception
+from nova_tenant_pin import privsep
+
+# Re-exported: the names other modules use from here.
+TENANT_ID_RE = cgroupfs.TENANT_ID_RE
+PartitionError = exception.PartitionError
+PartitionBusy = exception.PartitionBusy
+CgroupLayoutError = exception.CgroupLayoutError
+CgroupLayout = cgroupfs.CgroupLayout
+Hierarchy = cgroupfs.Hierarchy
+validate_tenant_id = cgroupfs.validate_tenant_id
+partition_name = cgroupfs.partition_name
+partition_dir = cgroupfs.partition_dir
+V1, V2, HYBRID = cgroupfs.V1, cgroupfs.V2, cgroupfs.HYBRID
 
 
-class PartitionError(Exception):
-    """A tenant partition could not be changed as asked."""
-
-
-class PartitionBusy(PartitionError):
-    """The partition still holds tasks, so it is not removed."""
-
-
-def validate_tenant_id(tenant):
-    if not isinstance(tenant, str) or not TENANT_ID_RE.match(tenant):
-        raise PartitionError('invalid tenant id %r: use 1-64 letters, '
-                             'digits, "_" or "-"' % (tenant,))
-    return tenant
-
-
-def partition_name(tenant):
-    """The libvirt partition of a tenant: ``/machine/tenant-<id>``."""
-    return '/machine/tenant-%s' % validate_tenant_id(tenant)
+def detect_layout(host_root='/'):
+    """The host's cgroup layout (mode v1, v2 or hybrid, and the hierarchies
+    libvirt uses), read from ``/proc/self/mountinfo`` and
+    ``/proc/cgroups`` under ``host_root``."""
+    return cgroupfs.detect_layout(host_root)
 
 
 @dataclasses.dataclass
@@ -55,6 +61,9 @@ class PartitionInfo:
     effective_cpus: frozenset
     mems: frozenset
     tasks: frozenset
+    # Whether the kernel holds the CPUs for this partition alone (v1
+    # cpuset.cpu_exclusive, v2 cpuset.cpus.partition "root").
+    exclusive: bool = False
 
 
 class TenantPartitions(abc.ABC):
@@ -124,3 +133,104 @@ class MemoryPartitions(TenantPartitions):
 
     def list_partitions(self):
         return dict(self.partitions)
+
+
+class CgroupPartitions(TenantPartitions):
+    """Tenant partitions in the host's cgroup tree.
+
+    :param root: the cgroup path under every hierarchy's mount that holds
+        ``machine`` (``/`` on a compute host; ``/hostB`` for a second
+        simulated host; a test-owned subtree in tests).
+    :param host_root: the filesystem root to read the tree from; must be
+        :data:`nova_tenant_pin.privsep.HOST_ROOT`, where the privileged
+        writes go (tests patch both to a fake tree). None means that.
+    """
+
+    def __init__(self, root='/', host_root=None):
+        if host_root is not None and os.path.realpath(host_root) != \
+                os.path.realpath(privsep.HOST_ROOT):
+            raise ValueError('host_root %s is not privsep.HOST_ROOT %s: '
+                             'reads and writes would see different trees'
+                             % (host_root, privsep.HOST_ROOT))
+        self.root = cgroupfs.normalize_root(root)
+        self.layout = cgroupfs.detect_layout(privsep.HOST_ROOT)
+        if self.layout.cpuset is None:
+            raise CgroupLayoutError(
+                reason='no mounted hierarchy has the cpuset controller, so '
+                       'tenant CPUs cannot be enforced')
+
+    def path(self, tenant, hierarchy=None):
+        """The partition's directory in ``hierarchy`` (default: cpuset)."""
+        hierarchy = hierarchy or self.layout.cpuset
+        return hierarchy.path(self.root, partition_dir(tenant))
+
+    @staticmethod
+    def _ids(values, tenant, what):
+        values = sorted(values)
+        if not values:
+            raise PartitionError(name=partition_name(tenant),
+                                 reason='needs %s' % what)
+        return values
+
+    def ensure_partition(self, tenant, cpus, mems):
+        validate_tenant_id(tenant)
+        return privsep.ensure_partition(
+            self.root, tenant, self._ids(cpus, tenant, 'CPUs'),
+            self._ids(mems, tenant, 'memory nodes'))
+
+    def set_partition_cpus(self, tenant, cpus):
+        validate_tenant_id(tenant)
+        return privsep.set_partition_cpus(self.root, tenant,
+                                          self._ids(cpus, tenant, 'CPUs'))
+
+    def remove_partition(self, tenant):
+        validate_tenant_id(tenant)
+        return privsep.remove_partition(self.root, tenant)
+
+    def move_task(self, tenant, pid):
+        """Move a process into the partition (every hierarchy)."""
+        validate_tenant_id(tenant)
+        return privsep.move_task(self.root, tenant, pid)
+
+    def list_partitions(self):
+        cpuset = self.layout.cpuset
+        machine = cpuset.path(self.root, cgroupfs.MACHINE)
+        try:
+            names = sorted(os.listdir(machine))
+        except FileNotFoundError:
+            return {}
+        result = {}
+        for name in names:
+            tenant = cgroupfs.tenant_of_dir(name)
+            path = os.path.join(machine, name)
+            if tenant is None or os.path.islink(path) or \
+                    not os.path.isdir(path):
+                continue
+            group = cgroupfs.cgroup(cpuset, path)
+            try:
+                result[tenant] = PartitionInfo(
+                    tenant, group.cpus(), group.effective_cpus(),
+                    group.mems(), cgroupfs.subtree_tasks(cpuset, path),
+                    group.exclusive())
+            except FileNotFoundError:
+                # Removed while we read it.
+                continue
+        return result
+
+
+def get_partitions(backend=None, root=None, conf=None):
+    """The TenantPartitions the manager uses.
+
+    :param backend: ``auto`` (the host's cgroup tree, v1, v2 or hybrid) or
+        ``memory`` (no enforcement; tests only). Default:
+        ``[tenant_pin] partition_backend``.
+    :param root: the cgroup root; default ``[tenant_pin] cgroup_root``.
+    """
+    conf = conf or cfg.CONF
+    backend = backend or conf.tenant_pin.partition_backend
+    if backend == 'memory':
+        return MemoryPartitions()
+    if backend != 'auto':
+        raise ValueError('unknown partition backend %r (auto, memory)'
+                         % (backend,))
+    return CgroupPartitions(root=root or conf.tenant_pin.cgroup_root)

@@ -71,14 +71,59 @@ When unset, the housekeeping CPUs are the host's online CPUs that
 """),
 ]
 
+enforcement_opts = [
+    cfg.StrOpt(
+        'partition_backend',
+        default='auto',
+        choices=[
+            ('auto', 'The host\'s cgroup tree: cgroup v1, v2 or hybrid, as '
+                     'read from /proc/self/mountinfo. Needs a mounted '
+                     'cpuset controller.'),
+            ('memory', 'Partitions kept in memory only. Nothing is '
+                       'enforced: for tests, never for a real host.'),
+        ],
+        help="""
+Where tenant partitions live. With ``auto`` the compute service refuses to
+start when no hierarchy has the cpuset controller, rather than run
+unconfined.
+"""),
+    cfg.StrOpt(
+        'cgroup_root',
+        default='/',
+        help="""
+The cgroup path, under the mount point of every hierarchy, that holds
+libvirt's ``machine`` group and so the tenant partitions
+(``<mount><cgroup_root>/machine/tenant-<project>.partition``). Keep ``/``
+unless libvirtd itself runs in a sub-cgroup (a second libvirtd on one
+machine, for example ``/hostB``). Components may use letters, digits,
+``_``, ``-``, ``.`` and ``@``; a value with ``..`` or a symlink is refused.
+If it does not match where libvirtd puts ``machine``, instances fail to
+start because their partition is missing.
+"""),
+    cfg.StrOpt(
+        'housekeeping_state_file',
+        default='/var/lib/nova-tenant-pin/housekeeping.json',
+        help="""
+JSON file where ``nova-tenant-pin housekeeping apply`` records the values
+it changed (IRQ affinities, the default IRQ mask, the workqueue cpumask,
+systemd AllowedCPUs=, the housekeeping cpuset), so that ``release``
+restores them exactly. Its directory is created if missing; the user
+running the command must be able to write there. ``apply`` on a host that
+already has the file keeps the values recorded first, so re-running it is
+safe. If the file is lost while housekeeping is applied, ``release`` exits
+1 and restores nothing: keep it on a persistent disk, not under /run.
+"""),
+]
+
 
 def register_opts(conf):
     conf.register_group(tenant_pin_group)
     conf.register_opts(placement_opts, group=tenant_pin_group)
+    conf.register_opts(enforcement_opts, group=tenant_pin_group)
 
 
 def list_opts():
-    return [(tenant_pin_group, placement_opts)]
+    return [(tenant_pin_group, placement_opts + enforcement_opts)]
 
 
 register_opts(cfg.CONF)

@@ -1,0 +1,557 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The only code of nova-tenant-pin that runs with privileges.
+
+One :class:`~oslo_privsep.priv_context.PrivContext`, ``tenant_pin_pctxt``,
+and a handful of narrow entrypoints: each one does one kind of change
+(create a tenant partition, resize it, move a task, set an IRQ's affinity
+...) and validates every argument itself before it writes anything:
+
+* names match a strict pattern (a tenant id, a cgroup root made of plain
+  components, a systemd unit from a fixed list);
+* every cgroup path is built here, resolved, and must stay under the mount
+  point of its hierarchy, with no symlink on the way;
+* CPU lists parse, are non-empty, and are a subset of the online CPUs;
+* PIDs and IRQ numbers are integers that exist.
+
+Bad input raises :class:`~nova_tenant_pin.exception.InvalidArgument` and
+changes nothing. There is no entrypoint that writes an arbitrary file or
+runs an arbitrary command.
+
+``HOST_ROOT`` is the root of the filesystem these functions work in. It is
+``/`` in the daemon; unit tests run the functions in-process
+(``set_client_mode(False)``) with it patched to a fake tree.
+"""
+
+import errno
+import os
+import re
+
+from oslo_concurrency import processutils
+from oslo_log import log as logging
+from oslo_privsep import capabilities
+from oslo_privsep import priv_context
+
+from nova_tenant_pin import cgroupfs
+from nova_tenant_pin import exception
+from nova_tenant_pin import topology
+
+LOG = logging.getLogger(__name__)
+
+# Writing cgroup, /proc/irq and workqueue files owned by root needs no
+# capability when the daemon's euid is 0 (they are owner-writable).
+# CAP_SYS_NICE is needed to move into a cpuset (which changes affinity) a
+# task owned by another user; the functional test
+# test_privsep.TestRealDaemon proves the daemon works with it alone.
+tenant_pin_pctxt = priv_context.PrivContext(
+    'nova_tenant_pin',
+    cfg_section='nova_tenant_pin_privileged',
+    pypath=__name__ + '.tenant_pin_pctxt',
+    capabilities=[capabilities.CAP_SYS_NICE],
+)
+
+HOST_ROOT = '/'
+
+# systemd units whose AllowedCPUs= housekeeping may change.
+SYSTEMD_UNITS = ('system.slice', 'user.slice', 'init.scope')
+
+_CPU_LIST_RE = re.compile(r'^\d{1,5}(-\d{1,5})?(,\d{1,5}(-\d{1,5})?)*$')
+_MAX_CPU_LIST_CHARS = 4096
+_MAX_IRQ = 1 << 16
+
+
+def _host(path):
+    return cgroupfs.host_path(HOST_ROOT, path)
+
+
+def _refuse(what, value, reason):
+    raise exception.InvalidArgument(what=what, value=value, reason=reason)
+
+
+def _read_list(path, default):
+    try:
+        with open(_host(path)) as f:
+            return frozenset(topology.parse_cpu_list(f.read()))
+    except FileNotFoundError:
+        return frozenset(default)
+
+
+def _online_cpus():
+    return _read_list('/sys/devices/system/cpu/online', ())
+
+
+def _online_mems():
+    # A kernel without NUMA has no node directory: node 0 only.
+    return _read_list('/sys/devices/system/node/online', (0,))
+
+
+def _id_set(value, what, allowed):
+    """A non-empty set of CPU (or memory node) numbers, a subset of
+    ``allowed``, from a kernel list string or a list of ints."""
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > _MAX_CPU_LIST_CHARS or not _CPU_LIST_RE.match(text):
+            _refuse(what, value, 'not a list such as "0-3,8"')
+        bound = max(allowed, default=-1)
+        # Bound each number before expanding a range such as 0-99999.
+        if any(int(n) > bound for n in re.findall(r'\d+', text)):
+            _refuse(what, value, 'names a number above %d' % bound)
+        try:
+            ids = frozenset(topology.parse_cpu_list(text))
+        except topology.TopologyError as e:
+            _refuse(what, value, str(e))
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        if len(value) > len(allowed) or not all(
+                isinstance(n, int) and not isinstance(n, bool)
+                for n in value):
+            _refuse(what, value, 'not a short list of integers')
+        ids = frozenset(value)
+    else:
+        _refuse(what, value, 'not a list')
+    if not ids:
+        _refuse(what, value, 'empty')
+    if not ids <= allowed:
+        _refuse(what, value, 'not online: %s (online: %s)'
+                % (topology.format_cpu_list(ids - allowed),
+                   topology.format_cpu_list(allowed)))
+    return ids
+
+
+def _cpus(value, what='CPU list'):
+    return _id_set(value, what, _online_cpus())
+
+
+def _mems(value):
+    return _id_set(value, 'memory node list', _online_mems())
+
+
+def _pid(value):
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        _refuse('PID', value, 'not a positive integer')
+    if not os.path.isdir(_host('/proc/%d' % value)):
+        _refuse('PID', value, 'no such task')
+    return value
+
+
+def _irq(value):
+    if (not isinstance(value, int) or isinstance(value, bool) or
+            not 0 <= value < _MAX_IRQ):
+        _refuse('IRQ', value, 'not an IRQ number')
+    if not os.path.isdir(_host('/proc/irq/%d' % value)):
+        _refuse('IRQ', value, 'no such IRQ')
+    return value
+
+
+def _tenant(value):
+    try:
+        return cgroupfs.validate_tenant_id(value)
+    except exception.PartitionError as e:
+        _refuse('tenant id', value, str(e))
+
+
+def _root(value):
+    return cgroupfs.normalize_root(value)
+
+
+def _confined(hierarchy, path):
+    """``path`` if it stays under the hierarchy's mount point: no symlink
+    on the way down and the resolved path below the mount."""
+    mount = os.path.realpath(hierarchy.mount)
+    rel = os.path.relpath(path, hierarchy.mount)
+    if rel.startswith('..') or os.path.isabs(rel):
+        _refuse('cgroup path', path, 'outside %s' % hierarchy.mount)
+    current = hierarchy.mount
+    for part in [] if rel == '.' else rel.split(os.sep):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            _refuse('cgroup path', path, '%s is a symlink' % current)
+    real = os.path.realpath(path)
+    if real != mount and not real.startswith(mount + os.sep):
+        _refuse('cgroup path', path, 'resolves outside %s' % mount)
+    return path
+
+
+def _layout():
+    return cgroupfs.detect_layout(HOST_ROOT)
+
+
+def _cpuset_hierarchy(layout):
+    hierarchy = layout.cpuset
+    if hierarchy is None:
+        raise exception.CgroupLayoutError(
+            reason='no hierarchy has the cpuset controller')
+    return hierarchy
+
+
+def _levels(hierarchy, root, *parts):
+    """The directories from the first level under the mount down to
+    ``<root>/<parts>``, each checked to stay under the mount."""
+    rel = [p for p in root.split('/') if p]
+    for part in parts:
+        rel += part.split('/')
+    return [_confined(hierarchy, os.path.join(hierarchy.mount, *rel[:i]))
+            for i in range(1, len(rel) + 1)]
+
+
+def _kernel_error(name, err, action):
+    return exception.PartitionError(name=name, reason='%s: %s' % (
+        action, os.strerror(err.errno) if err.errno else err))
+
+
+def _make_dirs(hierarchy, levels, created):
+    """Create missing levels top-down. On a cpuset hierarchy a new
+    intermediate level copies its parent's CPUs and memory nodes (v1) or
+    gets the cpuset controller enabled from its parent (v2)."""
+    for path in levels:
+        if os.path.isdir(path):
+            continue
+        parent = os.path.dirname(path)
+        if hierarchy.version == 2 and 'cpuset' in hierarchy.controllers:
+            _enable_v2_cpuset(parent)
+        os.mkdir(path)
+        created.append(path)
+        if hierarchy.version == 1 and 'cpuset' in hierarchy.controllers \
+                and path != levels[-1]:
+            up, down = cgroupfs.V1Cgroup(parent), cgroupfs.V1Cgroup(path)
+            down.set_mems(up.mems())
+            down.set_cpus(up.cpus())
+
+
+def _enable_v2_cpuset(path):
+    group = cgroupfs.V2Cgroup(path)
+    if 'cpuset' not in group.subtree_control():
+        group.enable_controller('cpuset')
+
+
+def _try_exclusive(hierarchy, path, cpus):
+    """Make the partition's CPUs exclusive where the kernel allows it:
+    v1 ``cpuset.cpu_exclusive`` when the parent is exclusive and no sibling
+    overlaps; v2 ``cpuset.cpus.partition`` = ``root``, read back. Returns
+    whether it is exclusive now."""
+    group = cgroupfs.cgroup(hierarchy, path)
+    parent = os.path.dirname(path)
+    try:
+        if hierarchy.version == 1:
+            if group.exclusive():
+                return True
+            if not cgroupfs.V1Cgroup(parent).exclusive():
+                return False
+            for name in os.listdir(parent):
+                sibling = os.path.join(parent, name)
+                if (sibling != path and os.path.isdir(sibling) and
+                        not os.path.islink(sibling) and
+                        cgroupfs.V1Cgroup(sibling).cpus() & cpus):
+                    return False
+            group.set_exclusive(True)
+            return True
+        if not os.path.exists(os.path.join(path, 'cpuset.cpus.partition')):
+            return False
+        group.set_exclusive(True)
+        if group.exclusive():
+            return True
+        # "root invalid (...)": the kernel does not allow it here.
+        group.set_exclusive(False)
+        return False
+    except OSError as e:
+        if not cgroupfs.is_refused(e):
+            raise
+        LOG.info('%s: the kernel keeps it non-exclusive: %s', path,
+                 os.strerror(e.errno))
+        return False
+
+
+def _resize(hierarchy, path, cpus):
+    """Move a partition and its domains to ``cpus``: widen top-down, shrink
+    bottom-up (see cgroupfs.plan_cpuset_resize)."""
+    current = {}
+    for rel in cgroupfs.subtree(path):
+        try:
+            cpus_now = cgroupfs.cgroup(hierarchy,
+                                       os.path.join(path, rel)).cpus()
+        except FileNotFoundError:
+            continue
+        if cpus_now:
+            # v2: an empty cpuset.cpus inherits its parent and stays so.
+            current[rel] = cpus_now
+    if '' not in current:
+        current[''] = frozenset(cpus)
+    for rel, value in cgroupfs.plan_cpuset_resize(current, cpus):
+        target = os.path.join(path, rel) if rel else path
+        cgroupfs.cgroup(hierarchy, _confined(hierarchy, target)).set_cpus(
+            value)
+    return len(current)
+
+
+def _partition_levels(layout, root, tenant):
+    return [(h, _levels(h, root, cgroupfs.partition_dir(tenant)))
+            for h in layout.ordered()]
+
+
+@tenant_pin_pctxt.entrypoint
+def ensure_partition(root, tenant, cpus, mems):
+    """Create ``<root>/machine/tenant-<id>.partition`` in every hierarchy
+    libvirt uses, cpuset first with ``cpuset.mems`` then ``cpuset.cpus``
+    set, creating missing parents top-down; resize it if it exists.
+
+    :returns: ``{"created": [hierarchy names], "exclusive": bool}``
+    """
+    root, tenant = _root(root), _tenant(tenant)
+    cpus, mems = _cpus(cpus, 'partition CPUs'), _mems(mems)
+    layout = _layout()
+    cpuset = _cpuset_hierarchy(layout)
+    plan = _partition_levels(layout, root, tenant)
+    name = cgroupfs.partition_name(tenant)
+    created = []
+    try:
+        for hierarchy, levels in plan:
+            existed = os.path.isdir(levels[-1])
+            _make_dirs(hierarchy, levels, created)
+            if hierarchy is not cpuset:
+                continue
+            group = cgroupfs.cgroup(hierarchy, levels[-1])
+            if existed:
+                if group.mems() != mems:
+                    group.set_mems(mems)
+                _resize(hierarchy, levels[-1], cpus)
+            else:
+                if hierarchy.version == 1:
+                    group.set_mems(mems)
+                    group.set_cpus(cpus)
+                else:
+                    group.set_cpus(cpus)
+                    group.set_mems(mems)
+                    _enable_v2_cpuset(levels[-1])
+    except OSError as e:
+        for path in reversed(created):
+            try:
+                os.rmdir(path)
+            except OSError:
+                LOG.warning('could not remove %s after a failed create',
+                            path)
+        raise _kernel_error(name, e, 'create') from None
+    exclusive = _try_exclusive(cpuset, plan[0][1][-1], cpus)
+    return {'created': sorted({h.name for h, levels in plan
+                               if any(p in created for p in levels)}),
+            'exclusive': exclusive}
+
+
+@tenant_pin_pctxt.entrypoint
+def set_partition_cpus(root, tenant, cpus):
+    """Resize an existing partition and the domain cgroups inside it:
+    widen top-down, shrink bottom-up. Returns the number of cgroups in the
+    partition's cpuset subtree."""
+    root, tenant = _root(root), _tenant(tenant)
+    cpus = _cpus(cpus, 'partition CPUs')
+    cpuset = _cpuset_hierarchy(_layout())
+    path = _levels(cpuset, root, cgroupfs.partition_dir(tenant))[-1]
+    name = cgroupfs.partition_name(tenant)
+    if not os.path.isdir(path):
+        raise exception.PartitionError(name=name, reason='does not exist')
+    try:
+        return _resize(cpuset, path, cpus)
+    except OSError as e:
+        raise _kernel_error(name, e, 'resize to %s'
+                            % topology.format_cpu_list(cpus)) from None
+
+
+@tenant_pin_pctxt.entrypoint
+def remove_partition(root, tenant):
+    """Remove the partition from every hierarchy, its empty children first,
+    if no task is left in it anywhere; PartitionBusy otherwise. Kills
+    nothing. Returns the names of the hierarchies it was removed from."""
+    root, tenant = _root(root), _tenant(tenant)
+    plan = _partition_levels(_layout(), root, tenant)
+    name = cgroupfs.partition_name(tenant)
+    tasks = set()
+    for hierarchy, levels in plan:
+        tasks |= cgroupfs.subtree_tasks(hierarchy, levels[-1])
+    if tasks:
+        raise exception.PartitionBusy(name=name, tasks=sorted(tasks))
+    removed = []
+    for hierarchy, levels in plan:
+        path = levels[-1]
+        if not os.path.isdir(path):
+            continue
+        for rel in reversed(cgroupfs.subtree(path)):
+            try:
+                os.rmdir(os.path.join(path, rel) if rel else path)
+            except OSError as e:
+                if e.errno == errno.EBUSY:
+                    raise exception.PartitionBusy(
+                        name=name, tasks='(a task entered it)') from None
+                raise _kernel_error(name, e, 'remove') from None
+        removed.append(hierarchy.name)
+    return removed
+
+
+@tenant_pin_pctxt.entrypoint
+def move_task(root, tenant, pid):
+    """Move a process (all its threads) into the tenant's partition in
+    every hierarchy. The partition must exist."""
+    root, tenant, pid = _root(root), _tenant(tenant), _pid(pid)
+    plan = _partition_levels(_layout(), root, tenant)
+    name = cgroupfs.partition_name(tenant)
+    for hierarchy, levels in plan:
+        if not os.path.isdir(levels[-1]):
+            raise exception.PartitionError(
+                name=name, reason='does not exist in %s' % hierarchy.name)
+    try:
+        for hierarchy, levels in plan:
+            cgroupfs.cgroup(hierarchy, levels[-1]).add_process(pid)
+    except OSError as e:
+        raise _kernel_error(name, e, 'move task %d' % pid) from None
+
+
+@tenant_pin_pctxt.entrypoint
+def ensure_housekeeping_cpuset(root, cpus):
+    """Create or resize the cpuset ``<root>/housekeeping`` (cpuset
+    hierarchy only) with ``cpus`` and its parent's memory nodes. Returns
+    True if it was created."""
+    root, cpus = _root(root), _cpus(cpus, 'housekeeping CPUs')
+    cpuset = _cpuset_hierarchy(_layout())
+    path = _levels(cpuset, root, cgroupfs.HOUSEKEEPING)[-1]
+    if not os.path.isdir(os.path.dirname(path)):
+        _refuse('cgroup root', root, 'does not exist')
+    created = not os.path.isdir(path)
+    group = cgroupfs.cgroup(cpuset, path)
+    try:
+        if created:
+            if cpuset.version == 2:
+                _enable_v2_cpuset(os.path.dirname(path))
+            os.mkdir(path)
+            if cpuset.version == 1:
+                group.set_mems(cgroupfs.V1Cgroup(
+                    os.path.dirname(path)).mems())
+        if group.cpus() != cpus:
+            group.set_cpus(cpus)
+    except OSError as e:
+        if created and os.path.isdir(path):
+            os.rmdir(path)
+        raise exception.HousekeepingError(
+            reason='cpuset %s: %s' % (path, os.strerror(e.errno))) from None
+    return created
+
+
+def _housekeeping_paths(root):
+    cpuset = _cpuset_hierarchy(_layout())
+    levels = _levels(cpuset, root, cgroupfs.HOUSEKEEPING)
+    parent = _confined(cpuset, os.path.dirname(levels[-1]))
+    return cpuset, parent, levels[-1]
+
+
+@tenant_pin_pctxt.entrypoint
+def confine_task(root, tid):
+    """Move one task from the cgroup root ``<root>`` of the cpuset
+    hierarchy into ``<root>/housekeeping``. A task anywhere else (a tenant
+    partition, another service's cpuset) is left alone.
+
+    :returns: ``"moved"``, ``"refused"`` (the kernel keeps it: a per-CPU
+        kernel thread), ``"gone"`` (it exited) or ``"elsewhere"``.
+    """
+    root, tid = _root(root), _pid(tid)
+    cpuset, parent, path = _housekeeping_paths(root)
+    if not os.path.isdir(path):
+        raise exception.HousekeepingError(reason='no cpuset %s' % path)
+    if tid not in cgroupfs.cgroup(cpuset, parent).tasks():
+        return 'elsewhere'
+    try:
+        cgroupfs.cgroup(cpuset, path).add_task(tid)
+    except OSError as e:
+        if e.errno == errno.ESRCH:
+            return 'gone'
+        if e.errno == errno.EINVAL:
+            return 'refused'
+        raise exception.HousekeepingError(
+            reason='move task %d: %s' % (tid, os.strerror(e.errno))) from None
+    return 'moved'
+
+
+@tenant_pin_pctxt.entrypoint
+def release_housekeeping_cpuset(root):
+    """Move every task of ``<root>/housekeeping`` back to ``<root>`` and
+    remove the cpuset. Tasks forked while this runs are caught by repeating
+    until the cpuset is empty (a few passes at most).
+
+    :returns: ``{"moved": count, "stuck": [tids the kernel kept]}``; the
+        cpuset stays when a task is stuck.
+    """
+    root = _root(root)
+    cpuset, parent, path = _housekeeping_paths(root)
+    if not os.path.isdir(path):
+        return {'moved': 0, 'stuck': []}
+    back = cgroupfs.cgroup(cpuset, parent)
+    group = cgroupfs.cgroup(cpuset, path)
+    moved, stuck = 0, set()
+    for _ in range(10):
+        tasks = group.tasks() - stuck
+        if not tasks:
+            break
+        for tid in sorted(tasks):
+            try:
+                back.add_task(tid)
+                moved += 1
+            except OSError as e:
+                if e.errno != errno.ESRCH:
+                    stuck.add(tid)
+    if not group.tasks():
+        os.rmdir(path)
+    return {'moved': moved, 'stuck': sorted(stuck)}
+
+
+@tenant_pin_pctxt.entrypoint
+def set_irq_affinity(irq, cpus):
+    """Write ``/proc/irq/<irq>/smp_affinity_list``. Returns False when the
+    kernel refuses with EIO (an IRQ whose affinity cannot be changed, such
+    as a per-CPU or managed one)."""
+    irq, cpus = _irq(irq), _cpus(cpus, 'IRQ affinity')
+    try:
+        with open(_host('/proc/irq/%d/smp_affinity_list' % irq), 'w') as f:
+            f.write(topology.format_cpu_list(cpus))
+    except OSError as e:
+        if e.errno == errno.EIO:
+            return False
+        raise
+    return True
+
+
+@tenant_pin_pctxt.entrypoint
+def set_default_irq_affinity(cpus):
+    """Write ``/proc/irq/default_smp_affinity`` (the mask new IRQs get)."""
+    cpus = _cpus(cpus, 'default IRQ affinity')
+    with open(_host('/proc/irq/default_smp_affinity'), 'w') as f:
+        f.write(cgroupfs.format_cpu_mask(cpus))
+
+
+@tenant_pin_pctxt.entrypoint
+def set_workqueue_cpumask(cpus):
+    """Write ``/sys/devices/virtual/workqueue/cpumask``, the CPUs unbound
+    kernel work items may run on."""
+    cpus = _cpus(cpus, 'workqueue cpumask')
+    with open(_host('/sys/devices/virtual/workqueue/cpumask'), 'w') as f:
+        f.write(cgroupfs.format_cpu_mask(cpus))
+
+
+@tenant_pin_pctxt.entrypoint
+def set_systemd_allowed_cpus(unit, cpus):
+    """``systemctl set-property --runtime <unit> AllowedCPUs=<cpus>`` for
+    one of :data:`SYSTEMD_UNITS`; ``cpus`` None resets the property (the
+    unit may use every CPU again)."""
+    if unit not in SYSTEMD_UNITS:
+        _refuse('systemd unit', unit, 'not one of %s'
+                % ', '.join(SYSTEMD_UNITS))
+    value = '' if cpus is None else topology.format_cpu_list(
+        _cpus(cpus, 'AllowedCPUs'))
+    processutils.execute('systemctl', 'set-property', '--runtime', unit,
+                         'AllowedCPUs=%s' % value)

@@ -1,0 +1,109 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``nova-tenant-pin housekeeping apply|release|show``.
+
+Confines host housekeeping (services, IRQs, unbound workqueues, movable
+kernel threads) to the reserved CPUs, records what it changed in
+``[tenant_pin] housekeeping_state_file``, and restores it on release.
+Prints one JSON document on stdout. Needs root (the writes go through the
+privsep daemon, started with ``[nova_tenant_pin_privileged]
+helper_command`` or sudo).
+"""
+
+import json
+import sys
+
+from oslo_config import cfg
+
+from nova_tenant_pin.cmd import main as cli
+from nova_tenant_pin import exception
+from nova_tenant_pin import housekeeping
+from nova_tenant_pin import topology
+
+HELP = """\
+apply    confine services, IRQs, the unbound workqueue mask and movable
+         kernel threads to the housekeeping CPUs (--cpus, else
+         [tenant_pin] housekeeping_cpus); idempotent
+release  restore exactly what apply changed (from the state file)
+show     report what is confined, unconfined and unconfinable
+Exit 0 on success, 1 when something could not be done or restored
+(details in the JSON), 2 on bad input.
+"""
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        'housekeeping', help='confine or release host housekeeping',
+        description=HELP, formatter_class=_raw_formatter())
+    parser.add_argument('action', choices=['apply', 'release', 'show'])
+    parser.add_argument('--cpus', metavar='LIST',
+                        help='housekeeping CPUs such as "0,64" (default: '
+                             '[tenant_pin] housekeeping_cpus)')
+    parser.add_argument('--state-file', metavar='PATH',
+                        help='default: [tenant_pin] housekeeping_state_file')
+    parser.add_argument('--cgroup-root', metavar='PATH',
+                        help='cgroup root of the housekeeping cpuset '
+                             '(default: [tenant_pin] cgroup_root)')
+    parser.set_defaults(func=run)
+
+
+def _raw_formatter():
+    import argparse
+    return argparse.RawDescriptionHelpFormatter
+
+
+def _cpus(args):
+    text = args.cpus if args.cpus is not None else \
+        cfg.CONF.tenant_pin.housekeeping_cpus
+    if text is None:
+        if args.action == 'apply':
+            raise cli.UsageError('no housekeeping CPUs: give --cpus or set '
+                                 '[tenant_pin] housekeeping_cpus')
+        return None
+    try:
+        cpus = topology.parse_cpu_list(text)
+    except topology.TopologyError as e:
+        raise cli.UsageError(str(e))
+    if not cpus:
+        raise cli.UsageError('the housekeeping CPU list is empty')
+    return cpus
+
+
+def run(args):
+    conf = cfg.CONF.tenant_pin
+    try:
+        keeper = housekeeping.Housekeeping(
+            state_file=args.state_file or conf.housekeeping_state_file,
+            cpus=_cpus(args), root=args.cgroup_root or conf.cgroup_root)
+    except exception.InvalidArgument as e:
+        raise cli.UsageError(str(e))
+    status = cli.EXIT_OK
+    try:
+        if args.action == 'apply':
+            report = keeper.apply()
+        elif args.action == 'release':
+            report = keeper.release()
+            if report['failed']:
+                status = cli.EXIT_PROBLEM
+        else:
+            report = keeper.show()
+    except exception.InvalidArgument as e:
+        raise cli.UsageError(str(e))
+    except exception.TenantPinException as e:
+        sys.stderr.write('nova-tenant-pin housekeeping: %s\n' % e)
+        return cli.EXIT_PROBLEM
+    json.dump(report, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write('\n')
+    return status

@@ -1,0 +1,369 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Confine host housekeeping to the reserved CPUs, reversibly.
+
+Design invariant 2: system services, nova-compute, libvirtd, IRQs and
+unbound kernel work run on reserved whole cores that no tenant gets.
+:class:`Housekeeping` applies that to a host, records every value it
+changes in a JSON state file before changing it, and restores those values
+on release:
+
+* services: where systemd is PID 1, ``AllowedCPUs=`` on ``system.slice``,
+  ``user.slice`` and ``init.scope`` (``systemctl set-property --runtime``);
+  elsewhere a cpuset ``<cgroup root>/housekeeping`` that receives every
+  task of the root cpuset, user processes and movable kernel threads
+  alike. Per-CPU kernel threads (``PF_NO_SETAFFINITY``) stay where they
+  are and are counted; ``kthreadd`` (PID 2) stays too, so kernel threads it
+  creates meanwhile are not born in a cpuset they could not leave;
+* IRQs: ``/proc/irq/<n>/smp_affinity_list`` for each IRQ (one that refuses
+  with EIO is counted as unconfinable) and ``/proc/irq/default_smp_affinity``;
+* unbound workqueues: ``/sys/devices/virtual/workqueue/cpumask``.
+
+Re-running ``apply`` is idempotent: values already recorded are kept, so
+``release`` always restores what the host had before the first ``apply``.
+All writes go through :mod:`nova_tenant_pin.privsep`; reads are done here,
+under ``privsep.HOST_ROOT`` (tests patch it to a fake /proc and /sys).
+"""
+
+import json
+import os
+import tempfile
+
+from oslo_concurrency import processutils
+from oslo_log import log as logging
+
+from nova_tenant_pin import cgroupfs
+from nova_tenant_pin import exception
+from nova_tenant_pin import privsep
+from nova_tenant_pin import topology
+
+LOG = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+KTHREADD_PID = 2
+PF_KTHREAD = 0x00200000
+PF_NO_SETAFFINITY = 0x04000000
+# Passes over the root cpuset's tasks: a task forked by one not yet moved
+# lands in the root and is picked up by the next pass.
+MAX_PASSES = 5
+
+DEFAULT_IRQ_AFFINITY = '/proc/irq/default_smp_affinity'
+WORKQUEUE_CPUMASK = '/sys/devices/virtual/workqueue/cpumask'
+
+
+def _path(path):
+    return cgroupfs.host_path(privsep.HOST_ROOT, path)
+
+
+def _read(path):
+    with open(_path(path)) as f:
+        return f.read().strip()
+
+
+def systemd_is_init():
+    """True when PID 1 is systemd (then slices carry AllowedCPUs=)."""
+    try:
+        return _read('/proc/1/comm') == 'systemd'
+    except OSError:
+        return False
+
+
+def systemd_allowed_cpus(unit):
+    """The unit's AllowedCPUs= as a CPU list ('' when unset)."""
+    out, _ = processutils.execute('systemctl', 'show', '--value',
+                                  '--property', 'AllowedCPUs', unit)
+    return out.strip()
+
+
+def task_flags(tid):
+    """The kernel's task flags (``/proc/<tid>/stat`` field 9), or None if
+    the task is gone."""
+    try:
+        stat = _read('/proc/%d/stat' % tid)
+    except OSError:
+        return None
+    return int(stat.rsplit(')', 1)[1].split()[6])
+
+
+def is_per_cpu_kthread(tid):
+    flags = task_flags(tid)
+    return flags is not None and bool(flags & PF_KTHREAD) and bool(
+        flags & PF_NO_SETAFFINITY)
+
+
+def irqs():
+    """The IRQ numbers in /proc/irq, sorted."""
+    return sorted(int(n) for n in os.listdir(_path('/proc/irq'))
+                  if n.isdigit())
+
+
+def irq_affinity(irq):
+    return _read('/proc/irq/%d/smp_affinity_list' % irq)
+
+
+class Housekeeping:
+    """Housekeeping confinement of one host.
+
+    :param cpus: the housekeeping CPUs (a set of ints); needed by apply,
+        taken from the state file by release.
+    :param state_file: where apply records what it changed.
+    :param root: the cgroup root holding the housekeeping cpuset.
+    """
+
+    def __init__(self, state_file, cpus=None, root='/'):
+        self.state_file = state_file
+        self.cpus = frozenset(cpus) if cpus is not None else None
+        self.root = cgroupfs.normalize_root(root)
+
+    # State file -----------------------------------------------------------
+    def load_state(self):
+        try:
+            with open(self.state_file) as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            return None
+        except ValueError as e:
+            raise exception.HousekeepingError(
+                reason='state file %s is not JSON: %s'
+                       % (self.state_file, e)) from None
+        if state.get('version') != STATE_VERSION:
+            raise exception.HousekeepingError(
+                reason='state file %s has version %r, expected %d'
+                       % (self.state_file, state.get('version'),
+                          STATE_VERSION))
+        return state
+
+    def _save_state(self, state):
+        directory = os.path.dirname(os.path.abspath(self.state_file))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix='.housekeeping')
+        with os.fdopen(fd, 'w') as f:
+            json.dump(state, f, indent=1, sort_keys=True)
+        os.replace(tmp, self.state_file)
+
+    # Reading --------------------------------------------------------------
+    def _cpuset(self):
+        layout = cgroupfs.detect_layout(privsep.HOST_ROOT)
+        if layout.cpuset is None:
+            raise exception.HousekeepingError(
+                reason='no cpuset hierarchy to confine services in')
+        return layout.cpuset
+
+    def _root_tasks(self, cpuset):
+        return cgroupfs.cgroup(cpuset, cpuset.path(self.root)).tasks()
+
+    def _housekeeping_tasks(self, cpuset):
+        path = cpuset.path(self.root, cgroupfs.HOUSEKEEPING)
+        try:
+            return cgroupfs.cgroup(cpuset, path).tasks()
+        except FileNotFoundError:
+            return frozenset()
+
+    def _targets(self):
+        """The values apply writes: ``[(key, current, writer)]``."""
+        targets = []
+        for irq in irqs():
+            try:
+                current = irq_affinity(irq)
+            except OSError:
+                continue
+            targets.append(('irq:%d' % irq, current,
+                            lambda cpus, irq=irq: privsep.set_irq_affinity(
+                                irq, cpus)))
+        for key, path, writer in (
+                ('default_irq_affinity', DEFAULT_IRQ_AFFINITY,
+                 privsep.set_default_irq_affinity),
+                ('workqueue_cpumask', WORKQUEUE_CPUMASK,
+                 privsep.set_workqueue_cpumask)):
+            if os.path.exists(_path(path)):
+                targets.append((key, _read(path), writer))
+        return targets
+
+    @staticmethod
+    def _cpus_of(key, text):
+        """The CPUs of a recorded value: masks for the two mask files,
+        CPU lists for everything else."""
+        if key in ('default_irq_affinity', 'workqueue_cpumask'):
+            return cgroupfs.parse_cpu_mask(text)
+        return frozenset(topology.parse_cpu_list(text))
+
+    # Apply / release / show ----------------------------------------------
+    def apply(self):
+        """Confine housekeeping to ``cpus``; returns the report of show()."""
+        if not self.cpus:
+            raise exception.HousekeepingError(reason='no housekeeping CPUs')
+        cpus = topology.format_cpu_list(self.cpus)
+        state = self.load_state() or {
+            'version': STATE_VERSION, 'root': self.root, 'values': {},
+            'systemd': {}, 'refused': [], 'cpuset': False}
+        state['cpus'] = cpus
+        use_systemd = systemd_is_init()
+        targets = self._targets()
+        # Record every original before the first write, so that a crash
+        # part-way leaves a state file release can restore from.
+        for key, current, _ in targets:
+            if (key not in state['refused'] and
+                    self._cpus_of(key, current) != self.cpus):
+                state['values'].setdefault(key, current)
+        if use_systemd:
+            for unit in privsep.SYSTEMD_UNITS:
+                state['systemd'].setdefault(unit, systemd_allowed_cpus(unit))
+        else:
+            state['cpuset'] = True
+        self._save_state(state)
+
+        for key, current, writer in targets:
+            if (key not in state['values'] or
+                    self._cpus_of(key, current) == self.cpus):
+                continue
+            if writer(cpus) is False:
+                # EIO: the kernel does not let this IRQ move.
+                state['refused'].append(key)
+                del state['values'][key]
+        if use_systemd:
+            for unit in privsep.SYSTEMD_UNITS:
+                privsep.set_systemd_allowed_cpus(unit, cpus)
+            moved = {}
+        else:
+            privsep.ensure_housekeeping_cpuset(self.root, cpus)
+            moved = self._confine_tasks()
+        self._save_state(state)
+        report = self.show()
+        report['moved'] = moved
+        return report
+
+    def _confine_tasks(self):
+        cpuset = self._cpuset()
+        counts = {'moved': 0, 'refused': 0, 'gone': 0, 'elsewhere': 0}
+        skipped = set()
+        for _ in range(MAX_PASSES):
+            todo = [t for t in sorted(self._root_tasks(cpuset))
+                    if t not in skipped]
+            if not todo:
+                break
+            for tid in todo:
+                if tid == KTHREADD_PID or is_per_cpu_kthread(tid):
+                    skipped.add(tid)
+                    continue
+                try:
+                    result = privsep.confine_task(self.root, tid)
+                except exception.InvalidArgument:
+                    result = 'gone'
+                counts[result] += 1
+                if result != 'moved':
+                    skipped.add(tid)
+        return counts
+
+    def release(self):
+        """Restore everything apply recorded; remove the state file when
+        all of it is restored. Returns ``{"restored": [...],
+        "failed": {key: reason}}``."""
+        state = self.load_state()
+        if state is None:
+            raise exception.HousekeepingError(
+                reason='nothing to release: no state file %s'
+                       % self.state_file)
+        restored, failed = [], {}
+        for unit, value in sorted(state['systemd'].items()):
+            privsep.set_systemd_allowed_cpus(unit, value or None)
+            restored.append('systemd:%s' % unit)
+        if state.get('cpuset'):
+            result = privsep.release_housekeeping_cpuset(state['root'])
+            if result['stuck']:
+                failed['cpuset'] = 'tasks the kernel kept: %s' % (
+                    result['stuck'],)
+            else:
+                restored.append('cpuset')
+        writers = {key: writer for key, _, writer in self._targets()}
+        for key, value in sorted(state['values'].items()):
+            writer = writers.get(key)
+            if writer is None:
+                failed[key] = 'gone from this host'
+                continue
+            try:
+                ok = writer(topology.format_cpu_list(
+                    self._cpus_of(key, value)))
+            except (exception.InvalidArgument, OSError) as e:
+                failed[key] = str(e)
+                continue
+            if ok is False:
+                failed[key] = 'the kernel refused (EIO)'
+            else:
+                restored.append(key)
+        if failed:
+            # Keep only what is left to restore, for a later release.
+            state['values'] = {k: v for k, v in state['values'].items()
+                               if k in failed}
+            state['systemd'] = {}
+            state['cpuset'] = 'cpuset' in failed
+            self._save_state(state)
+        else:
+            os.unlink(self.state_file)
+        return {'restored': restored, 'failed': failed}
+
+    def show(self):
+        """What is confined and what is not, as a JSON-ready dict."""
+        state = self.load_state()
+        cpus = self.cpus
+        if cpus is None and state:
+            cpus = frozenset(topology.parse_cpu_list(state['cpus']))
+        refused = set(state['refused']) if state else set()
+
+        def judge(key, text):
+            value = self._cpus_of(key, text)
+            return {'value': topology.format_cpu_list(value),
+                    'confined': cpus is not None and value <= cpus}
+
+        report = {
+            'applied': state is not None,
+            'housekeeping_cpus': (topology.format_cpu_list(cpus)
+                                  if cpus is not None else None),
+            'irqs': {'confined': [], 'unconfined': [], 'unconfinable': []},
+        }
+        for key, current, _ in self._targets():
+            if key.startswith('irq:'):
+                irq = int(key[4:])
+                if key in refused:
+                    bucket = 'unconfinable'
+                elif judge(key, current)['confined']:
+                    bucket = 'confined'
+                else:
+                    bucket = 'unconfined'
+                report['irqs'][bucket].append(irq)
+            else:
+                report[key] = judge(key, current)
+        if systemd_is_init():
+            report['systemd'] = {}
+            for unit in privsep.SYSTEMD_UNITS:
+                value = systemd_allowed_cpus(unit)
+                report['systemd'][unit] = {
+                    'value': value,
+                    'confined': bool(value) and cpus is not None and
+                    topology.parse_cpu_list(value) <= cpus}
+        else:
+            report['tasks'] = self._task_report()
+        return report
+
+    def _task_report(self):
+        cpuset = self._cpuset()
+        per_cpu = unconfined = 0
+        for tid in self._root_tasks(cpuset):
+            if tid == KTHREADD_PID or is_per_cpu_kthread(tid):
+                per_cpu += 1
+            else:
+                unconfined += 1
+        return {'confined': len(self._housekeeping_tasks(cpuset)),
+                'unconfined': unconfined,
+                'unconfinable': per_cpu}

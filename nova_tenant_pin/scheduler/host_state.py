@@ -1,0 +1,175 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The tenant-pin view of a Nova scheduler ``HostState``.
+
+The filter and the weigher judge a host from what the scheduler already
+knows about it, and from nothing else:
+
+* ``host_state.numa_topology``: the cells the compute host reports, each
+  with its shared CPUs (``cpuset``, from ``[compute] cpu_shared_set``), its
+  dedicated CPUs (``pcpuset``) and its sibling sets. These become a
+  :class:`~nova_tenant_pin.topology.HostTopology`. Dedicated CPUs are Nova's
+  to pin and never go to a tenant, so they are passed as
+  ``dedicated_cpus``. Nova drops the threads it is not given (housekeeping)
+  from the sibling sets, so a core that lost a thread that way shows up
+  smaller than its neighbours; it is passed as housekeeping, as the compute
+  host rounds housekeeping up to whole cores.
+* ``host_state.instances``: the instances on the host, each as an
+  :class:`~nova_tenant_pin.allocator.InstanceRequest` of its project and
+  vCPUs. Instances with dedicated or mixed CPUs (flavor ``hw:cpu_policy``)
+  are Nova's and are left out.
+
+Known limits: the scheduler does not see a compute host's
+``[tenant_pin] housekeeping_cpus`` when they are inside
+``cpu_shared_set``, nor the instances it placed earlier in the same
+multi-create request; in both cases the compute host's claim is the last
+word, and Nova reschedules.
+"""
+
+import dataclasses
+import functools
+
+from nova import objects
+from nova.objects import fields
+from nova.virt import hardware
+
+from nova_tenant_pin import allocator
+from nova_tenant_pin.scheduler import conf as scheduler_conf
+from nova_tenant_pin.scheduler import fit
+from nova_tenant_pin import topology as topo
+
+CONF = scheduler_conf.CONF
+
+# The uuid of a request that has none yet (Nova sets one before it
+# schedules; a spec built by hand may not have it).
+NEW_INSTANCE = 'new-instance'
+
+# CPU policies whose vCPUs Nova pins itself, on dedicated CPUs.
+_NOVA_PINNED = (fields.CPUAllocationPolicy.DEDICATED,
+                fields.CPUAllocationPolicy.MIXED)
+
+
+@dataclasses.dataclass(frozen=True)
+class HostView:
+    """What the allocator needs of one host, hashable so plans cache.
+
+    ``cells`` is ``((cell_id, ((cpu, ...), ...)), ...)``, the sibling
+    groups the compute host reports.
+    """
+
+    cells: tuple
+    housekeeping_cpus: frozenset
+    dedicated_cpus: frozenset
+    running: tuple
+    ratio: float
+
+    @property
+    def topology(self):
+        return _topology(self.cells)
+
+    def check_fit(self, request):
+        """:func:`fit.check_fit` of ``request`` on this host."""
+        return fit.check_fit(
+            self.topology, self._running_without(request), request,
+            housekeeping_cpus=self.housekeeping_cpus, ratio=self.ratio,
+            dedicated_cpus=self.dedicated_cpus)
+
+    def stranded_change(self, request):
+        """:func:`fit.stranded_change` of ``request`` on this host."""
+        before = _plan(self.cells, self.housekeeping_cpus,
+                       self.dedicated_cpus, self._running_without(request),
+                       self.ratio)
+        return fit.stranded_change(before, request,
+                                   self.topology.max_threads_per_core,
+                                   self.ratio)
+
+    def _running_without(self, request):
+        # A resize or migration to the same host lists the instance already.
+        return tuple(r for r in self.running if r.uuid != request.uuid)
+
+
+@functools.lru_cache(maxsize=1024)
+def _topology(cells):
+    return topo.HostTopology({cell_id: groups for cell_id, groups in cells})
+
+
+# Hosts whose instances did not change since the last request plan the
+# same; the weigher asks this for every host of every request.
+@functools.lru_cache(maxsize=4096)
+def _plan(cells, housekeeping_cpus, dedicated_cpus, running, ratio):
+    return allocator.plan(_topology(cells), running,
+                          housekeeping_cpus=housekeeping_cpus,
+                          ratio=ratio, dedicated_cpus=dedicated_cpus)
+
+
+def host_view(host_state):
+    """The :class:`HostView` of a ``HostState``, or None for a host that
+    reports no NUMA topology (not a libvirt host: tenant-pin is not there).
+    """
+    numa = host_state.numa_topology
+    if not numa or not numa.cells:
+        return None
+    cells = []
+    dedicated = set()
+    for cell in numa.cells:
+        shared = set(cell.cpuset)
+        pinned = set(cell.pcpuset) if 'pcpuset' in cell else set()
+        cpus = shared | pinned
+        groups = [frozenset(s) & cpus for s in (cell.siblings or ())]
+        grouped = set().union(*groups) if groups else set()
+        # A CPU with no sibling set reported is a core of its own.
+        groups += [frozenset([cpu]) for cpu in cpus - grouped]
+        cells.append((cell.id, tuple(sorted(
+            tuple(sorted(g)) for g in set(groups) if g))))
+        dedicated |= pinned
+    cells = tuple(sorted(cells))
+    topology = _topology(cells)
+    width = topology.max_threads_per_core
+    partial = frozenset(cpu for core in topology.cores
+                        if core.threads < width for cpu in core.cpus)
+    running = tuple(sorted(
+        (r for r in (_request_of_instance(i)
+                     for i in host_state.instances.values()) if r),
+        key=lambda r: r.uuid))
+    return HostView(cells, partial, frozenset(dedicated), running,
+                    CONF.tenant_pin.tenant_cpu_allocation_ratio)
+
+
+def _request_of_instance(instance):
+    """An instance on the host as the allocator sees it, or None when Nova
+    pins it on dedicated CPUs."""
+    if instance.obj_attr_is_set('flavor') and instance.flavor:
+        specs = instance.flavor.extra_specs or {}
+        if specs.get('hw:cpu_policy') in _NOVA_PINNED:
+            return None
+        vcpus = instance.flavor.vcpus
+    else:
+        vcpus = instance.vcpus
+    return allocator.InstanceRequest(instance.uuid, instance.project_id,
+                                     vcpus)
+
+
+def request_of_spec(spec_obj):
+    """The instance being scheduled as the allocator sees it, or None when
+    it asks for dedicated or mixed CPUs (Nova pins those; the tenant-pin
+    rules do not apply)."""
+    image = spec_obj.image if spec_obj.obj_attr_is_set('image') else None
+    if hardware.get_cpu_policy_constraint(
+            spec_obj.flavor,
+            image or objects.ImageMeta.from_dict({})) in _NOVA_PINNED:
+        return None
+    return allocator.InstanceRequest(
+        spec_obj.instance_uuid or NEW_INSTANCE, spec_obj.project_id,
+        spec_obj.vcpus)

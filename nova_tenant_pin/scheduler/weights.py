@@ -1,0 +1,56 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``TenantPinWeigher``: fill the threads a tenant holds before opening
+cores.
+
+Enable it on the schedulers (``nova.conf``)::
+
+    [filter_scheduler]
+    weight_classes = nova.scheduler.weights.all_weighers
+    weight_classes = nova_tenant_pin.scheduler.weights.TenantPinWeigher
+
+The weight of a host is minus :func:`fit.stranded_change
+<nova_tenant_pin.scheduler.fit.stranded_change>`: how many threads the host
+would leave idle inside tenants' cores with the new instance, compared with
+now. A host where the tenant has a spare thread scores highest (the
+instance fills it); a host where the instance opens a core it cannot fill
+scores lowest. ``[tenant_pin] weight_multiplier`` (or the aggregate key
+``tenant_pin_weight_multiplier``) scales it.
+"""
+
+from nova.scheduler import utils
+from nova.scheduler import weights
+
+from nova_tenant_pin.scheduler import conf as scheduler_conf
+from nova_tenant_pin.scheduler import host_state as tenant_host
+
+CONF = scheduler_conf.CONF
+
+
+class TenantPinWeigher(weights.BaseHostWeigher):
+    """Prefer hosts where the new instance fills its tenant's idle
+    threads."""
+
+    def weight_multiplier(self, host_state):
+        return utils.get_weight_multiplier(
+            host_state, 'tenant_pin_weight_multiplier',
+            CONF.tenant_pin.weight_multiplier)
+
+    def _weigh_object(self, host_state, spec_obj):
+        request = tenant_host.request_of_spec(spec_obj)
+        view = tenant_host.host_view(host_state)
+        if request is None or view is None:
+            return 0.0
+        return -float(view.stranded_change(request))

@@ -1,0 +1,263 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The tenant-pin scheduler filter and weigher against Nova's fake host
+states, and the pure fit decision they share."""
+
+import ddt
+from nova import objects
+from nova.scheduler import weights as nova_weights
+from nova.tests.unit.scheduler import fakes
+from oslo_utils.fixture import uuidsentinel
+
+from nova_tenant_pin import allocator
+from nova_tenant_pin.scheduler import filters
+from nova_tenant_pin.scheduler import fit
+from nova_tenant_pin.scheduler import host_state as tenant_host
+from nova_tenant_pin.scheduler import weights
+from nova_tenant_pin.tests import base
+from nova_tenant_pin import topology as topo
+
+objects.register_all()
+
+# One cell, 4 cores of 2 threads: siblings (0, 4), (1, 5), (2, 6), (3, 7).
+SIBLINGS = [{0, 4}, {1, 5}, {2, 6}, {3, 7}]
+
+
+def numa(cpuset=frozenset(range(8)), pcpuset=frozenset(), siblings=None,
+         cells=1):
+    """A NUMATopology of ``cells`` copies of the 4-core cell, the copies
+    numbered 8 CPUs apart."""
+    result = []
+    for cell in range(cells):
+        shift = 8 * cell
+        result.append(objects.NUMACell(
+            id=cell, cpuset={c + shift for c in cpuset},
+            pcpuset={c + shift for c in pcpuset},
+            siblings=[{c + shift for c in s}
+                      for s in (SIBLINGS if siblings is None else siblings)],
+            memory=4096, cpu_usage=0, memory_usage=0, pinned_cpus=set(),
+            mempages=[], network_metadata=objects.NetworkMetadata(
+                physnets=set(), tunneled=False)))
+    return objects.NUMATopology(cells=result)
+
+
+def uuid(name):
+    """A real UUID for a readable name (Nova's UUID fields want one)."""
+    return getattr(uuidsentinel, name)
+
+
+def instance(name, project, vcpus, cpu_policy=None):
+    specs = {'hw:cpu_policy': cpu_policy} if cpu_policy else {}
+    return objects.Instance(
+        uuid=uuid(name), project_id=project, vcpus=vcpus,
+        flavor=objects.Flavor(vcpus=vcpus, extra_specs=specs))
+
+
+def host(name, tenants=(), numa_topology=None, aggregates=()):
+    """A host running, for each ``(project, vcpus)`` in ``tenants``, one
+    instance of that size."""
+    instances = [instance('%s-%d' % (name, n), project, vcpus)
+                 for n, (project, vcpus) in enumerate(tenants)]
+    return fakes.FakeHostState(name, name, {
+        'numa_topology': numa() if numa_topology is None else numa_topology,
+        'aggregates': list(aggregates)}, instances=instances)
+
+
+def spec(project, vcpus, name='new', cpu_policy=None):
+    specs = {'hw:cpu_policy': cpu_policy} if cpu_policy else {}
+    return objects.RequestSpec(
+        instance_uuid=uuid(name), project_id=project,
+        flavor=objects.Flavor(vcpus=vcpus, extra_specs=specs),
+        image=objects.ImageMeta.from_dict({}))
+
+
+@ddt.ddt
+class TenantPinFilterTest(base.TestCase):
+
+    # (tenants on the 4-core host, new project, new vCPUs, passes)
+    @ddt.data(
+        ((), 'a', 8, True),
+        ((), 'a', 9, False),
+        # a holds 2 cores with a spare thread; b, c hold one core each.
+        ((('a', 3), ('b', 2), ('c', 2)), 'a', 1, True),
+        ((('a', 3), ('b', 2), ('c', 2)), 'd', 1, False),
+        # Four tenants of 1 vCPU: Nova sees 4 free VCPUs, but every core is
+        # held, and only the four tenants' own spare threads are left.
+        ((('a', 1), ('b', 1), ('c', 1), ('d', 1)), 'e', 1, False),
+        ((('a', 1), ('b', 1), ('c', 1), ('d', 1)), 'b', 1, True),
+        ((('a', 1), ('b', 1), ('c', 1), ('d', 1)), 'b', 2, False),
+        ((('a', 2), ('a', 1)), 'b', 4, True),
+        ((('a', 2), ('a', 1)), 'b', 5, False),
+    )
+    @ddt.unpack
+    def test_fit(self, tenants, project, vcpus, passes):
+        self.assertEqual(passes, filters.TenantPinFilter().host_passes(
+            host('h', tenants), spec(project, vcpus)))
+
+    def test_in_tenant_ratio_lets_a_tenant_share_its_threads(self):
+        full = host('h', [('a', 2), ('b', 2), ('c', 2), ('d', 2)])
+        self.assertFalse(filters.TenantPinFilter().host_passes(
+            full, spec('a', 2)))
+        self.flags(tenant_cpu_allocation_ratio=2.0)
+        self.assertTrue(filters.TenantPinFilter().host_passes(
+            full, spec('a', 2)))
+        self.assertFalse(filters.TenantPinFilter().host_passes(
+            full, spec('a', 3)))
+
+    def test_instance_already_on_the_host_is_not_counted_twice(self):
+        # A resize to the same host: Nova lists the instance on the host
+        # and schedules it again.
+        state = host('h', [('a', 4), ('b', 2)])
+        self.assertTrue(filters.TenantPinFilter().host_passes(
+            state, spec('a', 4, name='h-0')))
+        self.assertFalse(filters.TenantPinFilter().host_passes(
+            state, spec('a', 4, name='other')))
+
+    def test_dedicated_requests_are_novas_business(self):
+        full = host('h', [('a', 1), ('b', 1), ('c', 1), ('d', 1)])
+        self.assertFalse(filters.TenantPinFilter().host_passes(
+            full, spec('e', 1)))
+        self.assertTrue(filters.TenantPinFilter().host_passes(
+            full, spec('e', 1, cpu_policy='dedicated')))
+
+    def test_host_without_numa_topology_passes(self):
+        state = fakes.FakeHostState('h', 'h', {'numa_topology': None})
+        self.assertTrue(filters.TenantPinFilter().host_passes(
+            state, spec('a', 64)))
+
+    def test_dedicated_cpus_are_never_given_to_tenants(self):
+        # Cores (2, 6) and (3, 7) are Nova's dedicated CPUs.
+        state = host('h', numa_topology=numa(cpuset={0, 1, 4, 5},
+                                             pcpuset={2, 3, 6, 7}))
+        self.assertTrue(filters.TenantPinFilter().host_passes(
+            state, spec('a', 4)))
+        self.assertFalse(filters.TenantPinFilter().host_passes(
+            state, spec('a', 5)))
+
+    def test_instances_pinned_by_nova_are_left_out(self):
+        state = host('h', [('a', 2)], numa_topology=numa(
+            cpuset={0, 1, 4, 5}, pcpuset={2, 3, 6, 7}))
+        pinned = instance('pinned', 'b', 4, cpu_policy='dedicated')
+        state.instances[pinned.uuid] = pinned
+        self.assertTrue(filters.TenantPinFilter().host_passes(
+            state, spec('c', 2)))
+
+
+@ddt.ddt
+class HostViewTest(base.TestCase):
+
+    def test_cores_from_siblings_and_cells(self):
+        view = tenant_host.host_view(host('h', [('a', 3)],
+                                          numa_topology=numa(cells=2)))
+        self.assertEqual(
+            topo.HostTopology({0: [[0, 4], [1, 5], [2, 6], [3, 7]],
+                               1: [[8, 12], [9, 13], [10, 14], [11, 15]]}),
+            view.topology)
+        self.assertEqual((allocator.InstanceRequest(uuid('h-0'), 'a', 3),),
+                         view.running)
+        self.assertEqual(frozenset(), view.housekeeping_cpus)
+
+    def test_core_that_lost_a_thread_to_housekeeping_is_reserved(self):
+        # CPU 0 is outside cpu_shared_set, so Nova reports (4) alone; the
+        # compute host reserves the whole core (0, 4) for housekeeping.
+        view = tenant_host.host_view(host('h', numa_topology=numa(
+            cpuset=set(range(1, 8)))))
+        self.assertEqual(frozenset({4}), view.housekeeping_cpus)
+        self.assertFalse(view.check_fit(
+            allocator.InstanceRequest('n', 'a', 7)).fits)
+        self.assertTrue(view.check_fit(
+            allocator.InstanceRequest('n', 'a', 6)).fits)
+
+    def test_cpus_without_sibling_sets_are_cores_of_their_own(self):
+        view = tenant_host.host_view(host('h', numa_topology=numa(
+            siblings=[])))
+        self.assertEqual(8, len(view.topology.cores))
+        self.assertEqual(1, view.topology.max_threads_per_core)
+
+
+@ddt.ddt
+class TenantPinWeigherTest(base.TestCase):
+
+    def weigh(self, hosts, request):
+        return nova_weights.HostWeightHandler().get_weighed_objects(
+            [weights.TenantPinWeigher()], hosts, request)
+
+    def test_fills_the_tenant_spare_thread_first(self):
+        hole = host('hole', [('a', 1)])
+        empty = host('empty')
+        even = host('even', [('a', 2)])
+        weighed = self.weigh([empty, even, hole], spec('a', 1))
+        self.assertEqual('hole', weighed[0].obj.host)
+        # Normalised to 0..1 and multiplied by the default 10.0.
+        self.assertEqual(10.0, weighed[0].weight)
+        self.assertEqual(0.0, weighed[-1].weight)
+
+    def test_multiplier_from_config_and_aggregate(self):
+        hosts = [host('hole', [('a', 1)]), host('empty')]
+        self.flags(weight_multiplier=2.0)
+        self.assertEqual(2.0, self.weigh(hosts, spec('a', 1))[0].weight)
+        aggregate = objects.Aggregate(
+            id=1, name='agg', hosts=['hole'],
+            metadata={'tenant_pin_weight_multiplier': '5.0'})
+        hosts[0].aggregates = [aggregate]
+        self.assertEqual(5.0, self.weigh(hosts, spec('a', 1))[0].weight)
+
+    def test_dedicated_request_weighs_nothing(self):
+        weigher = weights.TenantPinWeigher()
+        self.assertEqual(0.0, weigher._weigh_object(
+            host('hole', [('a', 1)]), spec('a', 1, cpu_policy='dedicated')))
+
+
+@ddt.ddt
+class FitTest(base.TestCase):
+
+    TOPOLOGY = topo.HostTopology({0: [[0, 4], [1, 5], [2, 6], [3, 7]]})
+
+    # (running (project, vcpus), new (project, vcpus), stranded change)
+    @ddt.data(
+        ((), ('a', 1), 1),            # opens a core, uses one thread
+        ((), ('a', 2), 0),
+        ((), ('a', 3), 1),
+        ((('a', 1),), ('a', 1), -1),  # fills a's spare thread
+        ((('a', 1),), ('a', 2), 0),   # fills it and opens a core: 1 -> 1
+        ((('a', 1),), ('a', 3), -1),  # 1 + 3 = 4: two full cores
+        ((('a', 1),), ('b', 1), 1),
+        ((('a', 2),), ('a', 1), 1),
+    )
+    @ddt.unpack
+    def test_stranded_change(self, running, new, change):
+        requests = [allocator.InstanceRequest('r%d' % n, p, v)
+                    for n, (p, v) in enumerate(running)]
+        before = allocator.plan(self.TOPOLOGY, requests)
+        arriving = allocator.InstanceRequest('new', *new)
+        self.assertEqual(change, fit.stranded_change(before, arriving, 2))
+        # The estimate is exact on one cell: the plan with the newcomer
+        # strands exactly that many more threads.
+        after = fit.check_fit(self.TOPOLOGY, requests, arriving).plan
+        self.assertEqual(change, after.stranded_cpus - before.stranded_cpus)
+
+    def test_refuses_a_newcomer_that_pushes_out_a_running_instance(self):
+        """The allocator serves bigger tenants first; a newcomer that makes
+        its tenant the biggest may take the cores another tenant holds. If
+        this fails, check_fit lets the scheduler pick a host where the
+        compute claim will fail."""
+        topology = topo.HostTopology({0: [[0, 4], [1, 5]]})
+        running = [allocator.InstanceRequest('b1', 'b', 2),
+                   allocator.InstanceRequest('a1', 'a', 1)]
+        verdict = fit.check_fit(topology, running,
+                                allocator.InstanceRequest('new', 'a', 2))
+        self.assertFalse(verdict.fits)
+        self.assertIn('b1', verdict.reason)
+        self.assertEqual(['b1'], [i['uuid'] for i in verdict.plan.unplaced])

@@ -20,9 +20,12 @@ filter and weigher (:mod:`nova_tenant_pin.scheduler.filters`), the capacity
 benchmark and the cluster simulation, so that all of them judge a host the
 same way:
 
-* :func:`check_fit` is exact: it runs :func:`allocator.plan` on the host's
-  instances plus the new one, exactly as the compute host will, and says
-  whether every instance is still placed.
+* :func:`check_fit` runs :func:`allocator.plan` on the host's instances
+  plus the new one, as the compute host will, and says whether every
+  instance is still placed. Given the plan of the host without the new
+  instance, it first refuses, with no plan, a host where the tenant's idle
+  threads and the free cores together hold fewer vCPUs than the instance
+  has: most hosts of a full cloud, at a fraction of a plan's cost.
 * :func:`stranded_change` is the weigher's estimate, cheap enough for every
   host of a large cloud: from the plan of the host *without* the new
   instance, how many threads the host strands after the tenant grows by the
@@ -38,11 +41,14 @@ import math
 
 from nova_tenant_pin import allocator
 
+_EPSILON = 1e-9
+
 
 @dataclasses.dataclass(frozen=True)
 class Fit:
     """The verdict on one host: ``fits``, the ``reason`` when it does not,
-    and the ``plan`` of the host with the new instance."""
+    and the ``plan`` of the host with the new instance (None when the
+    capacity bound alone refused it)."""
 
     fits: bool
     reason: str
@@ -50,7 +56,7 @@ class Fit:
 
 
 def check_fit(topology, running, new, housekeeping_cpus=(), ratio=1.0,
-              current=None, dedicated_cpus=()):
+              current=None, dedicated_cpus=(), before=None):
     """Plan ``running`` + ``new`` on the host; does everything stay placed?
 
     :param topology: the host's :class:`topology.HostTopology`.
@@ -59,6 +65,7 @@ def check_fit(topology, running, new, housekeeping_cpus=(), ratio=1.0,
     :param new: the arriving :class:`allocator.InstanceRequest`.
     :param current: the host's present tenant map when the caller knows it
         (the simulation does; the Nova scheduler does not and plans afresh).
+    :param before: the plan of ``running`` alone, when the caller has it.
     :returns: a :class:`Fit`.
 
     A host whose present instances no longer all fit with the newcomer is
@@ -66,6 +73,13 @@ def check_fit(topology, running, new, housekeeping_cpus=(), ratio=1.0,
     instance may push out an older one of another tenant rather than be
     left out itself, and the compute host would then refuse the claim.
     """
+    if before is not None:
+        room = room_for(before, new.project_id, ratio)
+        if room + _EPSILON < new.vcpus:
+            return Fit(False, 'tenant %s has room for %d vCPUs on this host '
+                       '(its idle threads and the free cores), not %d'
+                       % (new.project_id, math.floor(room + _EPSILON),
+                          new.vcpus), None)
     result = allocator.plan(topology, list(running) + [new],
                             housekeeping_cpus=housekeeping_cpus,
                             current=current, ratio=ratio,
@@ -78,6 +92,20 @@ def check_fit(topology, running, new, housekeeping_cpus=(), ratio=1.0,
                    'fit: %s' % ', '.join(sorted(
                        i['uuid'] for i in result.unplaced)), result)
     return Fit(True, None, result)
+
+
+def room_for(before, project_id, ratio=1.0):
+    """vCPUs that ``project_id`` could add on the host at most: the spare
+    room in the cores it holds plus every free core, by ``before``.
+
+    The allocator cannot do better than that, except by moving another
+    tenant that is split over NUMA cells into fewer cores, which it does
+    not do to a tenant that keeps its cores; so refusing below this bound
+    is at worst cautious.
+    """
+    tenant = before.tenants.get(project_id)
+    own = 0.0 if tenant is None else len(tenant.cpus) * ratio - tenant.vcpus
+    return own + len(before.free_cpus) * ratio
 
 
 def stranded_change(before, new, threads_per_core, ratio=1.0):
@@ -102,5 +130,5 @@ def stranded_change(before, new, threads_per_core, ratio=1.0):
     threads = max(held, threads_per_core * allocator.cores_needed(
         total, threads_per_core, ratio))
     # Threads the tenant's vCPUs need, as the allocator counts them.
-    busy = math.ceil(total / ratio - 1e-9)
+    busy = math.ceil(total / ratio - _EPSILON)
     return max(0, threads - busy) - stranded

@@ -81,19 +81,21 @@ class HostView:
 
     def check_fit(self, request):
         """:func:`fit.check_fit` of ``request`` on this host."""
+        running = self._running_without(request)
         return fit.check_fit(
-            self.topology, self._running_without(request), request,
+            self.topology, running, request,
             housekeeping_cpus=self.housekeeping_cpus, ratio=self.ratio,
-            dedicated_cpus=self.dedicated_cpus)
+            dedicated_cpus=self.dedicated_cpus, before=self._before(running))
 
     def stranded_change(self, request):
         """:func:`fit.stranded_change` of ``request`` on this host."""
-        before = _plan(self.cells, self.housekeeping_cpus,
-                       self.dedicated_cpus, self._running_without(request),
-                       self.ratio)
-        return fit.stranded_change(before, request,
-                                   self.topology.max_threads_per_core,
-                                   self.ratio)
+        return fit.stranded_change(
+            self._before(self._running_without(request)), request,
+            self.topology.max_threads_per_core, self.ratio)
+
+    def _before(self, running):
+        return _plan(self.cells, self.housekeeping_cpus, self.dedicated_cpus,
+                     running, self.ratio)
 
     def _running_without(self, request):
         # A resize or migration to the same host lists the instance already.

@@ -16,6 +16,9 @@
 states, and the pure fit decision they share."""
 
 import ddt
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 from nova import objects
 from nova.scheduler import weights as nova_weights
 from nova.tests.unit.scheduler import fakes
@@ -261,3 +264,33 @@ class FitTest(base.TestCase):
         self.assertFalse(verdict.fits)
         self.assertIn('b1', verdict.reason)
         self.assertEqual(['b1'], [i['uuid'] for i in verdict.plan.unplaced])
+
+    def test_capacity_bound_refuses_a_full_host_without_planning(self):
+        running = [allocator.InstanceRequest('r%d' % n, p, 2)
+                   for n, p in enumerate('abcd')]
+        before = allocator.plan(self.TOPOLOGY, running)
+        verdict = fit.check_fit(self.TOPOLOGY, running,
+                                allocator.InstanceRequest('new', 'e', 1),
+                                before=before)
+        self.assertFalse(verdict.fits)
+        self.assertIsNone(verdict.plan)
+        self.assertIn('room for 0 vCPUs', verdict.reason)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from('abcde'),
+                              st.integers(1, 6)), max_size=8),
+           st.sampled_from('abcdef'), st.integers(1, 8))
+    def test_capacity_bound_never_refuses_what_the_plan_places(
+            self, running, project, vcpus):
+        """The bound is a shortcut: with and without it, check_fit must
+        agree, on two cells where tenants may be split. If this fails,
+        the filter refuses hosts where the compute would accept."""
+        topology = topo.HostTopology({0: [[0, 4], [1, 5]],
+                                      1: [[2, 6], [3, 7]]})
+        requests = [allocator.InstanceRequest('r%d' % n, p, v)
+                    for n, (p, v) in enumerate(running)]
+        new = allocator.InstanceRequest('new', project, vcpus)
+        before = allocator.plan(topology, requests)
+        self.assertEqual(
+            fit.check_fit(topology, requests, new).fits,
+            fit.check_fit(topology, requests, new, before=before).fits)

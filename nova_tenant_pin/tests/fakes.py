@@ -1,0 +1,244 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Test doubles of libvirt and the cgroup tree that enforce the kernel's rules.
+
+:class:`FakeConnection` keeps each domain's XML as defined and edits it on
+``pinVcpuFlags``/``pinEmulator``. Like real libvirt, it refuses to start a
+domain whose partition does not exist and a pin outside the partition's
+CPUs. :class:`CheckedPartitions` is a
+:class:`~nova_tenant_pin.cgroups.MemoryPartitions` that, like cgroup v1,
+refuses to shrink a partition below the CPUs its domains are pinned to and
+to remove one that still holds a domain. So a manager that changes things
+in the wrong order fails these tests.
+"""
+
+import threading
+
+from lxml import etree
+
+from nova_tenant_pin import cgroups
+from nova_tenant_pin import manager
+from nova_tenant_pin import topology as topo
+
+
+class FakeLibvirtError(Exception):
+    pass
+
+
+def cpus_of_cpumap(cpumap):
+    return frozenset(i for i, on in enumerate(cpumap) if on)
+
+
+def set_pin_in_xml(xml, cpus, vcpu=None):
+    """Return ``xml`` with ``<vcpupin vcpu=...>`` (or ``<emulatorpin>`` when
+    ``vcpu`` is None) set to ``cpus``."""
+    root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
+    cputune = root.find('./cputune')
+    if cputune is None:
+        cputune = etree.SubElement(root, 'cputune')
+    if vcpu is None:
+        elem = cputune.find('./emulatorpin')
+        if elem is None:
+            elem = etree.SubElement(cputune, 'emulatorpin')
+    else:
+        elem = cputune.find('./vcpupin[@vcpu="%d"]' % vcpu)
+        if elem is None:
+            elem = etree.SubElement(cputune, 'vcpupin', vcpu=str(vcpu))
+    elem.set('cpuset', topo.format_cpu_list(cpus))
+    return etree.tostring(root, encoding='unicode')
+
+
+def domain_xml(uuid, vcpus, project=None, partition=None, cpuset=None,
+               vcpu_pins=None, emulator=None, name=None):
+    """A minimal domain XML in the shape Nova writes."""
+    root = etree.Element('domain', type='kvm')
+    etree.SubElement(root, 'uuid').text = uuid
+    etree.SubElement(root, 'name').text = name or 'instance-%s' % uuid[:8]
+    vcpu = etree.SubElement(root, 'vcpu')
+    vcpu.text = str(vcpus)
+    if cpuset:
+        vcpu.set('cpuset', topo.format_cpu_list(cpuset))
+    if project is not None:
+        meta = etree.SubElement(root, 'metadata')
+        inst = etree.SubElement(meta, '{%s}instance' % manager.NOVA_NS,
+                                nsmap={'nova': manager.NOVA_NS})
+        owner = etree.SubElement(inst, '{%s}owner' % manager.NOVA_NS)
+        etree.SubElement(owner, '{%s}project' % manager.NOVA_NS,
+                         uuid=project).text = 'name-%s' % project
+    if partition:
+        res = etree.SubElement(root, 'resource')
+        etree.SubElement(res, 'partition').text = partition
+    if vcpu_pins or emulator:
+        cputune = etree.SubElement(root, 'cputune')
+        for v, cpus in sorted((vcpu_pins or {}).items()):
+            etree.SubElement(cputune, 'vcpupin', vcpu=str(v),
+                             cpuset=topo.format_cpu_list(cpus))
+        if emulator:
+            etree.SubElement(cputune, 'emulatorpin',
+                             cpuset=topo.format_cpu_list(emulator))
+    return etree.tostring(root, encoding='unicode')
+
+
+class FakeDomain:
+    def __init__(self, conn, xml, active=True, persistent=True):
+        self._conn = conn
+        self.xml = xml
+        self.active = active
+        self.persistent = persistent
+        self.info = manager.parse_domain_xml(xml)
+
+    def XMLDesc(self, flags=0):
+        return self.xml
+
+    def UUIDString(self):
+        return self.info.uuid
+
+    def name(self):
+        return self.info.name
+
+    def isActive(self):
+        return int(self.active)
+
+    def isPersistent(self):
+        return int(self.persistent)
+
+    def _check_inside(self, cpus):
+        tenant = self.info.tenant
+        if tenant is None or not self.active:
+            return
+        part = self._conn.partitions.partitions.get(tenant)
+        if part is None or not cpus <= part.cpus:
+            raise FakeLibvirtError(
+                'pin of %s to %s outside partition %s (%s)' % (
+                    self.info.uuid, sorted(cpus), tenant,
+                    sorted(part.cpus) if part else 'missing'))
+
+    def pinVcpuFlags(self, vcpu, cpumap, flags):
+        self._conn.fault_point('pinVcpuFlags')
+        cpus = cpus_of_cpumap(cpumap)
+        self._check_inside(cpus)
+        self.xml = set_pin_in_xml(self.xml, cpus, vcpu)
+        self.info = manager.parse_domain_xml(self.xml)
+        self._conn.pin_calls.append((self.info.uuid, vcpu, cpus))
+
+    def pinEmulator(self, cpumap, flags):
+        self._conn.fault_point('pinEmulator')
+        cpus = cpus_of_cpumap(cpumap)
+        self._check_inside(cpus)
+        self.xml = set_pin_in_xml(self.xml, cpus)
+        self.info = manager.parse_domain_xml(self.xml)
+        self._conn.pin_calls.append((self.info.uuid, 'emulator', cpus))
+
+
+class FakeConnection:
+    """Enough of virConnect for the manager, with the kernel's checks."""
+
+    def __init__(self, partitions):
+        self.partitions = partitions
+        self.domains = {}
+        self.pin_calls = []
+        self.faults = None
+        self._lock = threading.Lock()
+
+    def fault_point(self, name):
+        if self.faults is not None:
+            self.faults(name)
+
+    def start(self, xml):
+        """Define and start a domain, checking what libvirt checks."""
+        info = manager.parse_domain_xml(xml)
+        if info.tenant is not None:
+            part = self.partitions.partitions.get(info.tenant)
+            if part is None:
+                raise FakeLibvirtError('partition %s does not exist'
+                                       % info.partition)
+            if not info.all_cpus(frozenset()) <= part.cpus:
+                raise FakeLibvirtError('domain %s pinned outside partition'
+                                       % info.uuid)
+        dom = FakeDomain(self, xml)
+        with self._lock:
+            self.domains[info.uuid] = dom
+        self.partitions.add_task(info.tenant, info.uuid)
+        return dom
+
+    def remove(self, uuid):
+        with self._lock:
+            dom = self.domains.pop(uuid)
+        self.partitions.remove_task(dom.info.tenant, uuid)
+
+    def listAllDomains(self, flags=0):
+        with self._lock:
+            doms = list(self.domains.values())
+        result = []
+        for dom in doms:
+            if dom.active and flags & manager.VIR_CONNECT_LIST_DOMAINS_ACTIVE:
+                result.append(dom)
+            elif not dom.active and \
+                    flags & manager.VIR_CONNECT_LIST_DOMAINS_INACTIVE:
+                result.append(dom)
+        return result
+
+    def lookupByUUIDString(self, uuid):
+        return self.domains[uuid]
+
+
+class CheckedPartitions(cgroups.MemoryPartitions):
+    """MemoryPartitions with cgroup v1's refusals, and fault injection."""
+
+    def __init__(self):
+        super().__init__()
+        self.connection = None
+        self.faults = None
+
+    def _fault(self, name):
+        if self.faults is not None:
+            self.faults(name)
+
+    def add_task(self, tenant, uuid):
+        if tenant is None:
+            return
+        info = self.partitions[tenant]
+        self.partitions[tenant] = cgroups.dataclasses.replace(
+            info, tasks=info.tasks | {uuid})
+
+    def remove_task(self, tenant, uuid):
+        if tenant is None or tenant not in self.partitions:
+            return
+        info = self.partitions[tenant]
+        self.partitions[tenant] = cgroups.dataclasses.replace(
+            info, tasks=info.tasks - {uuid})
+
+    def ensure_partition(self, tenant, cpus, mems):
+        self._fault('ensure_partition')
+        super().ensure_partition(tenant, cpus, mems)
+
+    def set_partition_cpus(self, tenant, cpus):
+        self._fault('set_partition_cpus')
+        cpus = frozenset(cpus)
+        if self.connection is not None:
+            for dom in self.connection.domains.values():
+                if dom.info.tenant == tenant and dom.active:
+                    used = dom.info.all_cpus(frozenset())
+                    if not used <= cpus:
+                        raise cgroups.PartitionError(
+                            'EBUSY: domain %s uses CPUs %s outside the new '
+                            'cpuset %s of tenant %s' % (
+                                dom.info.uuid, sorted(used), sorted(cpus),
+                                tenant))
+        super().set_partition_cpus(tenant, cpus)
+
+    def remove_partition(self, tenant):
+        self._fault('remove_partition')
+        super().remove_partition(tenant)

@@ -1,0 +1,458 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Unit tests of the per-host manager, with libvirt and cgroup doubles that
+refuse what the kernel refuses (see ``tests/fakes.py``)."""
+
+import concurrent.futures
+import random
+import uuid as uuidlib
+
+from nova_tenant_pin import allocator
+from nova_tenant_pin import cgroups
+from nova_tenant_pin import manager
+from nova_tenant_pin.tests import base
+from nova_tenant_pin.tests import fakes
+from nova_tenant_pin.tests import invariants
+from nova_tenant_pin import topology as topo
+
+HOUSEKEEPING = frozenset([0, 1])
+
+
+def make_topology(cells=2, cores=4, threads=2):
+    cpu = 0
+    layout = {}
+    for cell in range(cells):
+        layout[cell] = []
+        for _ in range(cores):
+            layout[cell].append(list(range(cpu, cpu + threads)))
+            cpu += threads
+    return topo.HostTopology(layout)
+
+
+def uuid():
+    return str(uuidlib.uuid4())
+
+
+class InjectedFault(Exception):
+    pass
+
+
+class ManagerTestCase(base.TestCase):
+
+    pin_mode = allocator.FLOAT
+
+    def setUp(self):
+        super().setUp()
+        self.topology = make_topology()
+        self.fresh_host()
+
+    def fresh_host(self):
+        self.partitions = fakes.CheckedPartitions()
+        self.conn = fakes.FakeConnection(self.partitions)
+        self.partitions.connection = self.conn
+        self.mgr = self.make_manager()
+
+    def make_manager(self, **kw):
+        kw.setdefault('pin_mode', self.pin_mode)
+        return manager.TenantPinManager(
+            self.topology, self.partitions, lambda: self.conn,
+            HOUSEKEEPING, name='test-host', **kw)
+
+    def spawn(self, project, vcpus, inst=None, mgr=None):
+        mgr = mgr or self.mgr
+        inst = inst or uuid()
+        pins = mgr.claim(inst, project, vcpus)
+        xml = fakes.domain_xml(
+            inst, vcpus, project=project, partition=pins.partition,
+            cpuset=pins.cpus, vcpu_pins=pins.vcpu_pins,
+            emulator=pins.cpus if pins.vcpu_pins else None)
+        self.conn.start(xml)
+        mgr.domain_started(inst)
+        return inst
+
+    def delete(self, inst, mgr=None):
+        self.conn.remove(inst)
+        (mgr or self.mgr).release(inst)
+
+    def assertInvariants(self, **kw):
+        errors = invariants.check_host(
+            self.topology, HOUSEKEEPING, self.partitions.list_partitions(),
+            [d.info for d in list(self.conn.domains.values())], **kw)
+        self.assertEqual([], errors)
+
+
+class TestClaimRelease(ManagerTestCase):
+
+    def test_claim_creates_partition_before_the_domain_exists(self):
+        inst = uuid()
+        pins = self.mgr.claim(inst, 'p1', 4)
+        part = self.partitions.list_partitions()['p1']
+        self.assertEqual(pins.cpus, part.cpus)
+        self.assertEqual('/machine/tenant-p1', pins.partition)
+        self.assertEqual(4, len(pins.cpus))
+        self.assertFalse(pins.cpus & HOUSEKEEPING)
+        self.assertTrue(self.mgr.claims()[inst].pending)
+        self.conn.start(fakes.domain_xml(inst, 4, 'p1', pins.partition,
+                                         pins.cpus))
+        self.mgr.domain_started(inst)
+        self.assertFalse(self.mgr.claims()[inst].pending)
+        self.assertInvariants()
+
+    def test_many_tenants_never_share_a_core(self):
+        sizes = [('p1', 2), ('p2', 3), ('p3', 1), ('p4', 2), ('p1', 1),
+                 ('p5', 2), ('p2', 1)]
+        for project, vcpus in sizes:
+            self.spawn(project, vcpus)
+            self.assertInvariants()
+        tenants = self.mgr.tenant_map()
+        self.assertEqual({'p1', 'p2', 'p3', 'p4', 'p5'}, set(tenants))
+        # p1: 3 vCPUs -> 2 cores; p2: 4 -> 2; p3: 1 -> 1; p4: 2 -> 1; p5: 1
+        self.assertEqual({'p1': 4, 'p2': 4, 'p3': 2, 'p4': 2, 'p5': 2},
+                         {t: len(c) for t, c in tenants.items()})
+
+    def test_odd_total_strands_one_thread_reported(self):
+        self.spawn('p1', 3)
+        self.assertEqual(4, len(self.mgr.tenant_map()['p1']))
+        self.assertEqual(1, self.mgr.stranded_cpus())
+        self.spawn('p1', 1)
+        self.assertEqual(4, len(self.mgr.tenant_map()['p1']))
+        self.assertEqual(0, self.mgr.stranded_cpus())
+
+    def test_tenant_that_does_not_fit_changes_nothing(self):
+        # 14 tenant threads: 7 tenants of one core each fill the host.
+        for i in range(7):
+            self.spawn('p%d' % i, 2)
+        before = self.partitions.list_partitions()
+        claims = self.mgr.claims()
+        err = self.assertRaises(manager.TenantDoesNotFit, self.mgr.claim,
+                                uuid(), 'late', 1)
+        self.assertIn('late', str(err))
+        self.assertEqual(before, self.partitions.list_partitions())
+        self.assertEqual(claims, self.mgr.claims())
+        self.assertInvariants()
+
+    def test_own_spare_thread_is_used_before_new_cores(self):
+        a = self.spawn('p1', 1)
+        cpus = self.mgr.tenant_map()['p1']
+        self.spawn('p1', 1)
+        self.assertEqual(cpus, self.mgr.tenant_map()['p1'])
+        self.delete(a)
+        self.assertEqual(cpus, self.mgr.tenant_map()['p1'])
+        self.assertInvariants()
+
+    def test_release_shrinks_then_removes_the_partition(self):
+        a = self.spawn('p1', 4)
+        b = self.spawn('p1', 2)
+        self.assertEqual(6, len(self.mgr.tenant_map()['p1']))
+        self.delete(a)
+        # The partition shrank only after b was re-pinned inside it (the
+        # checked partitions refuse the other order).
+        self.assertEqual(2, len(self.partitions.list_partitions()['p1'].cpus))
+        self.assertInvariants()
+        self.delete(b)
+        self.assertNotIn('p1', self.partitions.list_partitions())
+        self.assertEqual({}, self.mgr.tenant_map())
+        self.assertEqual({}, self.mgr.claims())
+
+    def test_delete_and_reuse_of_cores_by_another_tenant(self):
+        a = self.spawn('p1', 2)
+        cpus = self.mgr.tenant_map()['p1']
+        self.delete(a)
+        self.spawn('p2', 2)
+        self.assertEqual(cpus, self.mgr.tenant_map()['p2'])
+        self.assertInvariants()
+
+    def test_release_is_idempotent(self):
+        self.assertFalse(self.mgr.release(uuid()))
+        a = self.spawn('p1', 2)
+        self.delete(a)
+        self.assertFalse(self.mgr.release(a))
+
+    def test_resize_claim_updates_in_place(self):
+        a = self.spawn('p1', 2)
+        pins = self.mgr.claim(a, 'p1', 6)
+        self.assertEqual(6, len(pins.cpus))
+        self.assertEqual(1, len(self.mgr.claims()))
+        self.assertEqual(6, self.mgr.claims()[a].vcpus)
+
+    def test_exempt_projects_share_one_partition(self):
+        mgr = self.make_manager(exempt_projects=['admin1', 'admin2'])
+        self.spawn('admin1', 1, mgr=mgr)
+        self.spawn('admin2', 1, mgr=mgr)
+        self.assertEqual({manager.EXEMPT_TENANT},
+                         set(mgr.tenant_map()))
+        self.assertEqual(2, len(mgr.tenant_map()[manager.EXEMPT_TENANT]))
+
+    def test_static_tenant_gets_exactly_its_cpus(self):
+        mgr = self.make_manager(static={'p9': {14, 15}})
+        self.spawn('p1', 2, mgr=mgr)
+        self.spawn('p9', 2, mgr=mgr)
+        self.assertEqual(frozenset({14, 15}), mgr.tenant_map()['p9'])
+        self.assertNotIn(14, mgr.tenant_map()['p1'])
+
+    def test_static_cpuset_on_housekeeping_fails_at_start(self):
+        err = self.assertRaises(allocator.PlanError, self.make_manager,
+                                static={'p9': {0, 1}})
+        self.assertIn('p9', str(err))
+
+    def test_invalid_project_id_is_refused(self):
+        self.assertRaises(cgroups.PartitionError, self.mgr.claim, uuid(),
+                          '../etc', 1)
+
+
+class TestStrictMode(ManagerTestCase):
+
+    pin_mode = allocator.STRICT
+
+    def test_pins_fill_siblings_and_repack_live_after_a_delete(self):
+        a = self.spawn('p1', 1)
+        b = self.spawn('p1', 2)
+        pins_b = self.mgr.pins_for(b).vcpu_pins
+        self.assertEqual(2, len(pins_b))
+        self.delete(a)
+        new_b = self.mgr.pins_for(b).vcpu_pins
+        self.assertNotEqual(pins_b, new_b)
+        # The live domain was re-pinned to the new plan.
+        info = self.conn.domains[b].info
+        self.assertEqual(new_b, info.vcpu_pins)
+        # b's two vCPUs now fill the siblings of one core.
+        cores = self.topology.cores_of(set().union(*new_b.values()))
+        self.assertEqual(1, len(cores))
+        self.assertInvariants()
+
+
+class TestLiveMigrationClaims(ManagerTestCase):
+
+    def test_incoming_claim_creates_partition_and_unconfirmed_is_released(
+            self):
+        inst = uuid()
+        pins = self.mgr.claim_incoming_migration(inst, 'p1', 2)
+        self.assertEqual(pins.cpus,
+                         self.partitions.list_partitions()['p1'].cpus)
+        self.assertTrue(self.mgr.release_unconfirmed_migration(inst))
+        self.assertNotIn('p1', self.partitions.list_partitions())
+
+    def test_confirmed_incoming_claim_survives_the_check_cleanup(self):
+        inst = uuid()
+        self.mgr.claim_incoming_migration(inst, 'p1', 2)
+        self.mgr.confirm_incoming_migration(inst)
+        self.assertFalse(self.mgr.release_unconfirmed_migration(inst))
+        self.assertIn(inst, self.mgr.claims())
+        # A periodic reconcile keeps the pending claim of the arriving
+        # instance, which has no domain yet.
+        self.mgr.reconcile()
+        self.assertIn(inst, self.mgr.claims())
+
+    def test_claim_of_running_instance_is_not_released_as_migration(self):
+        inst = self.spawn('p1', 2)
+        self.assertFalse(self.mgr.release_unconfirmed_migration(inst))
+
+
+class TestReconcile(ManagerTestCase):
+
+    def _populate(self):
+        insts = [self.spawn('p1', 3), self.spawn('p2', 2),
+                 self.spawn('p1', 1), self.spawn('p3', 5)]
+        return insts
+
+    def test_restart_rebuilds_the_same_map(self):
+        self._populate()
+        before = self.mgr.snapshot()
+        restarted = self.make_manager()
+        repairs = restarted.reconcile()
+        self.assertEqual([], repairs)
+        after = restarted.snapshot()
+        self.assertEqual(before['tenants'], after['tenants'])
+        self.assertEqual(
+            {u: i['cpus'] for u, i in before['instances'].items()},
+            {u: i['cpus'] for u, i in after['instances'].items()})
+        self.assertInvariants()
+
+    def test_restart_in_strict_mode_keeps_pins(self):
+        self.mgr = self.make_manager(pin_mode=allocator.STRICT)
+        insts = self._populate()
+        pins = {u: self.mgr.pins_for(u) for u in insts}
+        restarted = self.make_manager(pin_mode=allocator.STRICT)
+        self.assertEqual([], restarted.reconcile())
+        self.assertEqual(pins, {u: restarted.pins_for(u) for u in insts})
+
+    def test_repairs_drifted_partition_and_pins_and_names_them(self):
+        a, b, c, d = self._populate()
+        # Someone widened p2's partition over a core of p3, and re-pinned
+        # one vCPU of instance a outside its tenant's cores.
+        p3 = self.partitions.partitions['p3']
+        p2 = self.partitions.partitions['p2']
+        stolen = sorted(p3.cpus)[:2]
+        self.partitions.partitions['p2'] = cgroups.dataclasses.replace(
+            p2, cpus=p2.cpus | set(stolen))
+        dom = self.conn.domains[a]
+        dom.xml = fakes.set_pin_in_xml(dom.xml, frozenset(stolen), 0)
+        dom.info = manager.parse_domain_xml(dom.xml)
+        self.assertNotEqual([], invariants.check_host(
+            self.topology, HOUSEKEEPING, self.partitions.list_partitions(),
+            [x.info for x in self.conn.domains.values()]))
+        repairs = self.mgr.reconcile()
+        self.assertInvariants()
+        text = '\n'.join(repairs)
+        self.assertIn('tenant p2', text)
+        self.assertIn('instance %s of tenant p1' % a, text)
+
+    def test_stale_partition_and_lost_claim_are_cleaned(self):
+        a = self.spawn('p1', 2)
+        self.partitions.ensure_partition('ghost', {14, 15}, {0, 1})
+        # The domain disappeared behind our back.
+        self.conn.remove(a)
+        repairs = self.mgr.reconcile()
+        self.assertEqual({}, self.partitions.list_partitions())
+        self.assertEqual({}, self.mgr.claims())
+        self.assertTrue(any(a in r for r in repairs))
+
+    def test_recreates_a_partition_lost_from_the_tree(self):
+        self.spawn('p1', 2)
+        cpus = self.mgr.tenant_map()['p1']
+        del self.partitions.partitions['p1']
+        self.mgr.reconcile()
+        self.assertEqual(cpus, self.partitions.list_partitions()['p1'].cpus)
+
+    def test_adopts_a_domain_outside_any_partition(self):
+        inst = uuid()
+        self.conn.start(fakes.domain_xml(inst, 2, project='p1'))
+        repairs = self.mgr.reconcile()
+        self.assertIn(inst, self.mgr.claims())
+        info = self.conn.domains[inst].info
+        cpus = self.mgr.tenant_map()['p1']
+        self.assertEqual(cpus, info.all_cpus(self.topology.online_cpus))
+        self.assertTrue(any('outside any tenant partition' in r and inst in r
+                            for r in repairs))
+
+    def test_dedicated_instance_cores_are_never_given_to_a_tenant(self):
+        ded = uuid()
+        # Nova pinned this one itself, on CPUs 2 and 10 (two half cores).
+        self.conn.start(fakes.domain_xml(ded, 2, project='pd',
+                                         vcpu_pins={0: {2}, 1: {10}},
+                                         emulator={2, 10}))
+        self.mgr.reconcile()
+        self.assertEqual({ded: frozenset({2, 10})},
+                         self.mgr.dedicated_instances())
+        for i in range(5):
+            self.spawn('p%d' % i, 2)
+        used = set().union(*self.mgr.tenant_map().values())
+        self.assertFalse(used & {2, 3, 10, 11})
+        self.assertInvariants()
+        # Known dedicated instances given by the caller win over the guess.
+        self.mgr.reconcile(dedicated={ded: {2, 10}})
+        self.assertIn(ded, self.mgr.dedicated_instances())
+
+
+class TestFaultInjection(ManagerTestCase):
+    """Raise at each step of a transition; a reconcile then restores the
+    invariants and no guest is destroyed."""
+
+    def _count_steps(self, action):
+        steps = []
+        self.conn.faults = steps.append
+        self.partitions.faults = steps.append
+        action()
+        self.conn.faults = self.partitions.faults = None
+        return len(steps)
+
+    def _scenario(self):
+        """A host with three tenants, then an arrival that relocates
+        nothing but grows p1 and an instance delete that shrinks p2."""
+        self.mgr = self.make_manager(pin_mode=allocator.STRICT)
+        self.a = self.spawn('p1', 3)
+        self.b = self.spawn('p2', 4)
+        self.c = self.spawn('p2', 2)
+        self.d = self.spawn('p3', 1)
+
+    def _transition(self):
+        self.conn.remove(self.b)
+        self.mgr.release(self.b)
+        self.mgr.claim(self.e, 'p1', 3)
+
+    def test_fault_at_every_step_then_reconcile(self):
+        self._scenario()
+        self.e = uuid()
+        steps = self._count_steps(self._transition)
+        self.assertGreater(steps, 4)
+        for step in range(steps):
+            self.fresh_host()
+            self._scenario()
+            self.e = uuid()
+            calls = []
+
+            def fault(name, step=step, calls=calls):
+                calls.append(name)
+                if len(calls) == step + 1:
+                    raise InjectedFault('%s at step %d' % (name, step))
+            self.conn.faults = fault
+            self.partitions.faults = fault
+            try:
+                self._transition()
+            except (InjectedFault, cgroups.PartitionError):
+                pass
+            self.conn.faults = self.partitions.faults = None
+            self.assertInvariants(check_fewest_cores=False)
+            self.mgr.reconcile()
+            self.assertInvariants(check_fewest_cores=False)
+            # No guest was destroyed: the three others still run.
+            self.assertEqual({self.a, self.c, self.d},
+                             set(self.conn.domains))
+
+
+class TestConcurrency(ManagerTestCase):
+
+    def test_parallel_spawns_and_deletes_across_tenants(self):
+        rng = random.Random(42)
+        tenants = ['t%d' % i for i in range(5)]
+        errors = []
+
+        def worker(n):
+            project = tenants[n % 5]
+            inst = uuid()
+            try:
+                pins = self.mgr.claim(inst, project, rng.choice([1, 1, 2]))
+            except manager.TenantDoesNotFit:
+                # A full host refuses; that must leave no claim behind.
+                if inst in self.mgr.claims():
+                    errors.append('refused %s left a claim' % inst)
+                return 'nofit'
+            part = self.partitions.list_partitions()[
+                self.mgr.tenant_of(project)]
+            if not pins.cpus <= part.cpus:
+                errors.append('%s outside partition' % inst)
+            self.conn.start(fakes.domain_xml(
+                inst, self.mgr.claims()[inst].vcpus, project,
+                pins.partition, pins.cpus))
+            self.mgr.domain_started(inst)
+            if n % 2:
+                self.conn.remove(inst)
+                self.mgr.release(inst)
+                return 'deleted'
+            return inst
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(worker, range(20)))
+        self.assertEqual([], errors)
+        kept = {r for r in results if r not in ('deleted', 'nofit')}
+        self.assertGreaterEqual(len(kept) + results.count('deleted'), 15)
+        # No leaked claim: exactly the kept domains hold claims.
+        self.assertEqual(kept, set(self.conn.domains))
+        self.assertEqual(kept, set(self.mgr.claims()))
+        self.assertInvariants()
+        for inst in list(self.conn.domains):
+            self.delete(inst)
+        self.assertEqual({}, self.partitions.list_partitions())
+        self.assertEqual({}, self.mgr.claims())

@@ -45,6 +45,12 @@ if [ -n "$missing" ]; then
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
+# QEMU runs as libvirt-qemu (group kvm); without udev, /dev/kvm stays
+# root-only and KVM guests fail with "Permission denied".
+if [ -c /dev/kvm ] && [ "$(id -u)" = 0 ] && getent group kvm >/dev/null; then
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
+
 stamp=$VENV/.nova-tenant-pin-installed
 want=$(cat "$REPO/requirements.txt" "$REPO/test-requirements.txt" \
        "$REPO/upper-constraints.txt" "$REPO/setup.cfg" | sha1sum | cut -c1-40)

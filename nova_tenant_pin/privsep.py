@@ -50,16 +50,19 @@ from nova_tenant_pin import topology
 
 LOG = logging.getLogger(__name__)
 
-# Writing cgroup, /proc/irq and workqueue files owned by root needs no
-# capability when the daemon's euid is 0 (they are owner-writable).
-# CAP_SYS_NICE is needed to move into a cpuset (which changes affinity) a
-# task owned by another user; the functional test
-# test_privsep.TestRealDaemon proves the daemon works with it alone.
+# The daemon keeps uid 0 and one capability, as measured by
+# nova_tenant_pin.tests.functional.test_privsep (kernel 6.18, cgroup v1):
+# * CAP_DAC_OVERRIDE: the top directory of a cgroup hierarchy is mode 0555,
+#   so creating (or removing) ``machine``, ``housekeeping`` or a cgroup
+#   root directly under it is refused without it.
+# Files owned by root and owner-writable (cpuset files, tasks, /proc/irq,
+# the workqueue mask) need no capability, and moving another user's task
+# into a cpuset needs no CAP_SYS_NICE when the writer's euid is 0.
 tenant_pin_pctxt = priv_context.PrivContext(
     'nova_tenant_pin',
     cfg_section='nova_tenant_pin_privileged',
     pypath=__name__ + '.tenant_pin_pctxt',
-    capabilities=[capabilities.CAP_SYS_NICE],
+    capabilities=[capabilities.CAP_DAC_OVERRIDE],
 )
 
 HOST_ROOT = '/'

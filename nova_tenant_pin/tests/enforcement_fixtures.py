@@ -1,0 +1,393 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Fixtures for the enforcement tests: fake hosts, real cgroups, privsep.
+
+* :class:`ClientModeOff` runs privileged functions in-process;
+* :class:`FakeHost` builds a fake ``/proc`` and ``/sys`` (cgroup v1 hybrid
+  or v2, IRQs, the workqueue mask, tasks) and points ``privsep.HOST_ROOT``
+  at it; :class:`FakeKernel` adds the few kernel behaviours the code relies
+  on (a new cgroup directory has its files, moving a task removes it from
+  its old cgroup, ``effective_cpus`` follows ``cpus``);
+* :class:`CgroupSubtree` owns a uniquely named real cgroup root in every
+  hierarchy and removes it bottom-up on cleanup, even after a failure;
+* :class:`OwnedProcess` starts a ``sleep`` and kills it by PID on cleanup;
+* :class:`PrivsepDaemon` starts the real privsep daemon through the venv's
+  ``privsep-helper`` (there is no sudo here) and stops it on cleanup.
+"""
+
+import ctypes
+import os
+import select
+import signal
+import subprocess
+import sys
+import uuid
+
+import fixtures
+from oslo_privsep import capabilities
+
+from nova_tenant_pin import cgroupfs
+from nova_tenant_pin import privsep
+
+V1_CONTROLLERS = ('cpuset', 'cpu', 'cpuacct', 'memory', 'devices',
+                  'freezer', 'blkio', 'pids')
+
+
+class ClientModeOff(fixtures.Fixture):
+    """Privileged functions run in this process, no daemon."""
+
+    def _setUp(self):
+        privsep.tenant_pin_pctxt.set_client_mode(False)
+        self.addCleanup(privsep.tenant_pin_pctxt.set_client_mode, True)
+
+
+def _write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write(text)
+
+
+def _v1_files(path, cpus='', mems='', exclusive='0'):
+    for name, text in (('cpuset.cpus', cpus), ('cpuset.mems', mems),
+                       ('cpuset.effective_cpus', cpus),
+                       ('cpuset.cpu_exclusive', exclusive),
+                       ('tasks', ''), ('cgroup.procs', '')):
+        _write(os.path.join(path, name), text)
+
+
+def _v2_files(path, cpus='', mems=''):
+    for name, text in (('cpuset.cpus', cpus), ('cpuset.mems', mems),
+                       ('cpuset.cpus.effective', cpus),
+                       ('cpuset.cpus.partition', 'member'),
+                       ('cgroup.procs', ''),
+                       ('cgroup.controllers', 'cpuset cpu memory pids'),
+                       ('cgroup.subtree_control', '')):
+        _write(os.path.join(path, name), text)
+
+
+class FakeHost(fixtures.Fixture):
+    """A fake host root with ``privsep.HOST_ROOT`` pointing at it.
+
+    :param cgroup: ``'hybrid'`` (v1 controllers plus cgroup2 at
+        ``/sys/fs/cgroup/unified``, like this machine) or ``'v2'``.
+    """
+
+    def __init__(self, cgroup='hybrid', cpus=2, irqs=(24, 25, 26),
+                 tasks=(1, 2, 10, 11, 12)):
+        self.cgroup = cgroup
+        self.ncpus = cpus
+        self.irq_numbers = irqs
+        self.task_ids = tasks
+
+    def _setUp(self):
+        self.root = self.useFixture(fixtures.TempDir()).path
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.privsep.HOST_ROOT', self.root))
+        allcpus = '0-%d' % (self.ncpus - 1)
+        self.write('/sys/devices/system/cpu/online', allcpus)
+        self.write('/sys/devices/system/node/online', '0')
+        self.write('/proc/sys/kernel/pid_max', '4194304')
+        mounts = []
+        if self.cgroup == 'v2':
+            mounts.append('/sys/fs/cgroup - cgroup2 cgroup2 rw')
+            _v2_files(self.path('/sys/fs/cgroup'), allcpus, '0')
+            self.write('/proc/cgroups', self._proc_cgroups({}))
+        else:
+            ids = {}
+            for n, name in enumerate(V1_CONTROLLERS, start=1):
+                ids[name] = n
+                mounts.append('/sys/fs/cgroup/%s - cgroup cgroup rw,%s'
+                              % (name, name))
+                _v1_files(self.path('/sys/fs/cgroup/' + name),
+                          allcpus, '0', '1')
+            mounts.append('/sys/fs/cgroup/systemd - cgroup cgroup '
+                          'rw,name=systemd')
+            os.makedirs(self.path('/sys/fs/cgroup/systemd'))
+            mounts.append('/sys/fs/cgroup/unified - cgroup2 cgroup2 rw')
+            os.makedirs(self.path('/sys/fs/cgroup/unified'))
+            _write(self.path('/sys/fs/cgroup/unified/cgroup.controllers'),
+                   'hugetlb')
+            _write(self.path('/sys/fs/cgroup/unified/cgroup.procs'), '')
+            self.write('/proc/cgroups', self._proc_cgroups(ids))
+        self.write('/proc/self/mountinfo', ''.join(
+            '%d 23 0:%d / %s\n' % (30 + n, 30 + n, m.replace(' - ', ' rw - '))
+            for n, m in enumerate(mounts)))
+        for irq in self.irq_numbers:
+            self.write('/proc/irq/%d/smp_affinity_list' % irq, allcpus)
+        self.write('/proc/irq/default_smp_affinity',
+                   cgroupfs.format_cpu_mask(range(self.ncpus)))
+        self.write('/sys/devices/virtual/workqueue/cpumask',
+                   cgroupfs.format_cpu_mask(range(self.ncpus)))
+        self.write('/proc/1/comm', 'init')
+        for tid in self.task_ids:
+            self.add_task(tid)
+        if self.cgroup != 'v2':
+            self.write('/sys/fs/cgroup/cpuset/tasks', '\n'.join(
+                str(t) for t in self.task_ids))
+
+    @staticmethod
+    def _proc_cgroups(ids):
+        lines = ['#subsys_name\thierarchy\tnum_cgroups\tenabled']
+        for name in V1_CONTROLLERS + ('hugetlb',):
+            lines.append('%s\t%d\t1\t1' % (name, ids.get(name, 0)))
+        return '\n'.join(lines) + '\n'
+
+    def path(self, path):
+        return cgroupfs.host_path(self.root, path)
+
+    def write(self, path, text):
+        _write(self.path(path), text)
+
+    def read(self, path):
+        with open(self.path(path)) as f:
+            return f.read()
+
+    def add_task(self, tid, flags=0, comm='task'):
+        """A fake /proc/<tid> with a stat line carrying ``flags``."""
+        self.write('/proc/%d/stat' % tid,
+                   '%d (%s) S 1 1 1 0 -1 %d 0 0 0 0' % (tid, comm, flags))
+
+    def snapshot(self):
+        """``{relpath: content or symlink target}`` of the whole tree."""
+        result = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            for name in dirnames + filenames:
+                path = os.path.join(dirpath, name)
+                rel = os.path.relpath(path, self.root)
+                if os.path.islink(path):
+                    result[rel] = '-> ' + os.readlink(path)
+                elif os.path.isfile(path):
+                    with open(path) as f:
+                        result[rel] = f.read()
+                else:
+                    result[rel] = '<dir>'
+        return result
+
+
+class FakeKernel(fixtures.Fixture):
+    """The cgroupfs behaviours a fake tree lacks, for code run in-process:
+    ``mkdir`` in a cgroup hierarchy creates its files, a task written to a
+    ``tasks``/``cgroup.procs`` file leaves its previous cgroup, and
+    ``cpuset.cpus`` sets the effective CPUs."""
+
+    def __init__(self, host):
+        self.host = host
+
+    def _setUp(self):
+        real_mkdir = os.mkdir
+        host = self.host
+        cgroup_top = host.path('/sys/fs/cgroup')
+
+        def mkdir(path, *args, **kwargs):
+            real_mkdir(path, *args, **kwargs)
+            path = os.fspath(path)
+            if path.startswith(cgroup_top + os.sep):
+                if host.cgroup == 'v2':
+                    _v2_files(path)
+                else:
+                    _v1_files(path)
+
+        def move(self, tid):
+            mount = next(h.mount for h in cgroupfs.detect_layout(
+                host.root).hierarchies if self.path.startswith(h.mount))
+            name = 'tasks' if self.version == 1 else 'cgroup.procs'
+            for dirpath, _, filenames in os.walk(mount):
+                if name in filenames:
+                    path = os.path.join(dirpath, name)
+                    with open(path) as f:
+                        tids = [t for t in f.read().split() if t != str(tid)]
+                    if dirpath == self.path:
+                        tids.append(str(tid))
+                    _write(path, '\n'.join(tids))
+
+        def set_v1_cpus(self, cpus):
+            original_v1_set_cpus(self, cpus)
+            _write(os.path.join(self.path, 'cpuset.effective_cpus'),
+                   ','.join(str(c) for c in sorted(cpus)))
+
+        original_v1_set_cpus = cgroupfs.V1Cgroup.set_cpus
+        self.useFixture(fixtures.MonkeyPatch('os.mkdir', mkdir))
+        for cls in (cgroupfs.V1Cgroup, cgroupfs.V2Cgroup):
+            for method in ('add_task', 'add_process'):
+                self.useFixture(fixtures.MonkeyPatch(
+                    '%s.%s.%s' % (cls.__module__, cls.__name__, method),
+                    move))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cgroupfs.V1Cgroup.set_cpus', set_v1_cpus))
+
+
+class CgroupSubtree(fixtures.Fixture):
+    """A real, test-owned cgroup root ``/ntp-test-<uuid>`` in every
+    hierarchy. Cleanup removes every directory under it bottom-up (a
+    directory that still holds a task is reported by the failing rmdir, so
+    start the tasks with OwnedProcess *after* this fixture: cleanups run
+    last-in first-out)."""
+
+    def _setUp(self):
+        self.root = '/ntp-test-%s' % uuid.uuid4().hex[:10]
+        self.layout = cgroupfs.detect_layout('/')
+        self.addCleanup(self._remove)
+
+    def path(self, hierarchy, *parts):
+        return hierarchy.path(self.root, *parts)
+
+    def _remove(self):
+        errors = []
+        for hierarchy in self.layout.hierarchies:
+            top = hierarchy.path(self.root)
+            if not os.path.isdir(top):
+                continue
+            for rel in reversed(cgroupfs.subtree(top)):
+                try:
+                    os.rmdir(os.path.join(top, rel) if rel else top)
+                except OSError as e:
+                    errors.append('%s/%s: %s' % (top, rel, e))
+        if errors:
+            raise AssertionError('cgroups left behind: %s' % errors)
+
+
+class OwnedProcess(fixtures.Fixture):
+    """A ``sleep`` started by the test, killed by PID on cleanup."""
+
+    def __init__(self, user=None):
+        self.user = user
+
+    def _setUp(self):
+        self.process = subprocess.Popen(['sleep', '3600'], user=self.user)
+        self.pid = self.process.pid
+        self.addCleanup(self._stop)
+
+    def _stop(self):
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def cpus_allowed(self):
+        with open('/proc/%d/status' % self.pid) as f:
+            for line in f:
+                if line.startswith('Cpus_allowed_list:'):
+                    return line.split()[1]
+
+
+def helper_command():
+    return '%s/bin/privsep-helper' % sys.prefix
+
+
+def wait_for_exit(pid, timeout=30):
+    """Block until ``pid`` exits, via a pidfd (no polling loop)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
+class PrivsepDaemon(fixtures.Fixture):
+    """The real privsep daemon of ``tenant_pin_pctxt``, started on the
+    first privileged call with the venv's privsep-helper as the helper
+    command (no sudo), and stopped on cleanup.
+
+    :param conf_fixture: the test's oslo.config fixture.
+    :param capabilities: override the context's capability list.
+    """
+
+    def __init__(self, conf_fixture, capabilities=None):
+        self.conf_fixture = conf_fixture
+        self.capabilities = capabilities
+
+    def _setUp(self):
+        group = privsep.tenant_pin_pctxt.cfg_section
+        command = helper_command()
+        if self.capabilities is not None:
+            # The daemon reads its capabilities from its own command line
+            # and config files, not from this process's CONF.
+            conf = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                                'privsep.conf')
+            with open(conf, 'w') as f:
+                f.write('[%s]\ncapabilities = %s\n' % (group, ','.join(
+                    capabilities.CAPS_BYVALUE[c]
+                    for c in self.capabilities)))
+            command += ' --config-file %s' % conf
+        self.conf_fixture.config(group=group, helper_command=command)
+        privsep.tenant_pin_pctxt.set_client_mode(True)
+        self.pid = None
+        self.addCleanup(self._stop)
+
+    def start(self):
+        """Start the daemon; returns its PID.
+
+        privsep-helper forks the daemon and exits, so the daemon is this
+        process's grandchild. While it starts, this process is a child
+        subreaper (prctl), so the orphaned daemon becomes its child: its
+        PID is then certain, and cleanup can reap it.
+        """
+        before = set(_children())
+        _set_child_subreaper(True)
+        try:
+            privsep.tenant_pin_pctxt.start()
+        finally:
+            _set_child_subreaper(False)
+        started = [pid for pid in set(_children()) - before
+                   if b'privsep-helper' in _cmdline(pid)]
+        if len(started) != 1:
+            raise AssertionError('expected one privsep daemon child, found '
+                                 '%s' % started)
+        self.pid = started[0]
+        return self.pid
+
+    def _stop(self):
+        privsep.tenant_pin_pctxt.stop()
+        if self.pid is None:
+            return
+        if not wait_for_exit(self.pid):
+            # Ours, by PID: it did not exit when its socket closed.
+            os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+
+
+def _set_child_subreaper(on):
+    pr_set_child_subreaper = 36
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_child_subreaper, int(on), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), 'prctl(PR_SET_CHILD_SUBREAPER)')
+
+
+def _cmdline(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return f.read()
+    except OSError:
+        return b''
+
+
+def _children():
+    """PIDs whose parent is this process."""
+    me = os.getpid()
+    result = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry) as f:
+                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == me:
+            result.append(int(entry))
+    return result

@@ -1,0 +1,142 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The real privsep daemon: its privileges and its round trip.
+
+Runs as root (CI does): the daemon is started with the venv's
+``privsep-helper`` as the helper command, since these machines have no
+sudo. These tests decide the context's capability list: the daemon works with
+CAP_DAC_OVERRIDE alone, fails without it, and needs no CAP_SYS_NICE even
+for another user's task.
+"""
+
+import os
+
+from oslo_privsep import capabilities
+
+from nova_tenant_pin import cgroupfs
+from nova_tenant_pin import exception
+from nova_tenant_pin import privsep
+from nova_tenant_pin.tests import base
+from nova_tenant_pin.tests import enforcement_fixtures as ef
+
+NOBODY = 65534
+CAPS = [capabilities.CAP_DAC_OVERRIDE]
+
+
+def _status(pid, field):
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return line.split()[1:]
+
+
+class TestRealDaemon(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        reason = base.requires_root()
+        if reason:
+            self.skipTest(reason)
+        self.subtree = self.useFixture(ef.CgroupSubtree())
+
+    def _daemon(self, caps=None):
+        daemon = self.useFixture(ef.PrivsepDaemon(self.conf_fixture, caps))
+        daemon.start()
+        return daemon
+
+    def test_daemon_keeps_only_the_declared_capability(self):
+        """A separate root process whose effective capabilities are
+        CAP_DAC_OVERRIDE (bit 1) and nothing else, as declared."""
+        ctx = privsep.tenant_pin_pctxt
+        self.assertEqual('nova_tenant_pin', ctx.prefix)
+        self.assertEqual('nova_tenant_pin_privileged', ctx.cfg_section)
+        daemon = self._daemon()
+        self.assertNotEqual(os.getpid(), daemon.pid)
+        self.assertEqual(['0'] * 4, _status(daemon.pid, 'Uid'))
+        self.assertEqual(1 << capabilities.CAP_DAC_OVERRIDE,
+                         int(_status(daemon.pid, 'CapEff')[0], 16))
+
+    def test_without_cap_dac_override_a_top_level_cgroup_is_refused(self):
+        """Why CAP_DAC_OVERRIDE is on the list: a hierarchy's top directory
+        is mode 0555, so without it not even root may create ``machine``
+        (or a cgroup root) there; nothing is left behind."""
+        self._daemon(caps=[])
+        self.assertRaises(exception.PartitionError,
+                          privsep.ensure_partition, self.subtree.root, 'd',
+                          [0], [0])
+        for h in self.subtree.layout.hierarchies:
+            self.assertFalse(os.path.exists(self.subtree.path(h)))
+
+    def test_round_trip_moves_another_users_task(self):
+        """Create a partition, move a task owned by nobody into it and
+        remove the partition, all through the daemon. This is also why
+        CAP_SYS_NICE is not on the list: the move works without it."""
+        self._daemon()
+        proc = self.useFixture(ef.OwnedProcess(user=NOBODY))
+        result = privsep.ensure_partition(self.subtree.root, 'rt', [0], [0])
+        self.assertFalse(result['exclusive'])
+        self.assertIn('cpuset', result['created'])
+        privsep.move_task(self.subtree.root, 'rt', proc.pid)
+        self.assertEqual('0', proc.cpus_allowed())
+        cpuset = self.subtree.layout.cpuset
+        path = self.subtree.path(cpuset, cgroupfs.partition_dir('rt'))
+        self.assertIn(proc.pid, cgroupfs.V1Cgroup(path).tasks())
+        self.assertRaises(exception.PartitionBusy, privsep.remove_partition,
+                          self.subtree.root, 'rt')
+        # Back to the test root, so the partition can go.
+        with open(os.path.join(self.subtree.path(cpuset), 'cgroup.procs'),
+                  'w') as f:
+            f.write(str(proc.pid))
+        for h in self.subtree.layout.hierarchies:
+            top = self.subtree.path(h)
+            with open(os.path.join(top, 'cgroup.procs'), 'w') as f:
+                f.write(str(proc.pid))
+        removed = privsep.remove_partition(self.subtree.root, 'rt')
+        self.assertEqual(sorted(h.name for h in
+                                self.subtree.layout.hierarchies),
+                         sorted(removed))
+        self.assertFalse(os.path.exists(path))
+
+    def test_proc_and_sys_writes_need_no_capability(self):
+        """IRQ affinity and the workqueue mask are written with no
+        capability at all (euid 0 owns the files). Each is rewritten with
+        its current value, so the host is not changed."""
+        self._daemon(caps=[])
+        irqs = sorted(int(n) for n in os.listdir('/proc/irq') if n.isdigit())
+        for irq in irqs:
+            with open('/proc/irq/%d/smp_affinity_list' % irq) as f:
+                current = f.read().strip()
+            result = privsep.set_irq_affinity(irq, current)
+            self.assertIn(result, (True, False))
+            if result:
+                break
+        with open('/sys/devices/virtual/workqueue/cpumask') as f:
+            mask = f.read().strip()
+        cpus = sorted(cgroupfs.parse_cpu_mask(mask))
+        privsep.set_workqueue_cpumask(cpus)
+        with open('/sys/devices/virtual/workqueue/cpumask') as f:
+            self.assertEqual(mask, f.read().strip())
+
+    def test_hostile_input_is_refused_through_the_daemon(self):
+        """The daemon validates by itself; the client gets the same
+        exception class back, and nothing is created."""
+        self._daemon()
+        for args in (('/../..', 'a', [0], [0]),
+                     (self.subtree.root, '../tenant-b', [0], [0]),
+                     (self.subtree.root, 'a', '0-99999999', [0])):
+            self.assertRaises(exception.InvalidArgument,
+                              privsep.ensure_partition, *args)
+        for h in self.subtree.layout.hierarchies:
+            self.assertFalse(os.path.exists(self.subtree.path(h)))

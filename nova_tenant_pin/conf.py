@@ -116,14 +116,60 @@ safe. If the file is lost while housekeeping is applied, ``release`` exits
 ]
 
 
+driver_opts = [
+    cfg.MultiStrOpt(
+        'static_tenant_cpuset',
+        default=[],
+        help="""
+A fixed set of whole cores for one tenant, as ``PROJECT_ID:CPU_SPEC`` (for
+example ``3f1c...:4-7,36-39``); repeat the option for more tenants. The
+tenant's instances on this host run there and nowhere else, and no other
+tenant gets those cores even while the tenant has no instance here. Each
+spec must cover whole cores, outside the housekeeping and dedicated CPUs,
+and two tenants' specs must not share a core: the compute service refuses
+to start otherwise, naming the option.
+"""),
+    cfg.ListOpt(
+        'exempt_projects',
+        default=[],
+        help="""
+Project ids exempt from isolation between themselves (trusted service
+projects, for example). Their instances share one partition,
+``/machine/tenant-exempt``, and may share cores with each other, but never
+with any other tenant.
+"""),
+    cfg.BoolOpt(
+        'allow_migration_to_unisolated_hosts',
+        default=False,
+        help="""
+Allow live migration to a target that does not run the tenant-pin driver
+(its check reports no CPUs for the instance). The instance then runs
+there without tenant isolation: it leaves its partition and its pins
+behind. By default such a migration is refused before it starts.
+"""),
+    cfg.IntOpt(
+        'reconcile_interval',
+        default=300,
+        min=0,
+        help="""
+Seconds between two reconciles of the tenant map with the running domains
+and the cgroup tree (drifted partitions and pins are repaired and
+logged). A reconcile always runs when the compute service starts. 0 turns
+the periodic reconcile off.
+"""),
+]
+
+
 def register_opts(conf):
     conf.register_group(tenant_pin_group)
     conf.register_opts(placement_opts, group=tenant_pin_group)
     conf.register_opts(enforcement_opts, group=tenant_pin_group)
+    conf.register_opts(driver_opts, group=tenant_pin_group)
 
 
 def list_opts():
-    return [(tenant_pin_group, placement_opts + enforcement_opts)]
+    return [(tenant_pin_group,
+             placement_opts + enforcement_opts + driver_opts)]
 
 
 register_opts(cfg.CONF)

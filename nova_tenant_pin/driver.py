@@ -1,0 +1,534 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""TenantPinLibvirtDriver: Nova's libvirt driver, with tenant isolation.
+
+Each override is thin: it asks the per-host
+:class:`~nova_tenant_pin.manager.TenantPinManager` for room (or gives it
+back) and calls the parent. The manager owns the tenant map, the cgroup
+partitions and live re-pinning; this module owns what only Nova knows: the
+instance's project and flavor, which instances have dedicated CPUs, the
+domain XML Nova generates, and the live-migration protocol.
+
+Configure it with ``[DEFAULT] compute_driver = tenant_pin.TenantPinLibvirtDriver``
+(Nova loads drivers as ``nova.virt.<compute_driver>``; this package ships
+the tiny module ``nova/virt/tenant_pin.py`` for that, see
+``doc/source/admin/driver.rst``).
+"""
+
+import threading
+import time
+
+from lxml import etree
+from nova import context as nova_context
+from nova import exception
+from nova import objects
+from nova.virt import hardware
+from nova.virt.libvirt import driver as libvirt_driver
+from oslo_config import cfg
+from oslo_log import log as logging
+import os_resource_classes as orc
+
+from nova_tenant_pin import cgroups
+from nova_tenant_pin import conf as tp_conf
+from nova_tenant_pin import manager as tp_manager
+from nova_tenant_pin import topology as topo
+
+LOG = logging.getLogger(__name__)
+CONF = cfg.CONF
+tp_conf.register_opts(CONF)
+
+NOVA_NS = tp_manager.NOVA_NS
+
+
+def _invalid(option, reason):
+    return exception.InvalidConfiguration(
+        '[tenant_pin] %s: %s' % (option, reason))
+
+
+def load_options(conf, topology):
+    """Read and check the ``[tenant_pin]`` options against the host.
+
+    :returns: dict of keyword arguments for the manager.
+    :raises nova.exception.InvalidConfiguration: naming the option.
+    """
+    group = conf.tenant_pin
+    online = topology.online_cpus
+    if group.housekeeping_cpus:
+        try:
+            housekeeping = hardware.parse_cpu_spec(group.housekeeping_cpus)
+        except exception.Invalid as e:
+            raise _invalid('housekeeping_cpus', e)
+        option = 'housekeeping_cpus'
+    else:
+        shared = hardware.get_cpu_shared_set() or set()
+        dedicated = hardware.get_cpu_dedicated_set() or set()
+        housekeeping = set(online) - shared - dedicated
+        option = 'housekeeping_cpus'
+        if not shared and not dedicated:
+            raise _invalid(
+                option, 'unset, and [compute] cpu_shared_set and '
+                'cpu_dedicated_set are unset too, so no CPU would be left '
+                'for host housekeeping; set one of them')
+    if not housekeeping:
+        raise _invalid(option, 'no CPU left for host housekeeping')
+    outside = set(housekeeping) - set(online)
+    if outside:
+        raise _invalid(option, 'CPUs %s are not online CPUs of this host'
+                       % hardware.format_cpu_spec(outside))
+
+    static = {}
+    for entry in group.static_tenant_cpuset:
+        project, sep, spec = entry.partition(':')
+        project = project.strip()
+        if not sep or not project or not spec.strip():
+            raise _invalid('static_tenant_cpuset', '%r is not '
+                           'PROJECT_ID:CPU_SPEC' % entry)
+        try:
+            cgroups.validate_tenant_id(project)
+            cpus = hardware.parse_cpu_spec(spec)
+        except (exception.Invalid, cgroups.PartitionError) as e:
+            raise _invalid('static_tenant_cpuset', '%r: %s' % (entry, e))
+        if project in static:
+            raise _invalid('static_tenant_cpuset', 'project %s is listed '
+                           'twice' % project)
+        if not cpus <= set(online):
+            raise _invalid('static_tenant_cpuset', '%r: CPUs %s are not '
+                           'online' % (entry, hardware.format_cpu_spec(
+                               cpus - set(online))))
+        static[project] = cpus
+    for project in group.exempt_projects:
+        try:
+            cgroups.validate_tenant_id(project)
+        except cgroups.PartitionError as e:
+            raise _invalid('exempt_projects', e)
+    return {
+        'housekeeping_cpus': frozenset(housekeeping),
+        'pin_mode': group.pin_mode,
+        'ratio': group.tenant_cpu_allocation_ratio,
+        'static': static,
+        'exempt_projects': tuple(group.exempt_projects),
+        'reserved_cpus': frozenset(hardware.get_cpu_dedicated_set() or ()),
+    }
+
+
+def is_dedicated(instance):
+    """Nova pins instances with ``hw:cpu_policy=dedicated`` (or ``mixed``)
+    itself; this driver leaves them alone."""
+    numa = instance.numa_topology
+    return bool(numa is not None and numa.cpu_pinning_requested)
+
+
+def confine_domain_xml(xml, pins, project_id, project_name=None):
+    """Rewrite Nova's domain XML to run in the tenant's partition.
+
+    Sets ``<resource><partition>``, ``<vcpu cpuset>``, and replaces any
+    ``<vcpupin>``/``<emulatorpin>``/``<iothreadpin>`` Nova wrote for its
+    shared CPU set with the tenant's: per-vCPU pins and the emulator in
+    strict mode, nothing more in float mode. Makes sure the owner project
+    is in the metadata, which the manager reads back after a restart.
+    """
+    root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
+    vcpu = root.find('./vcpu')
+    vcpu.set('cpuset', hardware.format_cpu_spec(pins.cpus, allow_ranges=True))
+    resource = root.find('./resource')
+    if resource is None:
+        resource = etree.Element('resource')
+        # libvirt's schema puts <resource> after <vcpu>/<cputune>; any
+        # position parses, so keep it near <vcpu> for readers.
+        vcpu.addnext(resource)
+    for old in resource.findall('./partition'):
+        resource.remove(old)
+    etree.SubElement(resource, 'partition').text = pins.partition
+    cputune = root.find('./cputune')
+    if cputune is not None:
+        for tag in ('vcpupin', 'emulatorpin', 'iothreadpin'):
+            for old in cputune.findall('./' + tag):
+                cputune.remove(old)
+    if pins.vcpu_pins:
+        if cputune is None:
+            cputune = etree.Element('cputune')
+            resource.addnext(cputune)
+        for vcpu_id, cpus in sorted(pins.vcpu_pins.items()):
+            etree.SubElement(cputune, 'vcpupin', vcpu=str(vcpu_id),
+                             cpuset=hardware.format_cpu_spec(cpus))
+        etree.SubElement(cputune, 'emulatorpin',
+                         cpuset=hardware.format_cpu_spec(pins.cpus))
+    elif cputune is not None and len(cputune) == 0:
+        root.remove(cputune)
+    _ensure_owner_project(root, project_id, project_name)
+    return etree.tostring(root, encoding='unicode')
+
+
+def _ensure_owner_project(root, project_id, project_name):
+    nova_instance = root.find('./metadata/{%s}instance' % NOVA_NS)
+    if nova_instance is None:
+        metadata = root.find('./metadata')
+        if metadata is None:
+            metadata = etree.SubElement(root, 'metadata')
+        nova_instance = etree.SubElement(
+            metadata, '{%s}instance' % NOVA_NS, nsmap={'nova': NOVA_NS})
+    owner = nova_instance.find('./{%s}owner' % NOVA_NS)
+    if owner is None:
+        owner = etree.SubElement(nova_instance, '{%s}owner' % NOVA_NS)
+    project = owner.find('./{%s}project' % NOVA_NS)
+    if project is None:
+        project = etree.SubElement(owner, '{%s}project' % NOVA_NS)
+        project.text = project_name or project_id
+    project.set('uuid', project_id)
+
+
+def migration_source_xml(xml, to_isolated_target):
+    """The source domain XML that Nova turns into the target's XML.
+
+    The source's per-vCPU and emulator pins mean nothing on the target (and
+    a pin outside the target partition would make the target QEMU fail to
+    start), so they go; Nova then sets ``<vcpu cpuset>`` from the target's
+    ``dst_cpu_shared_set_info``. The partition stays when the target runs
+    this driver (it created the partition in its check), and goes when an
+    unisolated target was allowed.
+    """
+    root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
+    cputune = root.find('./cputune')
+    if cputune is not None:
+        for tag in ('vcpupin', 'emulatorpin', 'iothreadpin'):
+            for old in cputune.findall('./' + tag):
+                cputune.remove(old)
+    if not to_isolated_target:
+        resource = root.find('./resource')
+        if resource is not None:
+            for part in resource.findall('./partition'):
+                if (part.text or '').startswith(tp_manager.PARTITION_PREFIX):
+                    resource.remove(part)
+            if len(resource) == 0:
+                root.remove(resource)
+    return etree.tostring(root, encoding='unicode')
+
+
+class _MigratingGuest:
+    """A Guest whose migratable XML is :func:`migration_source_xml`'s, so
+    that Nova's own ``get_updated_guest_xml`` builds the target XML from it;
+    everything else goes to the real Guest."""
+
+    def __init__(self, guest, to_isolated_target):
+        self._guest = guest
+        self._to_isolated_target = to_isolated_target
+
+    def get_xml_desc(self, dump_inactive=False, dump_sensitive=False,
+                     dump_migratable=False):
+        xml = self._guest.get_xml_desc(dump_inactive=dump_inactive,
+                                       dump_sensitive=dump_sensitive,
+                                       dump_migratable=dump_migratable)
+        if dump_migratable:
+            xml = migration_source_xml(xml, self._to_isolated_target)
+        return xml
+
+    def __getattr__(self, name):
+        return getattr(self._guest, name)
+
+
+class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
+    """The libvirt driver with whole cores per tenant."""
+
+    def __init__(self, virtapi, read_only=False):
+        super().__init__(virtapi, read_only)
+        self.tenant_pin = None
+        self._tp_host = None
+        self._tp_last_reconcile = None
+        # Instances whose domain is re-created in place (hard reboot, power
+        # on): the destroy inside must not give their room away.
+        self._tp_keep = set()
+        self._tp_keep_lock = threading.Lock()
+        # Destination checks of incoming live migrations, by the check's
+        # file name (the only key cleanup_live_migration_destination_check
+        # gets).
+        self._tp_checks = {}
+
+    # -- start and periodic --------------------------------------------------
+
+    def _tp_make_partitions(self, host):
+        """The host's partitions; a seam for tests, which keep one
+        MemoryPartitions per host across service restarts."""
+        return cgroups.get_partitions()
+
+    def _tp_topology(self):
+        caps = self._host.get_capabilities()
+        return topo.HostTopology.from_capabilities_xml(caps.to_xml())
+
+    def init_host(self, host):
+        super().init_host(host)
+        self._tp_host = host
+        topology = self._tp_topology()
+        options = load_options(CONF, topology)
+        try:
+            self.tenant_pin = tp_manager.TenantPinManager(
+                topology, self._tp_make_partitions(host),
+                lambda: self._host.get_connection(), name=host, **options)
+        except ValueError as e:
+            # PlanError: a static cpuset that breaks a rule.
+            raise _invalid('static_tenant_cpuset', e)
+        self._tp_reconcile()
+        LOG.info('tenant-pin on %s: housekeeping CPUs %s, tenants %s',
+                 host, topo.format_cpu_list(options['housekeeping_cpus']),
+                 {t: topo.format_cpu_list(c) for t, c in
+                  self.tenant_pin.tenant_map().items()})
+
+    def _tp_dedicated_instances(self):
+        """``{uuid: cpus}`` of this host's instances with dedicated CPUs."""
+        ctxt = nova_context.get_admin_context()
+        result = {}
+        for inst in objects.InstanceList.get_by_host(
+                ctxt, self._tp_host, expected_attrs=['numa_topology']):
+            if is_dedicated(inst):
+                result[inst.uuid] = frozenset(inst.numa_topology.cpu_pinning)
+        return result
+
+    def _tp_reconcile(self):
+        self._tp_last_reconcile = time.monotonic()
+        return self.tenant_pin.reconcile(
+            dedicated=self._tp_dedicated_instances())
+
+    def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        super().update_provider_tree(provider_tree, nodename,
+                                     allocations=allocations)
+        if self.tenant_pin is None:
+            return
+        interval = CONF.tenant_pin.reconcile_interval
+        if interval and time.monotonic() - self._tp_last_reconcile >= \
+                interval:
+            self._tp_reconcile()
+        # Threads a tenant holds but its vCPUs do not need are nobody
+        # else's: report them as reserved so placement's view is true.
+        inventory = provider_tree.data(nodename).inventory
+        vcpu = inventory.get(orc.VCPU)
+        if vcpu:
+            stranded = self.tenant_pin.stranded_cpus()
+            vcpu['reserved'] = min(vcpu['total'],
+                                   CONF.reserved_host_cpus + stranded)
+            provider_tree.update_inventory(nodename, inventory)
+
+    # -- domain XML --------------------------------------------------------
+
+    def _get_guest_xml(self, context, instance, *args, **kwargs):
+        xml = super()._get_guest_xml(context, instance, *args, **kwargs)
+        if self.tenant_pin is None or is_dedicated(instance):
+            return xml
+        pins = self.tenant_pin.pins_for(instance.uuid)
+        if pins is None:
+            pins = self._tp_claim(instance)
+        return confine_domain_xml(
+            xml, pins, instance.project_id,
+            getattr(context, 'project_name', None))
+
+    def _tp_claim(self, instance, vcpus=None):
+        try:
+            return self.tenant_pin.claim(
+                instance.uuid, instance.project_id,
+                vcpus or instance.flavor.vcpus)
+        except tp_manager.TenantDoesNotFit as e:
+            raise exception.ComputeResourcesUnavailable(reason=e.reason)
+
+    def _tp_started(self, instance):
+        if is_dedicated(instance):
+            self.tenant_pin.add_dedicated(
+                instance.uuid, instance.numa_topology.cpu_pinning)
+        else:
+            self.tenant_pin.domain_started(instance.uuid)
+
+    # -- spawn, delete, reboot ---------------------------------------------
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, allocations, network_info=None,
+              block_device_info=None, power_on=True, accel_info=None):
+        if not is_dedicated(instance):
+            # Raises ComputeResourcesUnavailable: Nova reschedules.
+            self._tp_claim(instance)
+        try:
+            super().spawn(context, instance, image_meta, injected_files,
+                          admin_password, allocations,
+                          network_info=network_info,
+                          block_device_info=block_device_info,
+                          power_on=power_on, accel_info=accel_info)
+        except Exception:
+            self.tenant_pin.release(instance.uuid)
+            raise
+        self._tp_started(instance)
+
+    def cleanup(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, migrate_data=None, destroy_vifs=True,
+                destroy_secrets=True):
+        # destroy() ends here too, and so does the source of a finished
+        # live migration and a rolled back destination.
+        super().cleanup(context, instance, network_info,
+                        block_device_info=block_device_info,
+                        destroy_disks=destroy_disks,
+                        migrate_data=migrate_data, destroy_vifs=destroy_vifs,
+                        destroy_secrets=destroy_secrets)
+        with self._tp_keep_lock:
+            keep = instance.uuid in self._tp_keep
+        if not keep and self.tenant_pin is not None:
+            self.tenant_pin.release(instance.uuid)
+
+    def _hard_reboot(self, context, instance, *args, **kwargs):
+        # The domain is destroyed and defined again with the same room.
+        with self._tp_keep_lock:
+            self._tp_keep.add(instance.uuid)
+        try:
+            return super()._hard_reboot(context, instance, *args, **kwargs)
+        finally:
+            with self._tp_keep_lock:
+                self._tp_keep.discard(instance.uuid)
+            if not is_dedicated(instance) and self.tenant_pin is not None:
+                self.tenant_pin.domain_started(instance.uuid)
+
+    # -- resize and cold migration -------------------------------------------
+
+    def finish_migration(self, context, migration, instance, disk_info,
+                         network_info, image_meta, resize_instance,
+                         allocations, block_device_info=None, power_on=True,
+                         share_info=None):
+        # Target side: room for the new flavor before the domain exists.
+        same_host = migration.source_compute == migration.dest_compute
+        if not is_dedicated(instance):
+            self._tp_claim(instance, instance.flavor.vcpus)
+        try:
+            super().finish_migration(
+                context, migration, instance, disk_info, network_info,
+                image_meta, resize_instance, allocations,
+                block_device_info=block_device_info, power_on=power_on,
+                share_info=share_info)
+        except Exception:
+            if not same_host:
+                self.tenant_pin.release(instance.uuid)
+            raise
+        self._tp_started(instance)
+
+    def confirm_migration(self, context, migration, instance, network_info):
+        # Source side: the instance now lives on the target.
+        super().confirm_migration(context, migration, instance, network_info)
+        if migration.source_compute != migration.dest_compute:
+            self.tenant_pin.release(instance.uuid)
+
+    def finish_revert_migration(self, context, instance, network_info,
+                                migration, block_device_info=None,
+                                power_on=True, share_info=None):
+        # Source side: the source claim was kept; it takes the old flavor
+        # back (Nova restored instance.flavor before calling us).
+        if not is_dedicated(instance):
+            self._tp_claim(instance, instance.flavor.vcpus)
+        super().finish_revert_migration(
+            context, instance, network_info, migration,
+            block_device_info=block_device_info, power_on=power_on,
+            share_info=share_info)
+        self._tp_started(instance)
+
+    # -- live migration --------------------------------------------------------
+
+    def check_can_live_migrate_destination(self, context, instance,
+                                           src_compute_info, dst_compute_info,
+                                           block_migration=False,
+                                           disk_over_commit=False):
+        data = super().check_can_live_migrate_destination(
+            context, instance, src_compute_info, dst_compute_info,
+            block_migration=block_migration,
+            disk_over_commit=disk_over_commit)
+        if is_dedicated(instance):
+            return data
+        try:
+            # Creates or widens the tenant's partition now: the target QEMU
+            # starts inside it, confined from its first instruction.
+            pins = self.tenant_pin.claim_incoming_migration(
+                instance.uuid, instance.project_id, instance.flavor.vcpus)
+        except tp_manager.TenantDoesNotFit as e:
+            super().cleanup_live_migration_destination_check(context, data)
+            raise exception.MigrationPreCheckError(
+                reason='tenant-pin: %s' % e)
+        data.dst_cpu_shared_set_info = set(pins.cpus)
+        self._tp_checks[data.filename] = instance.uuid
+        return data
+
+    def check_can_live_migrate_source(self, context, instance,
+                                      dest_check_data,
+                                      block_device_info=None):
+        if not is_dedicated(instance) and not (
+                'dst_cpu_shared_set_info' in dest_check_data and
+                dest_check_data.dst_cpu_shared_set_info) and \
+                not CONF.tenant_pin.allow_migration_to_unisolated_hosts:
+            raise exception.MigrationPreCheckError(
+                reason='tenant-pin: the target host reports no CPUs for '
+                       'instance %s of tenant %s, so it does not run the '
+                       'tenant-pin driver; set [tenant_pin] '
+                       'allow_migration_to_unisolated_hosts to allow it'
+                       % (instance.uuid, instance.project_id))
+        return super().check_can_live_migrate_source(
+            context, instance, dest_check_data,
+            block_device_info=block_device_info)
+
+    def check_source_migrate_data_at_dest(self, ctxt, instance, migrate_data,
+                                          migration, limits, allocs):
+        migrate_data = super().check_source_migrate_data_at_dest(
+            ctxt, instance, migrate_data, migration, limits, allocs)
+        # The source accepted: the check's clean-up must keep the claim.
+        self.tenant_pin.confirm_incoming_migration(instance.uuid)
+        return migrate_data
+
+    def cleanup_live_migration_destination_check(self, context,
+                                                 dest_check_data):
+        # Nova calls this after every destination check, successful or not;
+        # only a claim the source never accepted is released.
+        super().cleanup_live_migration_destination_check(context,
+                                                         dest_check_data)
+        uuid = self._tp_checks.pop(dest_check_data.filename, None)
+        if uuid is not None and self.tenant_pin is not None:
+            self.tenant_pin.release_unconfirmed_migration(uuid)
+
+    def _live_migration_operation(self, context, instance, dest,
+                                  block_migration, migrate_data, guest,
+                                  device_names):
+        if not is_dedicated(instance):
+            to_isolated = bool('dst_cpu_shared_set_info' in migrate_data and
+                               migrate_data.dst_cpu_shared_set_info)
+            guest = _MigratingGuest(guest, to_isolated)
+        return super()._live_migration_operation(
+            context, instance, dest, block_migration, migrate_data, guest,
+            device_names)
+
+    def post_live_migration_at_destination(self, context, instance,
+                                           network_info,
+                                           block_migration=False,
+                                           block_device_info=None):
+        super().post_live_migration_at_destination(
+            context, instance, network_info, block_migration=block_migration,
+            block_device_info=block_device_info)
+        # The instance arrived with <vcpu cpuset> = its tenant's CPUs: now
+        # compute and apply the optimal pins live.
+        self._tp_started(instance)
+
+    def post_live_migration_at_source(self, context, instance, network_info):
+        super().post_live_migration_at_source(context, instance, network_info)
+        # The tenant shrinks, or lets go of its cores if this was its last
+        # instance here (cleanup may already have done it: idempotent).
+        self.tenant_pin.release(instance.uuid)
+
+    def rollback_live_migration_at_destination(self, context, instance,
+                                               network_info,
+                                               block_device_info,
+                                               destroy_disks=True,
+                                               migrate_data=None):
+        try:
+            super().rollback_live_migration_at_destination(
+                context, instance, network_info, block_device_info,
+                destroy_disks=destroy_disks, migrate_data=migrate_data)
+        finally:
+            self.tenant_pin.release(instance.uuid)

@@ -76,10 +76,11 @@ class InstanceRequest:
     :param cell: a NUMA cell the instance must stay in, or None.
     :param mode: ``float`` (the instance may run on all of its tenant's CPUs
         in its cells) or ``strict`` (each vCPU pinned to one CPU).
-    :param placed_cells: the cells a running instance is in now (from the
-        previous plan), or None. A hint, not a constraint: the instance
-        stays there while its tenant has room there, which keeps the
-        tenant's cores where they are.
+    :param placed_cells: where a running instance is now (from the previous
+        plan's ``cell_vcpus``): ``{cell: vcpus}``, or a sequence of cells
+        (all vCPUs in one cell, or split as room allows), or None. A hint,
+        not a constraint: the instance stays as it is while its tenant has
+        room there, which keeps the tenant's cores where they are.
     """
 
     uuid: str
@@ -97,6 +98,7 @@ class InstancePlacement:
     cpus: frozenset
     cells: tuple
     vcpu_pins: dict = None
+    cell_vcpus: dict = None
 
 
 @dataclasses.dataclass
@@ -154,6 +156,8 @@ class Plan:
                         for p, t in sorted(self.tenants.items())},
             'instances': {
                 u: {'cpus': sorted(i.cpus), 'cells': list(i.cells),
+                    'cell_vcpus': {str(c): n for c, n in
+                                   sorted(i.cell_vcpus.items())},
                     'project_id': i.project_id,
                     'vcpu_pins': (None if i.vcpu_pins is None else
                                   {str(v): c for v, c in
@@ -454,6 +458,28 @@ def _place_tenant(project, insts, topology, held_cores, pools, ratio, fixed,
         assigned[inst.uuid] = parts
         return True
 
+    def keep_parts(inst, cell_ids):
+        """Place a running instance as its hint says, if there is room."""
+        hint = inst.placed_cells
+        if not hint:
+            return False
+        if isinstance(hint, dict):
+            parts = {int(c): n for c, n in hint.items()}
+            if sum(parts.values()) != inst.vcpus:
+                return False
+        else:
+            cells = list(hint)
+            if len(cells) != 1:
+                return span(inst, [c for c in cells if c in cell_ids])
+            parts = {cells[0]: inst.vcpus}
+        if any(c not in cell_ids or
+               demand[c] + n > room(c) + _EPSILON for c, n in parts.items()):
+            return False
+        for c, n in parts.items():
+            demand[c] += n
+        assigned[inst.uuid] = parts
+        return True
+
     # Instances bound to a cell first: they have no choice.
     for inst in insts:
         if inst.cell is None:
@@ -483,10 +509,7 @@ def _place_tenant(project, insts, topology, held_cores, pools, ratio, fixed,
                     spare if fits else -spare, cell_id)
         order = sorted(cell_ids, key=preference)
         for inst in floating:
-            hint = [c for c in (inst.placed_cells or ()) if c in cell_ids]
-            if len(hint) == 1 and try_cells(inst, hint):
-                continue
-            if len(hint) > 1 and span(inst, hint):
+            if keep_parts(inst, cell_ids):
                 continue
             if try_cells(inst, order):
                 continue
@@ -544,7 +567,7 @@ def _place_tenant(project, insts, topology, held_cores, pools, ratio, fixed,
                     pins[vcpu] = slots[cell_id].popleft()
                     vcpu += 1
         placements[inst.uuid] = InstancePlacement(
-            inst.uuid, project, inst_cpus, cells, pins)
+            inst.uuid, project, inst_cpus, cells, pins, dict(parts))
 
 
 def _strict_slots(cores, ratio):

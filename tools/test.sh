@@ -33,6 +33,11 @@ fi
 export PATH=$VENV/bin:$PATH
 export PYTHONDONTWRITEBYTECODE=1
 export OS_TEST_TIMEOUT=${OS_TEST_TIMEOUT:-600}
+# Property tests draw new random examples on a developer's machine; in CI
+# they replay a fixed set, so that a red CI means a regression.
+if [ -n "${CI:-}" ]; then
+    export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
+fi
 
 status=0
 passed=0

@@ -29,6 +29,7 @@ example ``audit`` saw a violation), 2 bad input or usage.
 import argparse
 import importlib
 import sys
+import warnings
 
 from oslo_config import cfg
 
@@ -46,6 +47,9 @@ class UsageError(Exception):
 
 
 def build_parser():
+    # oslo.privsep imports eventlet, which warns on import that it is
+    # deprecated; that says nothing to an operator running this command.
+    warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
     parser = argparse.ArgumentParser(
         prog='nova-tenant-pin',
         description='Keep SMT on and never let two tenants share a '

@@ -119,7 +119,15 @@ def parse_request(doc, host=None):
             raise cli.UsageError('instances[%d]: "cell" must be a cell id '
                                  'or null' % n)
         placed = inst.get('placed_cells')
-        if placed is not None:
+        if isinstance(placed, dict):
+            try:
+                placed = {int(c): v for c, v in placed.items()}
+            except ValueError:
+                raise cli.UsageError('instances[%d].placed_cells: keys must '
+                                     'be cell ids' % n)
+            _cpu_list(list(placed.values()),
+                      'instances[%d].placed_cells values' % n)
+        elif placed is not None:
             placed = tuple(_cpu_list(placed, 'instances[%d].placed_cells'
                                      % n))
         requests.append(allocator.InstanceRequest(

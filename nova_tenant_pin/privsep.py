@@ -50,19 +50,24 @@ from nova_tenant_pin import topology
 
 LOG = logging.getLogger(__name__)
 
-# The daemon keeps uid 0 and one capability, as measured by
+# The daemon keeps uid 0 and two capabilities, as measured by
 # nova_tenant_pin.tests.functional.test_privsep (kernel 6.18, cgroup v1):
 # * CAP_DAC_OVERRIDE: the top directory of a cgroup hierarchy is mode 0555,
 #   so creating (or removing) ``machine``, ``housekeeping`` or a cgroup
 #   root directly under it is refused without it.
+# * CAP_SYS_NICE: moving a task into a cpuset changes its affinity; the
+#   kernel (cap_safe_nice) refuses with EPERM unless the task's permitted
+#   capabilities are a subset of the daemon's, which is false for every
+#   root process (QEMU, libvirtd, host services) once the daemon has
+#   dropped the rest.
 # Files owned by root and owner-writable (cpuset files, tasks, /proc/irq,
-# the workqueue mask) need no capability, and moving another user's task
-# into a cpuset needs no CAP_SYS_NICE when the writer's euid is 0.
+# the workqueue mask) need no capability.
 tenant_pin_pctxt = priv_context.PrivContext(
     'nova_tenant_pin',
     cfg_section='nova_tenant_pin_privileged',
     pypath=__name__ + '.tenant_pin_pctxt',
-    capabilities=[capabilities.CAP_DAC_OVERRIDE],
+    capabilities=[capabilities.CAP_DAC_OVERRIDE,
+                  capabilities.CAP_SYS_NICE],
 )
 
 HOST_ROOT = '/'

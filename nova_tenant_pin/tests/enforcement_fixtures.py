@@ -267,9 +267,10 @@ class OwnedProcess(fixtures.Fixture):
     def _setUp(self):
         self.process = subprocess.Popen(['sleep', '3600'], user=self.user)
         self.pid = self.process.pid
-        self.addCleanup(self._stop)
+        self.addCleanup(self.stop)
 
-    def _stop(self):
+    def stop(self):
+        """Kill (by PID) and reap; safe to call twice."""
         if self.process.poll() is None:
             os.kill(self.pid, signal.SIGKILL)
         self.process.wait(timeout=30)

@@ -17,8 +17,8 @@
 Runs as root (CI does): the daemon is started with the venv's
 ``privsep-helper`` as the helper command, since these machines have no
 sudo. These tests decide the context's capability list: the daemon works with
-CAP_DAC_OVERRIDE alone, fails without it, and needs no CAP_SYS_NICE even
-for another user's task.
+CAP_DAC_OVERRIDE and CAP_SYS_NICE, and each test named ``without_*`` shows
+what fails when one of them is missing.
 """
 
 import os
@@ -32,7 +32,7 @@ from nova_tenant_pin.tests import base
 from nova_tenant_pin.tests import enforcement_fixtures as ef
 
 NOBODY = 65534
-CAPS = [capabilities.CAP_DAC_OVERRIDE]
+CAPS = [capabilities.CAP_DAC_OVERRIDE, capabilities.CAP_SYS_NICE]
 
 
 def _status(pid, field):
@@ -56,16 +56,16 @@ class TestRealDaemon(base.TestCase):
         daemon.start()
         return daemon
 
-    def test_daemon_keeps_only_the_declared_capability(self):
+    def test_daemon_keeps_only_the_declared_capabilities(self):
         """A separate root process whose effective capabilities are
-        CAP_DAC_OVERRIDE (bit 1) and nothing else, as declared."""
+        CAP_DAC_OVERRIDE (bit 1) and CAP_SYS_NICE (bit 23), nothing else."""
         ctx = privsep.tenant_pin_pctxt
         self.assertEqual('nova_tenant_pin', ctx.prefix)
         self.assertEqual('nova_tenant_pin_privileged', ctx.cfg_section)
         daemon = self._daemon()
         self.assertNotEqual(os.getpid(), daemon.pid)
         self.assertEqual(['0'] * 4, _status(daemon.pid, 'Uid'))
-        self.assertEqual(1 << capabilities.CAP_DAC_OVERRIDE,
+        self.assertEqual(sum(1 << c for c in CAPS),
                          int(_status(daemon.pid, 'CapEff')[0], 16))
 
     def test_without_cap_dac_override_a_top_level_cgroup_is_refused(self):
@@ -79,12 +79,11 @@ class TestRealDaemon(base.TestCase):
         for h in self.subtree.layout.hierarchies:
             self.assertFalse(os.path.exists(self.subtree.path(h)))
 
-    def test_round_trip_moves_another_users_task(self):
-        """Create a partition, move a task owned by nobody into it and
-        remove the partition, all through the daemon. This is also why
-        CAP_SYS_NICE is not on the list: the move works without it."""
+    def test_round_trip_moves_a_root_task(self):
+        """Create a partition, move a root-owned task into it, and remove
+        the partition, all through the daemon."""
         self._daemon()
-        proc = self.useFixture(ef.OwnedProcess(user=NOBODY))
+        proc = self.useFixture(ef.OwnedProcess())
         result = privsep.ensure_partition(self.subtree.root, 'rt', [0], [0])
         self.assertFalse(result['exclusive'])
         self.assertIn('cpuset', result['created'])
@@ -108,6 +107,23 @@ class TestRealDaemon(base.TestCase):
                                 self.subtree.layout.hierarchies),
                          sorted(removed))
         self.assertFalse(os.path.exists(path))
+
+    def test_without_cap_sys_nice_a_root_task_is_refused(self):
+        """Why CAP_SYS_NICE is on the list: without it the kernel refuses
+        to move a task with more capabilities than the daemon (any root
+        process) into a cpuset; a capability-less task of nobody moves."""
+        self._daemon(caps=[capabilities.CAP_DAC_OVERRIDE])
+        root_task = self.useFixture(ef.OwnedProcess())
+        nobody_task = self.useFixture(ef.OwnedProcess(user=NOBODY))
+        privsep.ensure_partition(self.subtree.root, 'nocap', [0], [0])
+        err = self.assertRaises(exception.PartitionError, privsep.move_task,
+                                self.subtree.root, 'nocap', root_task.pid)
+        self.assertIn('Operation not permitted', str(err))
+        cpuset = self.subtree.layout.cpuset
+        path = self.subtree.path(cpuset, cgroupfs.partition_dir('nocap'))
+        self.assertNotIn(root_task.pid, cgroupfs.V1Cgroup(path).tasks())
+        privsep.move_task(self.subtree.root, 'nocap', nobody_task.pid)
+        self.assertIn(nobody_task.pid, cgroupfs.V1Cgroup(path).tasks())
 
     def test_proc_and_sys_writes_need_no_capability(self):
         """IRQ affinity and the workqueue mask are written with no

@@ -1,0 +1,293 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Check the invariants against the kernel's truth, once or many times a
+second.
+
+The audit reads every QEMU thread of a host from ``/proc``: where it may run
+(``Cpus_allowed_list``) and its cpuset cgroup. A thread belongs to the tenant
+whose partition (``.../tenant-<id>.partition/...``) holds it, or, for a guest
+not in a partition, to the tenant a caller maps its process to; a guest that
+is in neither counts as a tenant of its own, so it never hides a violation.
+It then checks invariant 1 (no physical core is in the allowed CPUs of two
+tenants' threads) and invariant 2 (no tenant thread may run on a
+housekeeping core).
+
+:class:`Sampler` repeats that check as fast as it can (the target is at
+least 1 kHz) while something happens, such as a live migration, and reports
+every sample in which the invariants did not hold and the length of each
+window of exposure. Two simulated hosts on one machine share its CPUs, so
+each host is judged on its own threads: an :class:`HostAuditor` sees only
+the QEMU processes whose cgroup lies under its ``cgroup_prefix``.
+"""
+
+import dataclasses
+import os
+import re
+import time
+
+from nova_tenant_pin import procfs
+from nova_tenant_pin import topology as topo
+
+_PARTITION_RE = re.compile(r'/tenant-([A-Za-z0-9][A-Za-z0-9_-]{0,63})'
+                           r'\.partition(?:/|$)')
+# Kernel workers that KVM attaches to a guest's process; they run kernel
+# code on behalf of the guest and are not the tenant's to schedule.
+_KERNEL_WORKERS = ('kvm-nx-lpage-re', 'kvm-pit/')
+
+SHARED_CORE = 'shared-core'
+HOUSEKEEPING = 'housekeeping'
+
+
+def tenant_of_cgroup(path):
+    """The tenant whose partition holds a cgroup path, else None."""
+    if not path:
+        return None
+    match = _PARTITION_RE.search(path)
+    return match.group(1) if match else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Violation:
+    kind: str
+    tenants: tuple
+    cpus: tuple
+    tids: tuple
+
+    def __str__(self):
+        if self.kind == SHARED_CORE:
+            return ('tenants %s may both run on core %s (threads %s)'
+                    % (' and '.join(self.tenants),
+                       topo.format_cpu_list(self.cpus),
+                       ', '.join(map(str, self.tids))))
+        return ('tenant %s may run on housekeeping CPUs %s (threads %s)'
+                % (self.tenants[0], topo.format_cpu_list(self.cpus),
+                   ', '.join(map(str, self.tids))))
+
+    def to_dict(self):
+        return {'kind': self.kind, 'tenants': list(self.tenants),
+                'cpus': list(self.cpus), 'tids': list(self.tids)}
+
+
+@dataclasses.dataclass
+class AuditReport:
+    threads: int
+    guests: int
+    tenants: dict
+    violations: list
+    seconds: float
+
+    @property
+    def clean(self):
+        return not self.violations
+
+    def to_dict(self):
+        return {'clean': self.clean, 'threads': self.threads,
+                'guests': self.guests,
+                'tenants': {t: sorted(c) for t, c in
+                            sorted(self.tenants.items())},
+                'violations': [v.to_dict() for v in self.violations],
+                'seconds': self.seconds}
+
+
+class HostAuditor:
+    """Reads one host's QEMU threads and checks the invariants."""
+
+    def __init__(self, host_topology, housekeeping_cpus=(),
+                 cgroup_prefix='/', proc_root='/proc', pid_tenants=None):
+        """Prepare to audit one host.
+
+        :param host_topology: the host's HostTopology (for cores).
+        :param housekeeping_cpus: CPUs no tenant thread may run on; whole
+            cores are taken, as the allocator does.
+        :param cgroup_prefix: only QEMU processes whose cpuset cgroup path
+            starts with this prefix belong to this host.
+        :param pid_tenants: a callable ``pid -> tenant or None`` for guests
+            that are not in a tenant partition.
+        """
+        self.topology = host_topology
+        self.housekeeping = host_topology.whole_core_cpus(
+            c for c in housekeeping_cpus if c in host_topology.online_cpus)
+        self.cgroup_prefix = cgroup_prefix.rstrip('/') + '/'
+        self.proc_root = proc_root
+        self.pid_tenants = pid_tenants
+        self._is_qemu = {}
+        self._core_of = {cpu: host_topology.core_of(cpu)
+                         for cpu in host_topology.online_cpus}
+
+    def qemu_pids(self):
+        """PIDs of this host's QEMU processes (cached by PID and start)."""
+        pids = []
+        try:
+            entries = os.listdir(self.proc_root)
+        except OSError:
+            return pids
+        seen = set()
+        for entry in entries:
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            seen.add(pid)
+            known = self._is_qemu.get(pid)
+            if known is None:
+                try:
+                    with open(os.path.join(self.proc_root, entry,
+                                           'comm')) as f:
+                        comm = f.read().strip()
+                except OSError:
+                    continue
+                known = comm.startswith('qemu-system') or comm == 'qemu-kvm'
+                self._is_qemu[pid] = known
+            if known:
+                pids.append(pid)
+        for pid in set(self._is_qemu) - seen:
+            del self._is_qemu[pid]
+        return sorted(pids)
+
+    def snapshot(self):
+        """``{tenant: [ThreadInfo]}`` of this host's QEMU threads now."""
+        by_tenant = {}
+        for pid in self.qemu_pids():
+            try:
+                tasks = procfs.threads(pid, self.proc_root)
+            except ProcessLookupError:
+                continue
+            if not tasks:
+                continue
+            leader = tasks[0].cpuset_cgroup or ''
+            if not (leader + '/').startswith(self.cgroup_prefix):
+                continue
+            tenant = None
+            for task in tasks:
+                tenant = tenant_of_cgroup(task.cpuset_cgroup)
+                if tenant:
+                    break
+            if tenant is None and self.pid_tenants is not None:
+                tenant = self.pid_tenants(pid)
+            if tenant is None:
+                tenant = 'unknown-guest-pid-%d' % pid
+            by_tenant.setdefault(tenant, []).extend(
+                t for t in tasks if not t.comm.startswith(_KERNEL_WORKERS))
+        return by_tenant
+
+    def check(self, by_tenant):
+        """The violations of invariants 1 and 2 in a snapshot."""
+        core_users = {}
+        violations = []
+        for tenant, tasks in sorted(by_tenant.items()):
+            hk_cpus = set()
+            hk_tids = []
+            for task in tasks:
+                for cpu in task.allowed_cpus:
+                    core = self._core_of.get(cpu)
+                    if core is None:
+                        continue
+                    core_users.setdefault(core, {}).setdefault(
+                        tenant, set()).add(task.tid)
+                bad = task.allowed_cpus & self.housekeeping
+                if bad:
+                    hk_cpus |= bad
+                    hk_tids.append(task.tid)
+            if hk_cpus:
+                violations.append(Violation(HOUSEKEEPING, (tenant,),
+                                            tuple(sorted(hk_cpus)),
+                                            tuple(sorted(hk_tids))))
+        for core, users in sorted(core_users.items()):
+            if len(users) > 1:
+                violations.append(Violation(
+                    SHARED_CORE, tuple(sorted(users)), core.cpus,
+                    tuple(sorted(t for tids in users.values()
+                                 for t in tids))))
+        return violations
+
+    def audit(self):
+        start = time.perf_counter()
+        by_tenant = self.snapshot()
+        violations = self.check(by_tenant)
+        tenants = {t: frozenset(c for task in tasks
+                                for c in task.allowed_cpus)
+                   for t, tasks in by_tenant.items()}
+        return AuditReport(
+            threads=sum(len(t) for t in by_tenant.values()),
+            guests=len({task.pid for tasks in by_tenant.values()
+                        for task in tasks}),
+            tenants=tenants, violations=violations,
+            seconds=time.perf_counter() - start)
+
+
+@dataclasses.dataclass
+class SampleReport:
+    samples: int
+    seconds: float
+    violating_samples: int
+    windows_ms: list
+    first_violations: list
+
+    @property
+    def rate_hz(self):
+        return self.samples / self.seconds if self.seconds else 0.0
+
+    @property
+    def longest_window_ms(self):
+        return max(self.windows_ms, default=0.0)
+
+    def to_dict(self):
+        return {'samples': self.samples, 'seconds': self.seconds,
+                'rate_hz': self.rate_hz,
+                'violating_samples': self.violating_samples,
+                'windows_ms': self.windows_ms,
+                'longest_window_ms': self.longest_window_ms,
+                'first_violations': [str(v) for v in self.first_violations]}
+
+
+class Sampler:
+    """Checks one or more hosts over and over until told to stop.
+
+    Each sample checks every host; a sample violates when any host does.
+    A window of exposure runs from the first violating sample to the first
+    clean one after it.
+    """
+
+    def __init__(self, auditors):
+        self.auditors = list(auditors)
+
+    def run(self, should_stop, max_seconds=120.0):
+        """Sample until ``should_stop()`` is true (checked between samples)
+        or ``max_seconds`` pass."""
+        samples = 0
+        violating = 0
+        windows = []
+        first = []
+        window_start = None
+        start = time.perf_counter()
+        now = start
+        while not should_stop() and now - start < max_seconds:
+            found = []
+            for auditor in self.auditors:
+                found.extend(auditor.check(auditor.snapshot()))
+            now = time.perf_counter()
+            samples += 1
+            if found:
+                violating += 1
+                if window_start is None:
+                    window_start = now
+                    if len(first) < 10:
+                        first.extend(found[:10 - len(first)])
+            elif window_start is not None:
+                windows.append((now - window_start) * 1000.0)
+                window_start = None
+        end = time.perf_counter()
+        if window_start is not None:
+            windows.append((end - window_start) * 1000.0)
+        return SampleReport(samples, end - start, violating, windows, first)

@@ -1,0 +1,83 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``nova-tenant-pin audit``: one full check of this host from /proc."""
+
+import argparse
+import json
+import sys
+
+from nova_tenant_pin import audit
+from nova_tenant_pin.cmd import main as cli
+from nova_tenant_pin import conf
+from nova_tenant_pin import topology
+
+HELP = """\
+Read every QEMU thread on this host from /proc (where it may run and its
+cgroup) and check that no physical core is open to two tenants' threads and
+that no tenant thread may run on a housekeeping core.
+Exit codes: 0 clean, 1 a violation was found, 2 error (bad option, unreadable
+topology).
+"""
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        'audit', help='check this host\'s invariants from /proc',
+        description=HELP)
+    parser.add_argument('--format', choices=['table', 'json'],
+                        default='table', help='output format (default: '
+                        'table; json for monitoring)')
+    parser.add_argument('--housekeeping-cpus', metavar='CPUS',
+                        help='CPU list reserved for housekeeping (default: '
+                             '[tenant_pin] housekeeping_cpus)')
+    parser.add_argument('--cgroup-prefix', default='/', metavar='PATH',
+                        help='only guests whose cpuset cgroup lies under '
+                             'PATH (default: /, every guest)')
+    parser.add_argument('--proc-root', default='/proc',
+                        help=argparse.SUPPRESS)
+    parser.add_argument('--sysfs-root', default='/',
+                        help=argparse.SUPPRESS)
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    spec = args.housekeeping_cpus
+    if spec is None:
+        spec = conf.cfg.CONF.tenant_pin.housekeeping_cpus or ''
+    try:
+        housekeeping = topology.parse_cpu_list(spec)
+        host = topology.HostTopology.from_sysfs(args.sysfs_root)
+    except topology.TopologyError as e:
+        raise cli.UsageError(str(e))
+    auditor = audit.HostAuditor(host, housekeeping,
+                                cgroup_prefix=args.cgroup_prefix,
+                                proc_root=args.proc_root)
+    report = auditor.audit()
+    if args.format == 'json':
+        json.dump(report.to_dict(), sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write('\n')
+    else:
+        import prettytable
+        table = prettytable.PrettyTable(['tenant', 'may run on CPUs'])
+        for tenant, cpus in sorted(report.tenants.items()):
+            table.add_row([tenant, topology.format_cpu_list(cpus)])
+        print(table)
+        print('%d guests, %d threads checked in %.1f ms'
+              % (report.guests, report.threads, report.seconds * 1000))
+        for violation in report.violations:
+            print('VIOLATION: %s' % violation)
+        print('clean' if report.clean else
+              '%d violation(s)' % len(report.violations))
+    return cli.EXIT_OK if report.clean else cli.EXIT_PROBLEM

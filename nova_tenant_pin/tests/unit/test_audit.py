@@ -1,0 +1,230 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The audit against a fake /proc tree: what it flags and what it does not."""
+
+import json
+import os
+
+import ddt
+import fixtures
+
+from nova_tenant_pin import audit
+from nova_tenant_pin.cmd import main as cli
+from nova_tenant_pin.tests import base
+from nova_tenant_pin.tests.unit import test_topology
+from nova_tenant_pin import topology
+
+# Two cores of two threads: [0, 2] and [1, 3].
+HOST = topology.HostTopology({0: [[0, 2], [1, 3]]})
+
+
+class FakeProc:
+    def __init__(self, root):
+        self.root = root
+
+    def guest(self, pid, tenant=None, cpus='0,2', prefix='/machine',
+              extra_tasks=()):
+        """A QEMU process: a main thread, two vCPUs, and ``extra_tasks``
+        of (comm, cpus)."""
+        part = ('%s/tenant-%s.partition' % (prefix, tenant) if tenant
+                else prefix)
+        cg = '%s/qemu-%d-guest.libvirt-qemu' % (part, pid)
+        self._write('%d/comm' % pid, 'qemu-system-x86')
+        tasks = [('qemu-system-x86', cpus, cg + '/emulator'),
+                 ('CPU 0/KVM', cpus, cg + '/vcpu0'),
+                 ('CPU 1/KVM', cpus, cg + '/vcpu1')]
+        tasks += [(comm, c, cg) for comm, c in extra_tasks]
+        for n, (comm, allowed, path) in enumerate(tasks):
+            tid = pid + n
+            base_ = '%d/task/%d/' % (pid, tid)
+            self._write(base_ + 'comm', comm)
+            self._write(base_ + 'status', 'Name:\t%s\nCpus_allowed_list:\t%s'
+                        % (comm, allowed))
+            self._write(base_ + 'cgroup', '12:pids:/\n5:cpuset:%s\n0::/'
+                        % path)
+
+    def process(self, pid, comm):
+        self._write('%d/comm' % pid, comm)
+
+    def _write(self, path, text):
+        full = os.path.join(self.root, path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, 'w') as f:
+            f.write(text + '\n')
+
+
+@ddt.ddt
+class TestHostAuditor(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.proc = FakeProc(self.useFixture(fixtures.TempDir()).path)
+
+    def auditor(self, **kw):
+        return audit.HostAuditor(HOST, proc_root=self.proc.root, **kw)
+
+    def test_disjoint_tenants_are_clean(self):
+        self.proc.guest(100, 'a', '0,2')
+        self.proc.guest(200, 'b', '1,3')
+        self.proc.process(300, 'bash')
+        report = self.auditor().audit()
+        self.assertTrue(report.clean, report.violations)
+        self.assertEqual(6, report.threads)
+        self.assertEqual(2, report.guests)
+        self.assertEqual({'a': frozenset({0, 2}), 'b': frozenset({1, 3})},
+                         report.tenants)
+
+    def test_siblings_of_one_core_in_two_tenants(self):
+        """CPU 0 and CPU 2 are one core: different CPUs, same core."""
+        self.proc.guest(100, 'a', '0')
+        self.proc.guest(200, 'b', '2')
+        report = self.auditor().audit()
+        self.assertEqual(1, len(report.violations))
+        v = report.violations[0]
+        self.assertEqual(audit.SHARED_CORE, v.kind)
+        self.assertEqual(('a', 'b'), v.tenants)
+        self.assertEqual((0, 2), v.cpus)
+        self.assertIn('tenants a and b may both run on core 0,2', str(v))
+
+    def test_one_stray_emulator_thread_is_enough(self):
+        self.proc.guest(100, 'a', '0,2',
+                        extra_tasks=[('IO iothread1', '0-3')])
+        self.proc.guest(200, 'b', '1,3')
+        report = self.auditor().audit()
+        self.assertEqual([audit.SHARED_CORE],
+                         [v.kind for v in report.violations])
+        self.assertIn(103, report.violations[0].tids)
+
+    def test_kernel_workers_do_not_count(self):
+        self.proc.guest(100, 'a', '0,2',
+                        extra_tasks=[('kvm-nx-lpage-re', '0-3')])
+        self.proc.guest(200, 'b', '1,3')
+        self.assertTrue(self.auditor().audit().clean)
+
+    def test_housekeeping_core(self):
+        self.proc.guest(100, 'a', '1')
+        report = self.auditor(housekeeping_cpus=[3]).audit()
+        self.assertEqual([audit.HOUSEKEEPING],
+                         [v.kind for v in report.violations])
+        self.assertEqual((1,), report.violations[0].cpus)
+
+    def test_unconfined_guests_are_tenants_of_their_own(self):
+        self.proc.guest(100, None, '0-3')
+        self.proc.guest(200, 'b', '1,3')
+        report = self.auditor().audit()
+        self.assertEqual(('b', 'unknown-guest-pid-100'),
+                         report.violations[0].tenants)
+
+    def test_pid_tenants_maps_unpartitioned_guests(self):
+        self.proc.guest(100, None, '0,2')
+        self.proc.guest(200, None, '0,2')
+        mapping = {100: 'a', 200: 'a'}
+        self.assertTrue(self.auditor(pid_tenants=mapping.get).audit().clean)
+        mapping[200] = 'b'
+        self.assertFalse(self.auditor(pid_tenants=mapping.get).audit().clean)
+
+    def test_cgroup_prefix_separates_hosts(self):
+        self.proc.guest(100, 'a', '0,2', prefix='/machine')
+        self.proc.guest(200, 'b', '0,2', prefix='/hostB/machine')
+        self.assertTrue(self.auditor(cgroup_prefix='/machine').audit().clean)
+        self.assertTrue(self.auditor(
+            cgroup_prefix='/hostB').audit().clean)
+        self.assertFalse(self.auditor().audit().clean)
+
+    def test_vanished_process_is_skipped(self):
+        self.proc.process(100, 'qemu-system-x86')  # no task directory
+        self.assertEqual(0, self.auditor().audit().threads)
+
+
+class FakeAuditor:
+    def __init__(self, results):
+        self.results = list(results)
+
+    def snapshot(self):
+        return {}
+
+    def check(self, snapshot):
+        return self.results.pop(0) if self.results else []
+
+
+class TestSampler(base.TestCase):
+
+    def test_counts_windows_and_samples(self):
+        bad = [audit.Violation(audit.SHARED_CORE, ('a', 'b'), (0,), (1,))]
+        auditor = FakeAuditor([[], bad, bad, [], bad, []])
+        calls = iter(range(100))
+        report = audit.Sampler([auditor]).run(lambda: next(calls) >= 6)
+        self.assertEqual(6, report.samples)
+        self.assertEqual(3, report.violating_samples)
+        self.assertEqual(2, len(report.windows_ms))
+        self.assertEqual(bad, report.first_violations[:1])
+        self.assertGreater(report.rate_hz, 0)
+
+    def test_clean_run(self):
+        calls = iter(range(100))
+        report = audit.Sampler([FakeAuditor([])]).run(
+            lambda: next(calls) >= 50)
+        self.assertEqual(50, report.samples)
+        self.assertEqual(0, report.violating_samples)
+        self.assertEqual([], report.windows_ms)
+
+
+class TestAuditCommand(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        root = self.useFixture(fixtures.TempDir()).path
+        self.proc = FakeProc(os.path.join(root, 'proc'))
+        self.sys_root = os.path.join(root, 'sysroot')
+        test_topology.fake_sysfs(self.sys_root, {0: '0-3'},
+                                 {0: '0,2', 2: '0,2', 1: '1,3', 3: '1,3'})
+        self.stdout = self.useFixture(fixtures.StringStream('stdout'))
+        self.useFixture(fixtures.MonkeyPatch('sys.stdout',
+                                             self.stdout.stream))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cmd.main.load_config', lambda args: None))
+
+    def run_audit(self, *args):
+        rc = cli.main(['audit', '--proc-root', self.proc.root,
+                       '--sysfs-root', self.sys_root] + list(args))
+        self.stdout.stream.flush()
+        return rc, self.stdout.getDetails()['stdout'].as_text()
+
+    def test_clean_exits_0(self):
+        self.proc.guest(100, 'a', '0,2')
+        rc, out = self.run_audit('--format', 'json')
+        self.assertEqual(0, rc)
+        self.assertTrue(json.loads(out)['clean'])
+
+    def test_violation_exits_1(self):
+        self.proc.guest(100, 'a', '0')
+        self.proc.guest(200, 'b', '2')
+        rc, out = self.run_audit()
+        self.assertEqual(1, rc)
+        self.assertIn('tenants a and b may both run on core 0,2', out)
+
+    def test_housekeeping_from_flag(self):
+        self.proc.guest(100, 'a', '1,3')
+        rc, out = self.run_audit('--housekeeping-cpus', '1', '--format',
+                                 'json')
+        self.assertEqual(1, rc)
+        self.assertEqual('housekeeping',
+                         json.loads(out)['violations'][0]['kind'])
+
+    def test_bad_cpu_spec_exits_2(self):
+        rc = cli.main(['audit', '--proc-root', self.proc.root,
+                       '--sysfs-root', self.sys_root,
+                       '--housekeeping-cpus', 'x'])
+        self.assertEqual(2, rc)

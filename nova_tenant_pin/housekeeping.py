@@ -26,7 +26,10 @@ on release:
   task of the root cpuset, user processes and movable kernel threads
   alike. Per-CPU kernel threads (``PF_NO_SETAFFINITY``) stay where they
   are and are counted; ``kthreadd`` (PID 2) stays too, so kernel threads it
-  creates meanwhile are not born in a cpuset they could not leave;
+  creates meanwhile are not born in a cpuset they could not leave; IRQ
+  threads stay, as they follow their IRQ's affinity. Each moved task's
+  affinity is recorded, and given back on release where leaving the
+  cpuset does not restore it (kernel threads);
 * IRQs: ``/proc/irq/<n>/smp_affinity_list`` for each IRQ (one that refuses
   with EIO is counted as unconfinable) and ``/proc/irq/default_smp_affinity``;
 * unbound workqueues: ``/sys/devices/virtual/workqueue/cpumask``.
@@ -87,20 +90,48 @@ def systemd_allowed_cpus(unit):
     return out.strip()
 
 
-def task_flags(tid):
-    """The kernel's task flags (``/proc/<tid>/stat`` field 9), or None if
-    the task is gone."""
+def task_stat(tid):
+    """``(comm, flags, starttime)`` of a task from ``/proc/<tid>/stat``
+    (fields 2, 9 and 22), or None if the task is gone."""
     try:
         stat = _read('/proc/%d/stat' % tid)
     except OSError:
         return None
-    return int(stat.rsplit(')', 1)[1].split()[6])
+    head, tail = stat.rsplit(')', 1)
+    fields = tail.split()
+    return head.split('(', 1)[1], int(fields[6]), int(fields[19])
 
 
-def is_per_cpu_kthread(tid):
-    flags = task_flags(tid)
-    return flags is not None and bool(flags & PF_KTHREAD) and bool(
-        flags & PF_NO_SETAFFINITY)
+def task_affinity(tid):
+    """``Cpus_allowed_list`` of a task, or None if it is gone."""
+    try:
+        status = _read('/proc/%d/status' % tid)
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith('Cpus_allowed_list:'):
+            return line.split()[1]
+    return None
+
+
+def stays_put(tid):
+    """Why a task of the root cpuset is not moved, or None to move it.
+
+    ``per-cpu``: a per-CPU kernel thread (PF_NO_SETAFFINITY) or kthreadd,
+    whose children would be born in the housekeeping cpuset; ``irq``: an
+    IRQ thread (``irq/<n>-...``), which follows its IRQ's affinity;
+    ``gone``: it exited.
+    """
+    stat = task_stat(tid)
+    if stat is None:
+        return 'gone'
+    comm, flags, _ = stat
+    if tid == KTHREADD_PID or (flags & PF_KTHREAD and
+                               flags & PF_NO_SETAFFINITY):
+        return 'per-cpu'
+    if flags & PF_KTHREAD and comm.startswith('irq/'):
+        return 'irq'
+    return None
 
 
 def irqs():
@@ -238,25 +269,35 @@ class Housekeeping:
             moved = {}
         else:
             privsep.ensure_housekeeping_cpuset(self.root, cpus)
-            moved = self._confine_tasks()
+            moved = self._confine_tasks(state)
         self._save_state(state)
         report = self.show()
         report['moved'] = moved
         return report
 
-    def _confine_tasks(self):
+    def _confine_tasks(self, state):
+        """Move the root cpuset's movable tasks into the housekeeping
+        cpuset, recording each one's affinity (and start time, against PID
+        reuse) in the state first."""
         cpuset = self._cpuset()
         counts = {'moved': 0, 'refused': 0, 'gone': 0, 'elsewhere': 0}
         skipped = set()
+        recorded = state.setdefault('tasks', {})
         for _ in range(MAX_PASSES):
-            todo = [t for t in sorted(self._root_tasks(cpuset))
-                    if t not in skipped]
+            todo = []
+            for tid in sorted(self._root_tasks(cpuset) - skipped):
+                if stays_put(tid):
+                    skipped.add(tid)
+                else:
+                    todo.append(tid)
             if not todo:
                 break
             for tid in todo:
-                if tid == KTHREADD_PID or is_per_cpu_kthread(tid):
-                    skipped.add(tid)
-                    continue
+                stat, affinity = task_stat(tid), task_affinity(tid)
+                if stat and affinity:
+                    recorded.setdefault(str(tid), [stat[2], affinity])
+            self._save_state(state)
+            for tid in todo:
                 try:
                     result = privsep.confine_task(self.root, tid)
                 except exception.InvalidArgument:
@@ -265,6 +306,26 @@ class Housekeeping:
                 if result != 'moved':
                     skipped.add(tid)
         return counts
+
+    def _restore_affinities(self, state):
+        """Give each moved task that is still the same task its recorded
+        affinity back, where leaving the cpuset did not. Returns the
+        number of tasks changed."""
+        changed = 0
+        for tid, (starttime, affinity) in sorted(
+                state.get('tasks', {}).items()):
+            tid = int(tid)
+            stat = task_stat(tid)
+            if stat is None or stat[2] != starttime:
+                continue
+            if task_affinity(tid) == affinity:
+                continue
+            try:
+                if privsep.set_task_affinity(tid, affinity):
+                    changed += 1
+            except exception.InvalidArgument:
+                continue
+        return changed
 
     def release(self):
         """Restore everything apply recorded; remove the state file when
@@ -286,6 +347,8 @@ class Housekeeping:
                     result['stuck'],)
             else:
                 restored.append('cpuset')
+            if self._restore_affinities(state):
+                restored.append('task affinities')
         writers = {key: writer for key, _, writer in self._targets()}
         for key, value in sorted(state['values'].items()):
             writer = writers.get(key)
@@ -308,6 +371,8 @@ class Housekeeping:
                                if k in failed}
             state['systemd'] = {}
             state['cpuset'] = 'cpuset' in failed
+            if not state['cpuset']:
+                state['tasks'] = {}
             self._save_state(state)
         else:
             os.unlink(self.state_file)
@@ -358,12 +423,10 @@ class Housekeeping:
 
     def _task_report(self):
         cpuset = self._cpuset()
-        per_cpu = unconfined = 0
+        counts = {'per-cpu': 0, 'irq': 0, None: 0, 'gone': 0}
         for tid in self._root_tasks(cpuset):
-            if tid == KTHREADD_PID or is_per_cpu_kthread(tid):
-                per_cpu += 1
-            else:
-                unconfined += 1
+            counts[stays_put(tid)] += 1
         return {'confined': len(self._housekeeping_tasks(cpuset)),
-                'unconfined': unconfined,
-                'unconfinable': per_cpu}
+                'unconfined': counts[None],
+                'unconfinable': counts['per-cpu'],
+                'irq_threads': counts['irq']}

@@ -519,16 +519,34 @@ def release_housekeeping_cpuset(root):
 
 
 @tenant_pin_pctxt.entrypoint
+def set_task_affinity(tid, cpus):
+    """``sched_setaffinity`` of one task, used by housekeeping release to
+    give a kernel thread back the affinity it had before it went through
+    the housekeeping cpuset (the kernel restores user-set affinity by
+    itself, not a kernel thread's). Returns False when the kernel refuses
+    (a per-CPU kernel thread) or the task has exited."""
+    tid, cpus = _pid(tid), _cpus(cpus, 'task affinity')
+    try:
+        os.sched_setaffinity(tid, cpus)
+    except OSError as e:
+        if e.errno in (errno.EINVAL, errno.ESRCH):
+            return False
+        raise
+    return True
+
+
+@tenant_pin_pctxt.entrypoint
 def set_irq_affinity(irq, cpus):
     """Write ``/proc/irq/<irq>/smp_affinity_list``. Returns False when the
-    kernel refuses with EIO (an IRQ whose affinity cannot be changed, such
-    as a per-CPU or managed one)."""
+    kernel refuses to move this IRQ: EIO (the chip cannot set it) or EPERM
+    (a managed or per-CPU IRQ: kernel 6.18 refuses those with EPERM even
+    to full root, as virtio's ``req`` queues show)."""
     irq, cpus = _irq(irq), _cpus(cpus, 'IRQ affinity')
     try:
         with open(_host('/proc/irq/%d/smp_affinity_list' % irq), 'w') as f:
             f.write(topology.format_cpu_list(cpus))
     except OSError as e:
-        if e.errno == errno.EIO:
+        if e.errno in (errno.EIO, errno.EPERM):
             return False
         raise
     return True

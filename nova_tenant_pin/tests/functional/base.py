@@ -1,0 +1,265 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Nova's in-process functional harness with TenantPinLibvirtDriver.
+
+Real API, conductor, scheduler and placement; computes on Nova's fake
+libvirt, loaded through ``compute_driver = tenant_pin.TenantPinLibvirtDriver``
+exactly as nova.conf would. Several tenants boot through the API with their
+own clients. After every action, :meth:`assertInvariants` reads each
+compute's domain XMLs and partitions and checks the design's invariants 1-3.
+
+Two things of the fake are extended (``FakeLibvirtPinning``):
+
+* a domain keeps the XML it was defined with (the fake rebuilds its XML and
+  drops ``<metadata>`` and ``<resource>``), and ``pinVcpuFlags`` /
+  ``pinEmulator`` edit it, as libvirt's live XML would show;
+* like libvirt, starting a domain whose partition does not exist, or whose
+  CPUs are outside it, fails; so does a live pin outside the partition.
+
+Each host's partitions are a :class:`MemoryPartitions` kept across
+compute restarts, as the kernel keeps cgroups.
+"""
+
+import os
+import sys
+
+import fixtures
+from nova.tests.fixtures import libvirt as fakelibvirt
+from nova.tests.functional.api import client as api_client
+from nova.tests.functional.libvirt import base as libvirt_base
+from oslo_utils import uuidutils
+
+from nova_tenant_pin import cgroups
+from nova_tenant_pin import manager
+from nova_tenant_pin.tests import fakes
+from nova_tenant_pin.tests import invariants
+
+DRIVER = 'tenant_pin.TenantPinLibvirtDriver'
+
+
+def _partition_violation(conn, xml):
+    """Why libvirt would refuse to start this domain, or None."""
+    partitions = getattr(conn, 'tp_partitions', None)
+    if partitions is None:
+        return None
+    info = manager.parse_domain_xml(xml)
+    if info.tenant is None:
+        return None
+    part = partitions.partitions.get(info.tenant)
+    if part is None:
+        return 'partition %s does not exist' % info.partition
+    used = info.all_cpus(frozenset())
+    if not used <= part.cpus:
+        return 'CPUs %s are outside partition %s (%s)' % (
+            sorted(used - part.cpus), info.partition, sorted(part.cpus))
+    return None
+
+
+class FakeLibvirtPinning(fixtures.Fixture):
+    """Keep each fake domain's XML, pin live, and check partitions."""
+
+    def __init__(self):
+        super().__init__()
+        self.starts = []
+
+    def _setUp(self):
+        Domain = fakelibvirt.Domain
+        Connection = fakelibvirt.Connection
+        orig_init = Domain.__init__
+        orig_create = Domain.createWithFlags
+        orig_create_xml = Connection.createXML
+        fixture = self
+
+        def __init__(dom, connection, xml, running=False, transient=False):
+            dom.tp_xml = xml
+            orig_init(dom, connection, xml, running=running,
+                      transient=transient)
+
+        def XMLDesc(dom, flags):
+            return dom.tp_xml
+
+        def refuse(message):
+            raise fakelibvirt.make_libvirtError(
+                fakelibvirt.libvirtError, message,
+                error_code=fakelibvirt.VIR_ERR_INTERNAL_ERROR,
+                error_domain=fakelibvirt.VIR_FROM_QEMU)
+
+        def createWithFlags(dom, flags):
+            why = _partition_violation(dom._connection, dom.tp_xml)
+            fixture.starts.append((dom._connection, dom.tp_xml, why))
+            if why:
+                refuse('cannot start %s: %s' % (dom.name(), why))
+            return orig_create(dom, flags)
+
+        def createXML(conn, xml, flags):
+            why = _partition_violation(conn, xml)
+            fixture.starts.append((conn, xml, why))
+            if why:
+                refuse('cannot start domain: %s' % why)
+            return orig_create_xml(conn, xml, flags)
+
+        def pin(dom, cpus, vcpu):
+            why = _partition_violation(
+                dom._connection, fakes.set_pin_in_xml(dom.tp_xml, cpus, vcpu))
+            if why and dom.isActive():
+                refuse('cannot pin %s: %s' % (dom.name(), why))
+            dom.tp_xml = fakes.set_pin_in_xml(dom.tp_xml, cpus, vcpu)
+
+        def pinVcpuFlags(dom, vcpu, cpumap, flags):
+            pin(dom, fakes.cpus_of_cpumap(cpumap), vcpu)
+
+        def pinEmulator(dom, cpumap, flags):
+            pin(dom, fakes.cpus_of_cpumap(cpumap), None)
+
+        for name, value in [('__init__', __init__), ('XMLDesc', XMLDesc),
+                            ('createWithFlags', createWithFlags),
+                            ('pinVcpuFlags', pinVcpuFlags),
+                            ('pinEmulator', pinEmulator)]:
+            self.useFixture(fixtures.MonkeyPatch(
+                'nova.tests.fixtures.libvirt.Domain.' + name, value))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Connection.createXML', createXML))
+
+
+class TenantPinTestBase(libvirt_base.ServersTestBase):
+    """Computes with 2 NUMA cells x 4 cores x 2 threads (CPUs 0-15; the
+    siblings are 0-1, 2-3, ...). CPUs 0-1 are housekeeping, so tenants
+    share 7 cores, 14 threads."""
+
+    microversion = 'latest'
+    ADMIN_API = True
+    HOST_INFO = dict(cpu_nodes=2, cpu_sockets=1, cpu_cores=4, cpu_threads=2)
+    PIN_MODE = 'float'
+
+    def setUp(self):
+        # Nova's wheel puts api-paste.ini under <venv>/etc/nova.
+        self.flags(api_paste_config=os.path.join(
+            sys.prefix, 'etc/nova/api-paste.ini'), group='wsgi')
+        self.flags(cpu_shared_set='2-15', group='compute')
+        self.flags(cpu_allocation_ratio=1.0)
+        self.flags(partition_backend='memory', pin_mode=self.PIN_MODE,
+                   group='tenant_pin')
+        self.tp_partitions = {}
+        super().setUp()
+        self.pinning = self.useFixture(FakeLibvirtPinning())
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.driver.TenantPinLibvirtDriver.'
+            '_tp_make_partitions', self._partitions_of))
+        self.tenants = {}
+
+    def _setup_compute_service(self):
+        # What an operator writes in nova.conf; Nova's own loader imports it.
+        self.flags(compute_driver=DRIVER)
+
+    def _partitions_of(self, host):
+        # Patched over the driver's _tp_make_partitions as a bound method of
+        # the test, so the driver's call passes only the host.
+        return self.tp_partitions.setdefault(host, fakes.CheckedPartitions())
+
+    def _get_connection(self, host_info=None, *args, **kwargs):
+        # ServersTestBase refuses hosts with 16 CPUs or more; ours has 16,
+        # and Host.get_online_cpus is mocked to 0-15, which matches.
+        host_info = host_info or fakelibvirt.HostInfo(**self.HOST_INFO)
+        with _NoCpuLimit(self):
+            return super()._get_connection(host_info, *args, **kwargs)
+
+    def start_compute(self, hostname='compute1', **kwargs):
+        name = super().start_compute(hostname=hostname, **kwargs)
+        conn = self.computes[name].driver._host.get_connection()
+        conn.tp_partitions = self._partitions_of(name)
+        return name
+
+    # -- tenants ---------------------------------------------------------------
+
+    def tenant(self, label):
+        """An API client for tenant ``label`` (its own project id)."""
+        if label not in self.tenants:
+            project = uuidutils.generate_uuid(dashed=False)
+            client = api_client.TestOpenStackClient(
+                'admin', self.api_fixture.base_url, project_id=project,
+                roles=['reader', 'member', 'admin'])
+            client.microversion = 'latest'
+            self.tenants[label] = client
+        return self.tenants[label]
+
+    def project(self, label):
+        return self.tenant(label).project_id
+
+    def boot(self, label, vcpus, host=None, expected_state='ACTIVE'):
+        flavor = self._flavor(vcpus)
+        server = self._create_server(
+            flavor_id=flavor, networks='none', host=host,
+            expected_state=expected_state, api=self.tenant(label))
+        if expected_state == 'ACTIVE':
+            self.assertInvariants()
+        return server
+
+    def _flavor(self, vcpus):
+        if not hasattr(self, '_flavors'):
+            self._flavors = {}
+        if vcpus not in self._flavors:
+            self._flavors[vcpus] = self._create_flavor(
+                memory_mb=256, vcpu=vcpus, disk=1, ephemeral=0)
+        return self._flavors[vcpus]
+
+    def host_of(self, server):
+        return self.api.get_server(server['id'])['OS-EXT-SRV-ATTR:host']
+
+    # -- what each compute shows -------------------------------------------
+
+    def manager_of(self, host):
+        return self.computes[host].driver.tenant_pin
+
+    def domains_of(self, host, active_only=True):
+        conn = self.computes[host].driver._host.get_connection()
+        flags = fakelibvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE
+        if not active_only:
+            flags |= fakelibvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE
+        return {d.UUIDString(): manager.parse_domain_xml(d.tp_xml)
+                for d in conn.listAllDomains(flags)}
+
+    def partitions_of(self, host):
+        return self._partitions_of(host).list_partitions()
+
+    def assertInvariants(self, check_fewest_cores=True):
+        for host in self.computes:
+            mgr = self.manager_of(host)
+            errors = invariants.check_host(
+                mgr.topology, mgr.housekeeping_cpus, self.partitions_of(host),
+                list(self.domains_of(host).values()), ratio=mgr.ratio,
+                check_fewest_cores=check_fewest_cores)
+            self.assertEqual([], errors, 'invariants broken on %s' % host)
+            # Every running domain holds a claim, and no claim is left over
+            # without a domain except pending ones.
+            claims = mgr.claims()
+            self.assertEqual(
+                set(self.domains_of(host, active_only=False)) -
+                set(mgr.dedicated_instances()),
+                {u for u, c in claims.items() if not c.pending},
+                'claims and domains differ on %s' % host)
+
+
+class _NoCpuLimit(object):
+    """Lift ServersTestBase's "fewer than 16 CPUs" sanity check."""
+
+    def __init__(self, test):
+        self.test = test
+
+    def __enter__(self):
+        self._orig = self.test.assertGreater
+        self.test.assertGreater = lambda *a, **k: None
+
+    def __exit__(self, *exc):
+        self.test.assertGreater = self._orig

@@ -154,10 +154,17 @@ class FakeHost(fixtures.Fixture):
         with open(self.path(path)) as f:
             return f.read()
 
-    def add_task(self, tid, flags=0, comm='task'):
-        """A fake /proc/<tid> with a stat line carrying ``flags``."""
+    def add_task(self, tid, flags=0, comm='task', affinity=None,
+                 starttime=100):
+        """A fake /proc/<tid>: ``stat`` with ``comm``, ``flags`` (field 9)
+        and ``starttime`` (field 22), and ``status`` with its
+        Cpus_allowed_list (default: every CPU)."""
         self.write('/proc/%d/stat' % tid,
-                   '%d (%s) S 1 1 1 0 -1 %d 0 0 0 0' % (tid, comm, flags))
+                   '%d (%s) S 1 1 1 0 -1 %d 0 0 0 0 0 0 0 0 20 0 1 0 %d'
+                   % (tid, comm, flags, starttime))
+        self.write('/proc/%d/status' % tid,
+                   'Name:\t%s\nCpus_allowed_list:\t%s\n'
+                   % (comm, affinity or '0-%d' % (self.ncpus - 1)))
 
     def snapshot(self):
         """``{relpath: content or symlink target}`` of the whole tree."""

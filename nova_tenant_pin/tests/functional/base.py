@@ -154,9 +154,13 @@ class TenantPinTestBase(libvirt_base.ServersTestBase):
         self.tp_partitions = {}
         super().setUp()
         self.pinning = self.useFixture(FakeLibvirtPinning())
+        test = self
+
+        def make_partitions(driver, host):
+            return test._partitions_of(host)
         self.useFixture(fixtures.MonkeyPatch(
             'nova_tenant_pin.driver.TenantPinLibvirtDriver.'
-            '_tp_make_partitions', self._partitions_of))
+            '_tp_make_partitions', make_partitions))
         self.tenants = {}
 
     def _setup_compute_service(self):
@@ -164,8 +168,6 @@ class TenantPinTestBase(libvirt_base.ServersTestBase):
         self.flags(compute_driver=DRIVER)
 
     def _partitions_of(self, host):
-        # Patched over the driver's _tp_make_partitions as a bound method of
-        # the test, so the driver's call passes only the host.
         return self.tp_partitions.setdefault(host, fakes.CheckedPartitions())
 
     def _get_connection(self, host_info=None, *args, **kwargs):

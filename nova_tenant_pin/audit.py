@@ -123,6 +123,7 @@ class HostAuditor:
         self.proc_root = proc_root
         self.pid_tenants = pid_tenants
         self._is_qemu = {}
+        self._pid_tenant = {}
         self._core_of = {cpu: host_topology.core_of(cpu)
                          for cpu in host_topology.online_cpus}
 
@@ -156,29 +157,51 @@ class HostAuditor:
         return sorted(pids)
 
     def snapshot(self):
-        """``{tenant: [ThreadInfo]}`` of this host's QEMU threads now."""
+        """``{tenant: [ThreadInfo]}`` of this host's QEMU threads now.
+
+        A process's tenant and host are read from its cgroup once it is
+        seen in a tenant partition (a process never leaves its partition);
+        after that each sample reads only each thread's allowed CPUs.
+        """
         by_tenant = {}
         for pid in self.qemu_pids():
-            try:
-                tasks = procfs.threads(pid, self.proc_root)
-            except ProcessLookupError:
-                continue
-            if not tasks:
-                continue
-            leader = tasks[0].cpuset_cgroup or ''
-            if not (leader + '/').startswith(self.cgroup_prefix):
-                continue
-            tenant = None
-            for task in tasks:
-                tenant = tenant_of_cgroup(task.cpuset_cgroup)
-                if tenant:
-                    break
-            if tenant is None and self.pid_tenants is not None:
-                tenant = self.pid_tenants(pid)
-            if tenant is None:
-                tenant = 'unknown-guest-pid-%d' % pid
+            known = self._pid_tenant.get(pid)
+            if known is None:
+                try:
+                    tasks = procfs.threads(pid, self.proc_root)
+                except ProcessLookupError:
+                    continue
+                if not tasks:
+                    continue
+                leader = tasks[0].cpuset_cgroup or ''
+                if not (leader + '/').startswith(self.cgroup_prefix):
+                    self._pid_tenant[pid] = (False, None)
+                    continue
+                tenant = None
+                for task in tasks:
+                    tenant = tenant_of_cgroup(task.cpuset_cgroup)
+                    if tenant:
+                        self._pid_tenant[pid] = (True, tenant)
+                        break
+                if tenant is None and self.pid_tenants is not None:
+                    tenant = self.pid_tenants(pid)
+                    if tenant is not None:
+                        self._pid_tenant[pid] = (True, tenant)
+                if tenant is None:
+                    tenant = 'unknown-guest-pid-%d' % pid
+            else:
+                included, tenant = known
+                if not included:
+                    continue
+                try:
+                    tasks = procfs.threads(pid, self.proc_root,
+                                           with_cgroup=False)
+                except ProcessLookupError:
+                    continue
             by_tenant.setdefault(tenant, []).extend(
                 t for t in tasks if not t.comm.startswith(_KERNEL_WORKERS))
+        for pid in set(self._pid_tenant) - set(self._is_qemu):
+            del self._pid_tenant[pid]
         return by_tenant
 
     def check(self, by_tenant):

@@ -21,7 +21,12 @@ same way.
 
 import os
 import sys
+import threading
+import time
 
+import libvirt
+
+from nova_tenant_pin import audit
 from nova_tenant_pin import procfs
 from nova_tenant_pin.tests import base
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
@@ -67,7 +72,97 @@ class TestRealGuests(base.TestCase):
         dom = self.libvirt.define(lvf.tiny_domain_xml(name, vcpus=1))
         cpu = self.cpus[0]
         cpumap = tuple(c == cpu for c in range(max(self.cpus) + 1))
-        dom.pinVcpuFlags(0, cpumap, lvf.libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        dom.pinVcpuFlags(0, cpumap, libvirt.VIR_DOMAIN_AFFECT_LIVE)
         vcpu = [t for t in procfs.threads(qemu_pid(dom))
                 if t.vcpu == 0][0]
         self.assertEqual(frozenset([cpu]), vcpu.allowed_cpus)
+
+
+class TestSamplerOnRealGuests(base.TestCase):
+    """The exposure sampler against real QEMU threads.
+
+    Two guests stand for two tenants, one per core (this machine may have a
+    single thread per core, so a core is one CPU here). The sampler must see
+    them clean while they stay apart, and must see the window that the
+    naive way of migrating (drop the pins, re-pin later) opens.
+    """
+
+    def setUp(self):
+        super().setUp()
+        reason = lvf.missing_requirements()
+        if reason:
+            self.skipTest(reason)
+        self.host = topology.HostTopology.from_sysfs()
+        if len(self.host.cores) < 2:
+            self.skipTest('needs two physical cores')
+        self.libvirt = self.useFixture(lvf.LibvirtdFixture())
+        self.core_a, self.core_b = self.host.cores[0], self.host.cores[-1]
+        suffix = os.getpid()
+        self.dom_a = self.libvirt.define(lvf.tiny_domain_xml(
+            'ntp-sampler-a-%d' % suffix, vcpus=2,
+            cpuset=topology.format_cpu_list(self.core_a.cpus)))
+        self.dom_b = self.libvirt.define(lvf.tiny_domain_xml(
+            'ntp-sampler-b-%d' % suffix, vcpus=2,
+            cpuset=topology.format_cpu_list(self.core_b.cpus)))
+        tenants = {qemu_pid(self.dom_a): 'a', qemu_pid(self.dom_b): 'b'}
+        self.auditor = audit.HostAuditor(self.host,
+                                         pid_tenants=tenants.get)
+
+    def cpumap(self, cpus):
+        size = max(self.host.online_cpus) + 1
+        return tuple(c in cpus for c in range(size))
+
+    def test_apart_is_clean(self):
+        report = audit.Sampler([self.auditor]).run(
+            _after_samples(500), max_seconds=30)
+        sys.stderr.write('sampler: %d samples at %.0f Hz\n'
+                         % (report.samples, report.rate_hz))
+        self.assertEqual(500, report.samples)
+        self.assertEqual(0, report.violating_samples, report.to_dict())
+
+    def test_naive_unpin_then_repin_opens_a_window(self):
+        """Dropping a guest's pins, even for a moment, is seen."""
+        everything = self.cpumap(self.host.online_cpus)
+        home = self.cpumap(self.core_b.cpus)
+        done = threading.Event()
+        result = {}
+
+        def sample():
+            result['report'] = audit.Sampler([self.auditor]).run(
+                done.is_set, max_seconds=30)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            for vcpu in range(2):
+                self.dom_b.pinVcpuFlags(vcpu, everything,
+                                        libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            # The window stays open until the sampler has seen it.
+            _wait_for(lambda: self.auditor.check(self.auditor.snapshot()))
+            for vcpu in range(2):
+                self.dom_b.pinVcpuFlags(vcpu, home,
+                                        libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            self.assertEqual([], self.auditor.check(
+                self.auditor.snapshot()))
+        finally:
+            done.set()
+            sampler.join()
+        report = result['report']
+        sys.stderr.write('naive window: %s ms over %d samples at %.0f Hz\n'
+                         % (['%.2f' % w for w in report.windows_ms],
+                            report.samples, report.rate_hz))
+        self.assertGreater(report.violating_samples, 0)
+        self.assertEqual(1, len(report.windows_ms))
+        self.assertEqual(audit.SHARED_CORE, report.first_violations[0].kind)
+
+
+def _after_samples(n):
+    calls = iter(range(n + 1))
+    return lambda: next(calls) >= n
+
+
+def _wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError('condition not met in %ss' % timeout)

@@ -19,13 +19,15 @@ knows about it, and from nothing else:
 
 * ``host_state.numa_topology``: the cells the compute host reports, each
   with its shared CPUs (``cpuset``, from ``[compute] cpu_shared_set``), its
-  dedicated CPUs (``pcpuset``) and its sibling sets. These become a
-  :class:`~nova_tenant_pin.topology.HostTopology`. Dedicated CPUs are Nova's
-  to pin and never go to a tenant, so they are passed as
-  ``dedicated_cpus``. Nova drops the threads it is not given (housekeeping)
-  from the sibling sets, so a core that lost a thread that way shows up
-  smaller than its neighbours; it is passed as housekeeping, as the compute
-  host rounds housekeeping up to whole cores.
+  dedicated CPUs (``pcpuset``), the CPUs Nova pinned instances to and its
+  sibling sets. These become a
+  :class:`~nova_tenant_pin.topology.HostTopology`. CPUs that are dedicated
+  and not shared, or pinned, are Nova's and never go to a tenant, so they
+  are passed as ``dedicated_cpus`` (a host that sets neither option reports
+  every CPU in both sets; those are shared). Nova drops the threads it is
+  not given (housekeeping) from the sibling sets, so a core that lost a
+  thread that way shows up smaller than its neighbours; it is passed as
+  housekeeping, as the compute host rounds housekeeping up to whole cores.
 * ``host_state.instances``: the instances on the host, each as an
   :class:`~nova_tenant_pin.allocator.InstanceRequest` of its project and
   vCPUs. Instances with dedicated or mixed CPUs (flavor ``hw:cpu_policy``)
@@ -129,6 +131,10 @@ def host_view(host_state):
         shared = set(cell.cpuset)
         pinned = set(cell.pcpuset) if 'pcpuset' in cell else set()
         cpus = shared | pinned
+        # With neither cpu_shared_set nor cpu_dedicated_set set, Nova
+        # reports every CPU in both sets: only CPUs that are dedicated and
+        # not shared, or that Nova has pinned an instance to, are Nova's.
+        pinned = (pinned - shared) | set(cell.pinned_cpus or ())
         groups = [frozenset(s) & cpus for s in (cell.siblings or ())]
         grouped = set().union(*groups) if groups else set()
         # A CPU with no sibling set reported is a core of its own.

@@ -39,7 +39,7 @@ SIBLINGS = [{0, 4}, {1, 5}, {2, 6}, {3, 7}]
 
 
 def numa(cpuset=frozenset(range(8)), pcpuset=frozenset(), siblings=None,
-         cells=1):
+         cells=1, pinned=frozenset()):
     """A NUMATopology of ``cells`` copies of the 4-core cell, the copies
     numbered 8 CPUs apart."""
     result = []
@@ -50,7 +50,8 @@ def numa(cpuset=frozenset(range(8)), pcpuset=frozenset(), siblings=None,
             pcpuset={c + shift for c in pcpuset},
             siblings=[{c + shift for c in s}
                       for s in (SIBLINGS if siblings is None else siblings)],
-            memory=4096, cpu_usage=0, memory_usage=0, pinned_cpus=set(),
+            memory=4096, cpu_usage=0, memory_usage=0,
+            pinned_cpus={c + shift for c in pinned},
             mempages=[], network_metadata=objects.NetworkMetadata(
                 physnets=set(), tunneled=False)))
     return objects.NUMATopology(cells=result)
@@ -148,6 +149,19 @@ class TenantPinFilterTest(base.TestCase):
             state, spec('a', 4)))
         self.assertFalse(filters.TenantPinFilter().host_passes(
             state, spec('a', 5)))
+
+    def test_cpus_in_both_sets_are_shared_unless_pinned(self):
+        # A host with neither cpu_shared_set nor cpu_dedicated_set reports
+        # every CPU in both sets; Nova's pinned instances show as pinned.
+        legacy = numa(cpuset=set(range(8)), pcpuset=set(range(8)))
+        self.assertTrue(filters.TenantPinFilter().host_passes(
+            host('h', numa_topology=legacy), spec('a', 8)))
+        legacy = numa(cpuset=set(range(8)), pcpuset=set(range(8)),
+                      pinned={1})
+        self.assertFalse(filters.TenantPinFilter().host_passes(
+            host('h', numa_topology=legacy), spec('a', 7)))
+        self.assertTrue(filters.TenantPinFilter().host_passes(
+            host('h', numa_topology=legacy), spec('a', 6)))
 
     def test_instances_pinned_by_nova_are_left_out(self):
         state = host('h', [('a', 2)], numa_topology=numa(

@@ -433,6 +433,10 @@ def plan_cpuset_resize(current, new_cpus):
             final[path] = new_cpus
             continue
         parent = os.path.dirname(path)
+        while parent not in current:
+            # A v2 directory with an empty cpuset.cpus inherits: it is not
+            # in the plan, and its children follow its nearest ancestor.
+            parent = os.path.dirname(parent)
         cpus = frozenset(current[path])
         if cpus == frozenset(current[parent]):
             final[path] = final[parent]

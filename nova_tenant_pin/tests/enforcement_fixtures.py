@@ -28,6 +28,7 @@
 """
 
 import ctypes
+import errno
 import os
 import select
 import signal
@@ -185,7 +186,8 @@ class FakeHost(fixtures.Fixture):
 
 class FakeKernel(fixtures.Fixture):
     """The cgroupfs behaviours a fake tree lacks, for code run in-process:
-    ``mkdir`` in a cgroup hierarchy creates its files, a task written to a
+    ``mkdir`` in a cgroup hierarchy creates its files and ``rmdir`` removes
+    them (EBUSY while it holds a task), a task written to a
     ``tasks``/``cgroup.procs`` file leaves its previous cgroup, and
     ``cpuset.cpus`` sets the effective CPUs."""
 
@@ -224,8 +226,30 @@ class FakeKernel(fixtures.Fixture):
             _write(os.path.join(self.path, 'cpuset.effective_cpus'),
                    ','.join(str(c) for c in sorted(cpus)))
 
+        real_rmdir = os.rmdir
+
+        def rmdir(path, *args, **kwargs):
+            path = os.fspath(path)
+            if path.startswith(cgroup_top + os.sep) and os.path.isdir(path):
+                # cgroupfs: a directory with only its own files goes away,
+                # one that still holds a task is busy.
+                for name in ('tasks', 'cgroup.procs'):
+                    try:
+                        with open(os.path.join(path, name)) as f:
+                            if f.read().strip():
+                                raise OSError(errno.EBUSY,
+                                              os.strerror(errno.EBUSY), path)
+                    except FileNotFoundError:
+                        pass
+                for name in os.listdir(path):
+                    child = os.path.join(path, name)
+                    if os.path.isfile(child) and not os.path.islink(child):
+                        os.unlink(child)
+            real_rmdir(path, *args, **kwargs)
+
         original_v1_set_cpus = cgroupfs.V1Cgroup.set_cpus
         self.useFixture(fixtures.MonkeyPatch('os.mkdir', mkdir))
+        self.useFixture(fixtures.MonkeyPatch('os.rmdir', rmdir))
         for cls in (cgroupfs.V1Cgroup, cgroupfs.V2Cgroup):
             for method in ('add_task', 'add_process'):
                 self.useFixture(fixtures.MonkeyPatch(

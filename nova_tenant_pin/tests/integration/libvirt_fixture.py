@@ -224,3 +224,168 @@ def tiny_domain_xml(name, vcpus=1, cpuset=None, partition=None,
 </domain>""" % {'type': virt_type(), 'name': name, 'mem': memory_mib,
                 'cpuset': cpuset_attr, 'vcpus': vcpus, 'tune': tune,
                 'resource': resource, 'metadata': metadata}
+
+
+CGROUP_ROOT = '/sys/fs/cgroup'
+HOST_B_DIRS = ('/etc/libvirt', '/run/libvirt', '/var/lib/libvirt',
+               '/var/cache/libvirt', '/var/log/libvirt')
+
+
+def cgroup_mounts():
+    """The cgroup hierarchies mounted under /sys/fs/cgroup (v1 and v2)."""
+    mounts = []
+    with open('/proc/self/mountinfo') as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index('-')
+            fstype, point = fields[sep + 1], fields[4]
+            if fstype in ('cgroup', 'cgroup2') and \
+                    point.startswith(CGROUP_ROOT + '/'):
+                mounts.append(point)
+    return sorted(mounts)
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def remove_cgroup_tree(path):
+    """Remove a cgroup directory and its children, bottom-up. Only empty
+    cgroups can go; a task still inside raises (never killed here)."""
+    if not os.path.isdir(path):
+        return
+    for root, dirs, _files in os.walk(path, topdown=False):
+        for name in dirs:
+            os.rmdir(os.path.join(root, name))
+    os.rmdir(path)
+
+
+class SecondHostFixture(fixtures.Fixture):
+    """A second libvirt host on this machine, for live migration.
+
+    Its libvirtd runs in its own mount and cgroup namespaces
+    (``unshare -m -C``) with its own copies of libvirt's configuration,
+    state, cache and log directories bind-mounted over the system ones, and
+    its own cgroup subtree ``/<name>`` in every hierarchy, bind-mounted over
+    the hierarchy's root inside the namespace: its guests live in
+    ``/<name>/machine/...`` as seen from outside, so each host's threads are
+    told apart by their cgroup. It listens for migrations on 127.0.0.1 only,
+    on a free port. Clean-up destroys its guests, stops its libvirtd by PID,
+    and removes its cgroup subtree bottom-up.
+    """
+
+    def __init__(self, name='ntp-hostb'):
+        super().__init__()
+        self.name = name
+
+    def _setUp(self):
+        self.dir = tempfile.mkdtemp(prefix='ntp-hostb-')
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        copies = {}
+        for path in HOST_B_DIRS:
+            copy = os.path.join(self.dir, path.strip('/').replace('/', '_'))
+            if path in ('/etc/libvirt', '/var/cache/libvirt') and \
+                    os.path.isdir(path):
+                # The configuration, and QEMU's probed capabilities, which
+                # spare the first start a probe of several seconds.
+                shutil.copytree(path, copy, symlinks=True)
+            else:
+                os.makedirs(copy)
+            copies[path] = copy
+        self.port = _free_port()
+        self.host_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, self.dir))
+        etc = copies['/etc/libvirt']
+        with open(os.path.join(etc, 'libvirtd.conf'), 'w') as f:
+            f.write('listen_tls = 0\nlisten_tcp = 1\n'
+                    'listen_addr = "127.0.0.1"\ntcp_port = "%d"\n'
+                    'auth_tcp = "none"\nauth_unix_rw = "none"\n'
+                    'host_uuid = "%s"\n'
+                    'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'
+                    % (self.port, self.host_uuid))
+        with open(os.path.join(etc, 'qemu.conf'), 'a') as f:
+            f.write('\nstdio_handler = "file"\n')
+
+        self.cgroups = []
+        for mount in cgroup_mounts():
+            path = os.path.join(mount, self.name)
+            os.makedirs(path, exist_ok=True)
+            self.cgroups.append(path)
+            if os.path.basename(mount) == 'cpuset':
+                for name in ('cpuset.cpus', 'cpuset.mems'):
+                    with open(os.path.join(mount, name)) as f:
+                        value = f.read().strip()
+                    with open(os.path.join(path, name), 'w') as f:
+                        f.write(value)
+        self.addCleanup(self._remove_cgroups)
+
+        pidfile = '/run/libvirt/ntp-libvirtd.pid'
+        binds = ' && '.join(
+            'mount --bind %s %s' % (copy, path)
+            for path, copy in copies.items())
+        binds += ''.join(' && mount --bind %s %s' % (cg, os.path.dirname(cg))
+                         for cg in self.cgroups)
+        # The launching shell enters the subtree in every hierarchy first,
+        # so that unshare -C makes the subtree the namespace's root.
+        enter = ' && '.join(
+            'echo $$ > %s' % os.path.join(
+                cg, 'cgroup.procs') for cg in self.cgroups)
+        inner = ('mount --make-rprivate / && %s && exec %s -d --listen '
+                 '-f /etc/libvirt/libvirtd.conf -p %s' % (
+                     binds, LIBVIRTD, pidfile))
+        script = '%s && exec unshare -m -C sh -c %s' % (
+            enter, _shell_quote(inner))
+        subprocess.run(['sh', '-c', script], check=True, timeout=60)
+        host_pidfile = os.path.join(copies['/run/libvirt'],
+                                    'ntp-libvirtd.pid')
+        self.libvirtd_pid = _wait(lambda: _read_pid(host_pidfile), 30,
+                                  'host B libvirtd to write its PID')
+        self.addCleanup(self._stop)
+        self.uri = 'qemu+tcp://127.0.0.1:%d/system' % self.port
+        self.conn = _wait(self._connect, START_TIMEOUT,
+                          'host B libvirtd on %s' % self.uri)
+        self.addCleanup(self._close)
+        self.cgroup_prefix = '/' + self.name
+
+    def _connect(self):
+        try:
+            return libvirt.open(self.uri)
+        except libvirt.libvirtError:
+            if not _alive(self.libvirtd_pid):
+                raise RuntimeError('host B libvirtd exited; see %s'
+                                   % self.dir)
+            return None
+
+    def _close(self):
+        for dom in self.conn.listAllDomains():
+            if dom.isActive():
+                dom.destroy()
+            if dom.isPersistent():
+                dom.undefine()
+        self.conn.close()
+
+    def _stop(self):
+        if _alive(self.libvirtd_pid):
+            os.kill(self.libvirtd_pid, signal.SIGTERM)
+            _wait(lambda: not _alive(self.libvirtd_pid), 30,
+                  'host B libvirtd (PID %d) to exit' % self.libvirtd_pid)
+
+    def _remove_cgroups(self):
+        for path in self.cgroups:
+            remove_cgroup_tree(path)
+
+
+def _shell_quote(text):
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def migrate(dom, target, flags=0):
+    """Live-migrate ``dom`` peer to peer to a SecondHostFixture, over
+    127.0.0.1 only; returns when the guest runs on the target."""
+    params = {libvirt.VIR_MIGRATE_PARAM_URI: 'tcp:127.0.0.1'}
+    flags |= (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
+              libvirt.VIR_MIGRATE_PERSIST_DEST |
+              libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+    dom.migrateToURI3(target.uri, params, flags)

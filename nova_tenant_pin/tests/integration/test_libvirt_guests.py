@@ -166,3 +166,34 @@ def _wait_for(predicate, timeout=10.0):
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError('condition not met in %ss' % timeout)
+
+
+class TestSecondHost(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        reason = lvf.missing_requirements()
+        if reason:
+            self.skipTest(reason)
+        for tool in ('/usr/bin/unshare', '/usr/bin/mount'):
+            if not os.path.exists(tool):
+                self.skipTest('needs %s' % tool)
+        self.host_a = self.useFixture(lvf.LibvirtdFixture())
+        self.host_b = self.useFixture(lvf.SecondHostFixture(
+            'ntp-hostb-%d' % os.getpid()))
+
+    def test_live_migration_moves_the_guest_into_host_b_cgroups(self):
+        name = 'ntp-migrate-%d' % os.getpid()
+        dom = self.host_a.define(lvf.tiny_domain_xml(name, vcpus=1))
+        before = procfs.threads(qemu_pid(dom))[0].cpuset_cgroup
+        self.assertTrue(before.startswith('/machine/'), before)
+        lvf.migrate(dom, self.host_b)
+        moved = self.host_b.conn.lookupByName(name)
+        self.assertTrue(moved.isActive())
+        pid = int(open(os.path.join(
+            self.host_b.dir, 'run_libvirt', 'qemu', name + '.pid')).read())
+        cgroup = procfs.threads(pid)[0].cpuset_cgroup
+        self.assertTrue(cgroup.startswith(self.host_b.cgroup_prefix +
+                                          '/machine/'), cgroup)
+        self.assertRaises(libvirt.libvirtError,
+                          self.host_a.conn.lookupByName, name)

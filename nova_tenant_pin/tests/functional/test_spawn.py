@@ -14,9 +14,11 @@
 
 """Tenants booting and deleting through the real API on one compute."""
 
+import fixtures
 from nova.virt import driver as virt_driver
 
 from nova_tenant_pin import driver as tp_driver
+from nova_tenant_pin import manager
 from nova_tenant_pin.tests.functional import base
 
 
@@ -89,27 +91,6 @@ class TestSpawnDelete(base.TenantPinTestBase):
         self.assertEqual(claims, self.manager_of('host1').claims())
         self.assertInvariants()
 
-    def test_refusal_in_the_driver_reschedules_and_leaks_nothing(self):
-        # Placement counts threads, the driver counts whole cores: a tenant
-        # with a spare thread lets placement accept an instance that only
-        # that tenant could take. Boot such an instance for another tenant
-        # on a host with no free core left: the driver refuses with
-        # ComputeResourcesUnavailable, Nova reschedules to the second host.
-        for label in 'abcdef':
-            self.boot(label, 2)
-        self.boot('g', 1)
-        # Placement learns of g's stranded thread only at the next
-        # periodic; boot before that.
-        self.start_compute('host2')
-        server = self._create_server(
-            flavor_id=self._flavor(1), networks='none',
-            api=self.tenant('late'))
-        self.assertEqual('host2', self.host_of(server))
-        self.assertNotIn(self.project('late'),
-                         self.partitions_of('host1'))
-        self.assertNotIn(server['id'], self.manager_of('host1').claims())
-        self.assertInvariants()
-
     def test_delete_and_reuse(self):
         first = self.boot('a', 4)
         cpus = self.manager_of('host1').tenant_map()[self.project('a')]
@@ -140,6 +121,52 @@ class TestSpawnDelete(base.TenantPinTestBase):
         self._stop_server(server)
         self._start_server(server)
         self.assertEqual(before, self.manager_of('host1').tenant_map())
+        self.assertInvariants()
+
+
+class TestDriverRefusal(base.TenantPinTestBase):
+
+    def setUp(self):
+        # Stack rather than spread, so the scheduler tries the fuller host1
+        # first and host2 is the alternate.
+        self.flags(weight_classes=['nova.scheduler.weights.ram.RAMWeigher'],
+                   ram_weight_multiplier=-1.0, group='filter_scheduler')
+        super().setUp()
+        self.start_compute('host1')
+
+    def test_refusal_in_the_driver_reschedules_and_leaks_nothing(self):
+        # Placement counts threads, the driver counts whole cores. Until
+        # placement hears of a stranded thread (two builds racing), it may
+        # accept an instance that only that thread's tenant could take.
+        # Boot such an instance for another tenant on a host with no free
+        # core left: the driver refuses with ComputeResourcesUnavailable,
+        # Nova reschedules to the second host.
+        mgr1 = self.manager_of('host1')
+        self.useFixture(fixtures.MockPatchObject(
+            mgr1, 'stranded_cpus', return_value=0))
+        for label in 'abcdef':
+            self.boot(label, 2)
+        self.boot('g', 1)
+        self.start_compute('host2')
+        refused = []
+        real_claim = mgr1.claim
+
+        def claim(uuid, *args, **kwargs):
+            try:
+                return real_claim(uuid, *args, **kwargs)
+            except Exception as e:
+                refused.append((uuid, e))
+                raise
+        self.useFixture(fixtures.MockPatchObject(mgr1, 'claim', claim))
+        server = self._create_server(
+            flavor_id=self._flavor(1), networks='none',
+            api=self.tenant('late'))
+        self.assertEqual('host2', self.host_of(server))
+        self.assertEqual([server['id']], [u for u, e in refused])
+        self.assertIsInstance(refused[0][1], manager.TenantDoesNotFit)
+        self.assertNotIn(self.project('late'),
+                         self.partitions_of('host1'))
+        self.assertNotIn(server['id'], self.manager_of('host1').claims())
         self.assertInvariants()
 
 

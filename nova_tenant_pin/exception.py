@@ -46,4 +46,4 @@ class CgroupLayoutError(TenantPinException):
 
 
 class HousekeepingError(TenantPinException):
-    msg_fmt = 'housekeeping: %(reason)s'
+    msg_fmt = '%(reason)s'

@@ -235,6 +235,15 @@ class Housekeeping:
         """Confine housekeeping to ``cpus``; returns the report of show()."""
         if not self.cpus:
             raise exception.HousekeepingError(reason='no housekeeping CPUs')
+        online = frozenset(topology.parse_cpu_list(
+            _read('/sys/devices/system/cpu/online')))
+        if not self.cpus <= online:
+            # Checked before the state file is written: nothing changes.
+            raise exception.InvalidArgument(
+                what='housekeeping CPUs',
+                value=topology.format_cpu_list(self.cpus),
+                reason='not all online (online: %s)'
+                       % topology.format_cpu_list(online))
         cpus = topology.format_cpu_list(self.cpus)
         state = self.load_state() or {
             'version': STATE_VERSION, 'root': self.root, 'values': {},

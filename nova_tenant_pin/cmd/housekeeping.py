@@ -102,7 +102,8 @@ def run(args):
     except exception.InvalidArgument as e:
         raise cli.UsageError(str(e))
     except exception.TenantPinException as e:
-        sys.stderr.write('nova-tenant-pin housekeeping: %s\n' % e)
+        sys.stderr.write('nova-tenant-pin housekeeping %s: %s\n'
+                         % (args.action, e))
         return cli.EXIT_PROBLEM
     json.dump(report, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write('\n')

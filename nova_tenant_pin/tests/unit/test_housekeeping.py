@@ -1,0 +1,283 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Housekeeping against a fake /proc and /sys (privileged code in-process),
+and the ``housekeeping`` command. The real apply/release on this machine is
+in tests/functional/test_housekeeping.py."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from unittest import mock
+
+import fixtures
+
+from nova_tenant_pin.cmd import main as cli
+from nova_tenant_pin import exception
+from nova_tenant_pin import housekeeping
+from nova_tenant_pin import privsep
+from nova_tenant_pin.tests import base
+from nova_tenant_pin.tests import enforcement_fixtures as ef
+
+KTHREAD = housekeeping.PF_KTHREAD
+PER_CPU = housekeeping.PF_KTHREAD | housekeeping.PF_NO_SETAFFINITY
+CPUSET = '/sys/fs/cgroup/cpuset'
+
+
+class HousekeepingTestCase(base.TestCase):
+    """A fake 4-CPU host: init (1), kthreadd (2), a user task (10), a
+    per-CPU kthread (11), an IRQ thread (12), an unbound kthread (13)."""
+
+    def setUp(self):
+        super().setUp()
+        self.host = self.useFixture(ef.FakeHost(
+            cpus=4, tasks=(1, 2, 10, 11, 12, 13)))
+        self.host.add_task(2, KTHREAD, 'kthreadd')
+        self.host.add_task(11, PER_CPU, 'ksoftirqd/1', affinity='1')
+        self.host.add_task(12, KTHREAD, 'irq/24-virtio0')
+        self.host.add_task(13, KTHREAD, 'khugepaged')
+        self.useFixture(ef.FakeKernel(self.host))
+        self.useFixture(ef.ClientModeOff())
+        self.execute = self.useFixture(fixtures.MockPatch(
+            'oslo_concurrency.processutils.execute',
+            return_value=('', ''))).mock
+        self.state = os.path.join(
+            self.useFixture(fixtures.TempDir()).path, 'sub', 'hk.json')
+
+    def keeper(self, cpus=frozenset({0})):
+        return housekeeping.Housekeeping(self.state, cpus=cpus)
+
+    def tasks(self, *parts):
+        return set(int(t) for t in self.host.read(
+            os.path.join(CPUSET, *parts, 'tasks')).split())
+
+    def snapshot(self):
+        """The fake tree, with tasks files as sets (their order is the
+        kernel's, not ours)."""
+        snap = self.host.snapshot()
+        return {k: (set(v.split()) if k.endswith('/tasks') else v)
+                for k, v in snap.items()}
+
+
+class TestApplyRelease(HousekeepingTestCase):
+
+    def test_apply_confines_and_records_originals_first(self):
+        report = self.keeper().apply()
+        for irq in (24, 25, 26):
+            self.assertEqual('0', self.host.read(
+                '/proc/irq/%d/smp_affinity_list' % irq))
+        self.assertEqual('1', self.host.read(
+            housekeeping.DEFAULT_IRQ_AFFINITY))
+        self.assertEqual('1', self.host.read(housekeeping.WORKQUEUE_CPUMASK))
+        self.assertEqual({1, 10, 13}, self.tasks('housekeeping'))
+        self.assertEqual({2, 11, 12}, self.tasks())
+        self.assertEqual('0', self.host.read(CPUSET +
+                                             '/housekeeping/cpuset.cpus'))
+        self.assertEqual({'confined': [24, 25, 26], 'unconfined': [],
+                          'unconfinable': []}, report['irqs'])
+        self.assertEqual({'confined': 3, 'unconfined': 0, 'unconfinable': 2,
+                          'irq_threads': 1}, report['tasks'])
+        self.assertEqual(3, report['moved']['moved'])
+        with open(self.state) as f:
+            state = json.load(f)
+        self.assertEqual('0', state['cpus'])
+        self.assertEqual({'irq:24': '0-3', 'irq:25': '0-3', 'irq:26': '0-3',
+                          'default_irq_affinity': 'f',
+                          'workqueue_cpumask': 'f'}, state['values'])
+        self.assertEqual({'1', '10', '13'}, set(state['tasks']))
+        self.assertTrue(state['cpuset'])
+        self.execute.assert_not_called()
+
+    def test_release_restores_exactly(self):
+        before = self.snapshot()
+        self.keeper().apply()
+        self.assertNotEqual(before, self.snapshot())
+        result = housekeeping.Housekeeping(self.state).release()
+        self.assertEqual({}, result['failed'])
+        self.assertEqual(before, self.snapshot())
+        self.assertFalse(os.path.exists(self.state))
+
+    def test_reapply_is_idempotent_and_keeps_the_first_originals(self):
+        self.keeper().apply()
+        with open(self.state) as f:
+            first = json.load(f)
+        self.keeper().apply()
+        with open(self.state) as f:
+            self.assertEqual(first, json.load(f))
+        self.keeper({0, 1}).apply()
+        self.assertEqual('0-1', self.host.read('/proc/irq/24/'
+                                               'smp_affinity_list'))
+        with open(self.state) as f:
+            self.assertEqual(first['values'], json.load(f)['values'])
+        housekeeping.Housekeeping(self.state).release()
+        self.assertEqual('0-3', self.host.read('/proc/irq/24/'
+                                               'smp_affinity_list'))
+
+    def test_refused_irq_is_unconfinable_and_not_restored(self):
+        real = privsep.set_irq_affinity
+
+        def refuse_25(irq, cpus):
+            return False if irq == 25 else real(irq, cpus)
+        with mock.patch.object(privsep, 'set_irq_affinity',
+                               side_effect=refuse_25) as setter:
+            report = self.keeper().apply()
+            self.assertEqual([25], report['irqs']['unconfinable'])
+            setter.reset_mock()
+            housekeeping.Housekeeping(self.state).release()
+            self.assertEqual({24, 26}, {c.args[0]
+                                        for c in setter.call_args_list})
+
+    def test_kernel_thread_gets_its_affinity_back(self):
+        self.keeper().apply()
+        # What the kernel does to a kthread that leaves a cpuset: it gets
+        # the cpuset's CPUs, not the ones it had.
+        self.host.add_task(13, KTHREAD, 'khugepaged', affinity='0')
+        with mock.patch('os.sched_setaffinity') as setaffinity:
+            result = housekeeping.Housekeeping(self.state).release()
+        setaffinity.assert_called_once_with(13, frozenset({0, 1, 2, 3}))
+        self.assertIn('task affinities', result['restored'])
+
+    def test_a_reused_pid_is_left_alone(self):
+        self.keeper().apply()
+        self.host.add_task(13, KTHREAD, 'other', affinity='0', starttime=9)
+        with mock.patch('os.sched_setaffinity') as setaffinity:
+            housekeeping.Housekeeping(self.state).release()
+        setaffinity.assert_not_called()
+
+    def test_release_without_state(self):
+        self.assertRaises(exception.HousekeepingError,
+                          housekeeping.Housekeeping(self.state).release)
+
+    def test_failed_restore_keeps_what_is_left(self):
+        self.keeper().apply()
+        with mock.patch.object(privsep, 'set_workqueue_cpumask',
+                               side_effect=OSError(5, 'EIO')):
+            result = housekeeping.Housekeeping(self.state).release()
+        self.assertEqual(['workqueue_cpumask'], list(result['failed']))
+        with open(self.state) as f:
+            state = json.load(f)
+        self.assertEqual({'workqueue_cpumask': 'f'}, state['values'])
+        self.assertFalse(state['cpuset'])
+        result = housekeeping.Housekeeping(self.state).release()
+        self.assertEqual({}, result['failed'])
+        self.assertEqual('f', self.host.read(housekeeping.WORKQUEUE_CPUMASK))
+
+    def test_bad_state_file(self):
+        os.makedirs(os.path.dirname(self.state))
+        with open(self.state, 'w') as f:
+            f.write('{"version": 99}')
+        self.assertRaises(exception.HousekeepingError,
+                          housekeeping.Housekeeping(self.state).release)
+        with open(self.state, 'w') as f:
+            f.write('not json')
+        self.assertRaises(exception.HousekeepingError,
+                          housekeeping.Housekeeping(self.state).show)
+
+    def test_show_before_apply(self):
+        report = self.keeper().show()
+        self.assertFalse(report['applied'])
+        self.assertEqual([24, 25, 26], report['irqs']['unconfined'])
+        self.assertEqual({'value': '0-3', 'confined': False},
+                         report['workqueue_cpumask'])
+        self.assertEqual(3, report['tasks']['unconfined'])
+
+
+class TestSystemdHost(HousekeepingTestCase):
+    """Where systemd is PID 1 (faked: this machine has none), services are
+    confined with AllowedCPUs= on the slices and no cpuset is made."""
+
+    def setUp(self):
+        super().setUp()
+        self.host.write('/proc/1/comm', 'systemd\n')
+        self.allowed = {'system.slice': '', 'user.slice': '2-3',
+                        'init.scope': ''}
+
+        def systemctl(*args):
+            if args[1] == 'show':
+                return self.allowed[args[-1]] + '\n', ''
+            unit, value = args[3], args[4].split('=', 1)[1]
+            self.allowed[unit] = value
+            return '', ''
+        self.execute.side_effect = systemctl
+
+    def test_apply_and_release(self):
+        report = self.keeper().apply()
+        self.assertEqual({'system.slice': '0', 'user.slice': '0',
+                          'init.scope': '0'}, self.allowed)
+        self.assertTrue(all(u['confined']
+                            for u in report['systemd'].values()))
+        self.assertNotIn('tasks', report)
+        self.assertFalse(os.path.exists(self.host.path(
+            CPUSET + '/housekeeping')))
+        housekeeping.Housekeeping(self.state).release()
+        self.assertEqual({'system.slice': '', 'user.slice': '2-3',
+                          'init.scope': ''}, self.allowed)
+        self.assertIn(mock.call('systemctl', 'set-property', '--runtime',
+                                'system.slice', 'AllowedCPUs='),
+                      self.execute.call_args_list)
+
+
+class TestCommand(HousekeepingTestCase):
+
+    def run_cmd(self, *argv):
+        args = cli.build_parser().parse_args(['housekeeping'] + list(argv))
+        out = self.useFixture(fixtures.MonkeyPatch('sys.stdout',
+                                                   io.StringIO())).new_value
+        status = args.func(args)
+        return status, out.getvalue()
+
+    def test_apply_show_release(self):
+        self.flags(housekeeping_state_file=self.state)
+        status, out = self.run_cmd('apply', '--cpus', '0')
+        self.assertEqual(cli.EXIT_OK, status)
+        self.assertTrue(json.loads(out)['applied'])
+        status, out = self.run_cmd('show')
+        self.assertEqual('0', json.loads(out)['housekeeping_cpus'])
+        status, out = self.run_cmd('release')
+        self.assertEqual(cli.EXIT_OK, status)
+        self.assertEqual({}, json.loads(out)['failed'])
+        self.assertFalse(os.path.exists(self.state))
+
+    def test_cpus_from_the_option(self):
+        self.flags(housekeeping_cpus='0-1')
+        status, out = self.run_cmd('apply', '--state-file', self.state)
+        self.assertEqual('0-1', json.loads(out)['housekeeping_cpus'])
+
+    def test_usage_errors(self):
+        self.assertRaises(cli.UsageError, self.run_cmd, 'apply',
+                          '--state-file', self.state)
+        self.assertRaises(cli.UsageError, self.run_cmd, 'apply', '--cpus',
+                          '1-x', '--state-file', self.state)
+        self.assertRaises(cli.UsageError, self.run_cmd, 'apply', '--cpus',
+                          '9', '--state-file', self.state)
+        self.assertRaises(cli.UsageError, self.run_cmd, 'show',
+                          '--cgroup-root', '/..')
+        self.assertFalse(os.path.exists(self.state))
+
+    def test_release_with_nothing_applied_is_a_problem(self):
+        status, _ = self.run_cmd('release', '--state-file', self.state)
+        self.assertEqual(cli.EXIT_PROBLEM, status)
+
+    def test_bad_cpus_exit_2_as_a_process(self):
+        proc = subprocess.run(
+            [sys.executable, '-m', 'nova_tenant_pin', '--config-file',
+             os.devnull, 'housekeeping', 'apply', '--cpus', '0-x',
+             '--state-file', self.state], capture_output=True, text=True,
+            timeout=60)
+        self.assertEqual(2, proc.returncode)
+        self.assertIn('housekeeping: error: invalid CPU list', proc.stderr)
+        self.assertNotIn('Traceback', proc.stderr)
+        self.assertEqual('', proc.stdout)

@@ -15,12 +15,11 @@
 """``TenantPinFilter``: pass the hosts where the new instance's tenant can
 hold whole cores for it.
 
-Enable it on the schedulers (``nova.conf``)::
-
-    [filter_scheduler]
-    available_filters = nova.scheduler.filters.all_filters
-    available_filters = nova_tenant_pin.scheduler.filters.TenantPinFilter
-    enabled_filters = ...,TenantPinFilter
+Enable it on the schedulers: one more ``[filter_scheduler]
+available_filters`` line,
+``nova_tenant_pin.scheduler.filters.TenantPinFilter``, and
+``TenantPinFilter`` appended to ``enabled_filters`` (a list: keep Nova's
+defaults in it). ``doc/source/admin/scheduling.rst`` has lines to copy.
 
 The decision is :func:`nova_tenant_pin.scheduler.fit.check_fit`: the
 project's allocator planning the host's instances plus the new one, as the

@@ -15,11 +15,11 @@
 """``TenantPinWeigher``: fill the threads a tenant holds before opening
 cores.
 
-Enable it on the schedulers (``nova.conf``)::
-
-    [filter_scheduler]
-    weight_classes = nova.scheduler.weights.all_weighers
-    weight_classes = nova_tenant_pin.scheduler.weights.TenantPinWeigher
+Enable it on the schedulers: append
+``nova_tenant_pin.scheduler.weights.TenantPinWeigher`` to ``[filter_scheduler]
+weight_classes``, after ``nova.scheduler.weights.all_weighers``, on the
+same comma-separated line (a second line would replace the first).
+``doc/source/admin/scheduling.rst`` has the line to copy.
 
 The weight of a host is minus :func:`fit.stranded_change
 <nova_tenant_pin.scheduler.fit.stranded_change>`: how many threads the host

@@ -177,8 +177,8 @@ class TenantPinTestBase(libvirt_base.ServersTestBase):
         with _NoCpuLimit(self):
             return super()._get_connection(host_info, *args, **kwargs)
 
-    def start_compute(self, hostname='compute1', **kwargs):
-        name = super().start_compute(hostname=hostname, **kwargs)
+    def start_compute(self, hostname='compute1', *args, **kwargs):
+        name = super().start_compute(hostname, *args, **kwargs)
         conn = self.computes[name].driver._host.get_connection()
         conn.tp_partitions = self._partitions_of(name)
         return name

@@ -193,9 +193,35 @@ class LibvirtdFixture(fixtures.Fixture):
         return dom
 
 
+NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
+
+
+def nova_owner_metadata(project_id):
+    """Nova's instance metadata, as far as the manager reads it."""
+    return ('<nova:instance xmlns:nova="%s"><nova:owner>'
+            '<nova:project uuid="%s">%s</nova:project>'
+            '</nova:owner></nova:instance>' % (NOVA_NS, project_id,
+                                               project_id))
+
+
+def domain_xml_for(name, uuid_, project_id, vcpus, pins):
+    """The XML the driver would write for a manager's InstancePins."""
+    return tiny_domain_xml(
+        name, vcpus=vcpus, uuid_=uuid_,
+        cpuset=format_cpus(pins.cpus), partition=pins.partition,
+        vcpupins={v: format_cpus(c) for v, c in
+                  (pins.vcpu_pins or {}).items()} or None,
+        emulator_cpus=format_cpus(pins.cpus),
+        metadata=nova_owner_metadata(project_id))
+
+
+def format_cpus(cpus):
+    return ','.join(str(c) for c in sorted(cpus))
+
+
 def tiny_domain_xml(name, vcpus=1, cpuset=None, partition=None,
                     vcpupins=None, emulator_cpus=None, memory_mib=64,
-                    metadata=''):
+                    metadata='', uuid_=None):
     """A diskless guest: enough for real vCPU, emulator and I/O threads.
 
     It sits in its BIOS with nothing to boot, which is all that CPU
@@ -213,6 +239,7 @@ def tiny_domain_xml(name, vcpus=1, cpuset=None, partition=None,
             if emulator_cpus else '')
     return """<domain type="%(type)s">
   <name>%(name)s</name>
+  %(uuid)s
   <metadata>%(metadata)s</metadata>
   <memory unit="MiB">%(mem)d</memory>
   <vcpu placement="static"%(cpuset)s>%(vcpus)d</vcpu>
@@ -223,7 +250,8 @@ def tiny_domain_xml(name, vcpus=1, cpuset=None, partition=None,
   <devices><memballoon model="none"/></devices>
 </domain>""" % {'type': virt_type(), 'name': name, 'mem': memory_mib,
                 'cpuset': cpuset_attr, 'vcpus': vcpus, 'tune': tune,
-                'resource': resource, 'metadata': metadata}
+                'resource': resource, 'metadata': metadata,
+                'uuid': '<uuid>%s</uuid>' % uuid_ if uuid_ else ''}
 
 
 CGROUP_ROOT = '/sys/fs/cgroup'

@@ -1,0 +1,197 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The manager with real libvirt, real cgroups and the real privsep daemon.
+
+The same code paths as the driver (TenantPinManager, CgroupPartitions
+through privsep) drive real QEMU guests of several tenants; every check
+reads the kernel: each QEMU thread's ``Cpus_allowed_list`` and cgroup from
+/proc, and each partition's ``cpuset.effective_cpus``. On this 2-CPU machine
+(one thread a core) housekeeping is empty and each tenant gets one core;
+on a bigger host the same tests use what is there.
+
+Needs root, libvirtd and QEMU (tools/setup-host.sh); CI runs it.
+"""
+
+import os
+import sys
+import uuid
+
+from nova_tenant_pin import audit
+from nova_tenant_pin import cgroupfs
+from nova_tenant_pin import cgroups
+from nova_tenant_pin import manager as manager_mod
+from nova_tenant_pin import procfs
+from nova_tenant_pin.tests import base
+from nova_tenant_pin.tests import enforcement_fixtures
+from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
+from nova_tenant_pin import topology
+
+
+class RealHostTestCase(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        reason = lvf.missing_requirements()
+        if reason:
+            self.skipTest(reason)
+        sys.stderr.write('guests run with virt type %s\n' % lvf.virt_type())
+        self.host = topology.HostTopology.from_sysfs()
+        if len(self.host.cores) < 2:
+            self.skipTest('needs two physical cores')
+        self.libvirt = self.useFixture(lvf.LibvirtdFixture())
+        self.useFixture(enforcement_fixtures.PrivsepDaemon(
+            self.conf_fixture))
+        self.partitions = cgroups.CgroupPartitions(root='/')
+        self.tag = uuid.uuid4().hex[:8]
+        self.created_tenants = set()
+        self.addCleanup(self._remove_partitions)
+        self.manager = self.new_manager()
+
+    def new_manager(self, pin_mode='float'):
+        return manager_mod.TenantPinManager(
+            self.host, self.partitions, lambda: self.libvirt.conn,
+            housekeeping_cpus=(), pin_mode=pin_mode, name='itest')
+
+    def tenant(self, letter):
+        name = 'itest-%s-%s' % (letter, self.tag)
+        self.created_tenants.add(name)
+        return name
+
+    def _remove_partitions(self):
+        # The guests are gone (the libvirt fixture cleans up later, so
+        # destroy ours first), then the partitions, bottom-up.
+        for dom_name in list(self.libvirt.defined):
+            try:
+                dom = self.libvirt.conn.lookupByName(dom_name)
+            except lvf.libvirt.libvirtError:
+                continue
+            if dom.isActive():
+                dom.destroy()
+        layout = cgroupfs.detect_layout()
+        for tenant in self.created_tenants:
+            for hierarchy in layout.ordered():
+                path = hierarchy.path('/', cgroupfs.partition_dir(tenant))
+                lvf.remove_cgroup_tree(path)
+
+    def boot(self, tenant, vcpus=1, manager=None):
+        manager = manager or self.manager
+        inst = str(uuid.uuid4())
+        pins = manager.claim(inst, tenant, vcpus)
+        name = 'itest-%s' % inst[:8]
+        dom = self.libvirt.define(lvf.domain_xml_for(
+            name, inst, tenant, vcpus, pins))
+        manager.domain_started(inst)
+        return inst, dom
+
+    def qemu_threads(self, dom):
+        with open('/run/libvirt/qemu/%s.pid' % dom.name()) as f:
+            return procfs.threads(int(f.read()))
+
+    def assert_clean(self):
+        report = audit.HostAuditor(self.host, cgroup_prefix='/machine'
+                                   ).audit()
+        self.assertEqual([], [str(v) for v in report.violations])
+        return report
+
+    def effective(self, tenant):
+        return self.partitions.list_partitions()[tenant].effective_cpus
+
+
+class TestTenantsOnRealGuests(RealHostTestCase):
+
+    def test_two_tenants_one_core_each_third_refused(self):
+        a, b, c = self.tenant('a'), self.tenant('b'), self.tenant('c')
+        _, dom_a = self.boot(a)
+        _, dom_b = self.boot(b)
+        report = self.assert_clean()
+        self.assertEqual({a, b}, set(report.tenants) & {a, b})
+        cores_a = self.host.cores_of(report.tenants[a])
+        cores_b = self.host.cores_of(report.tenants[b])
+        self.assertEqual(1, len(cores_a))
+        self.assertFalse(cores_a & cores_b)
+        # Every QEMU thread sits in its tenant's partition.
+        for tenant, dom in ((a, dom_a), (b, dom_b)):
+            for task in self.qemu_threads(dom):
+                self.assertIn('/tenant-%s.partition/' % tenant,
+                              task.cpuset_cgroup)
+            self.assertEqual(self.manager.tenant_map()[tenant],
+                             self.effective(tenant))
+        e = self.assertRaises(manager_mod.TenantDoesNotFit,
+                              self.manager.claim, str(uuid.uuid4()), c, 1)
+        sys.stderr.write('refused as expected: %s\n' % e)
+        self.assertIn(c, str(e))
+        self.assertNotIn(c, self.partitions.list_partitions())
+
+    def test_grow_and_shrink_a_tenant_live(self):
+        a = self.tenant('a')
+        first, dom1 = self.boot(a)
+        one_core = self.manager.tenant_map()[a]
+        second, dom2 = self.boot(a)
+        grown = self.manager.tenant_map()[a]
+        self.assertGreater(grown, one_core)
+        self.assertEqual(grown, self.effective(a))
+        report = self.assert_clean()
+        self.assertEqual(grown, report.tenants[a])
+        # Deleting an instance: its domain goes, then its claim.
+        dom2.destroy()
+        dom2.undefine()
+        self.manager.release(second)
+        shrunk = self.manager.tenant_map()[a]
+        self.assertEqual(len(one_core), len(shrunk))
+        self.assertEqual(shrunk, self.effective(a))
+        for task in self.qemu_threads(dom1):
+            if not task.comm.startswith('kvm-'):
+                self.assertLessEqual(task.allowed_cpus, shrunk)
+
+    def test_restart_rebuilds_the_same_map(self):
+        a, b = self.tenant('a'), self.tenant('b')
+        self.boot(a)
+        self.boot(b)
+        before = self.manager.snapshot()
+        restarted = self.new_manager()
+        restarted.reconcile()
+        after = restarted.snapshot()
+        self.assertEqual(before['tenants'], after['tenants'])
+        self.assertEqual(
+            {u: (i['tenant'], i['vcpus'], i['cpus'])
+             for u, i in before['instances'].items()},
+            {u: (i['tenant'], i['vcpus'], i['cpus'])
+             for u, i in after['instances'].items()})
+        self.assert_clean()
+
+    def test_tampered_pins_are_repaired_by_reconcile(self):
+        a, b = self.tenant('a'), self.tenant('b')
+        _, dom_a = self.boot(a)
+        self.boot(b)
+        everything = set(self.host.online_cpus)
+        # Someone widens tenant a's cgroups and pins its vCPU everywhere.
+        layout = cgroupfs.detect_layout()
+        cpuset = layout.cpuset
+        part = cpuset.path('/', cgroupfs.partition_dir(a))
+        self.assertTrue(os.path.isdir(part), part)
+        text = lvf.format_cpus(everything)
+        for root, _dirs, _files in os.walk(part):
+            with open(os.path.join(root, 'cpuset.cpus'), 'w') as f:
+                f.write(text)
+        cpumap = tuple(c in everything for c in range(max(everything) + 1))
+        dom_a.pinVcpuFlags(0, cpumap, lvf.libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        report = audit.HostAuditor(self.host, cgroup_prefix='/machine'
+                                   ).audit()
+        self.assertTrue(report.violations, 'the tampering did not show')
+        repairs = self.manager.reconcile()
+        sys.stderr.write('repairs: %s\n' % repairs)
+        self.assertTrue(repairs)
+        self.assert_clean()
+        self.assertEqual(self.manager.tenant_map()[a], self.effective(a))

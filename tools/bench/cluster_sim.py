@@ -54,6 +54,11 @@ The baselines spread the same way. Hosts are tried best-weighed first and
 the first that passes the filter is taken, which is what filtering every
 host and taking the best does, in a fraction of the time.
 
+``--reserve-stranded`` adds placement's view to the tenant-pin policies:
+stranded threads are reserved VCPU there, so a host must have as many
+free threads outside all tenants' cores as the request has vCPUs, even
+when the request would fill its tenant's idle threads.
+
 Printed: the time-averaged vCPUs running, the rejected requests and the
 time-averaged stranded threads after warm-up, with ratios against ``no
 isolation``. Run ``python tools/bench/cluster_sim.py`` (``--quick``: 50
@@ -195,17 +200,26 @@ class PinnedHost(_Host):
 
 class TenantPinHost(_Host):
     """The allocator's plan, kept as the compute host keeps it: the present
-    map is ``current`` of every new plan."""
+    map is ``current`` of every new plan.
 
-    def __init__(self, topology, housekeeping):
+    With ``reserve_stranded``, placement also holds the stranded threads as
+    reserved VCPU (as the compute driver reports them), so a request needs
+    that many free threads outside every tenant's cores even when it would
+    fill its own tenant's idle threads.
+    """
+
+    def __init__(self, topology, housekeeping, reserve_stranded=False):
         super().__init__(topology, housekeeping)
         self.topology = topology
         self.housekeeping = housekeeping
+        self.reserve_stranded = reserve_stranded
         self.running = []
         self.plan = allocator.plan(topology, [],
                                    housekeeping_cpus=housekeeping)
 
     def check(self, request):
+        if self.reserve_stranded and request.vcpus > self.free_vcpus():
+            return None
         verdict = fit.check_fit(self.topology, self.running, request,
                                 housekeeping_cpus=self.housekeeping,
                                 current=self.plan.tenant_map(),
@@ -270,7 +284,7 @@ class Cloud:
         return sum(host.stranded() for host in self.hosts)
 
 
-def clouds(hosts):
+def clouds(hosts, reserve_stranded=False):
     topology = workload.host_topology(SOCKETS, CORES_PER_SOCKET,
                                       THREADS_PER_CORE)
     hk = workload.housekeeping_cpus(topology)
@@ -283,10 +297,11 @@ def clouds(hosts):
         Cloud('nova require', lambda: PinnedHost(
             topology, hk, lambda v: allocator.cores_needed(
                 v, THREADS_PER_CORE)), hosts),
-        Cloud('tenant-pin spread', lambda: TenantPinHost(topology, hk),
-              hosts),
-        Cloud('tenant-pin weigher', lambda: TenantPinHost(topology, hk),
-              hosts, weigh=tenant_pin_weigher),
+        Cloud('tenant-pin spread', lambda: TenantPinHost(
+            topology, hk, reserve_stranded), hosts),
+        Cloud('tenant-pin weigher', lambda: TenantPinHost(
+            topology, hk, reserve_stranded), hosts,
+            weigh=tenant_pin_weigher),
     ]
 
 
@@ -337,15 +352,20 @@ def main(argv=None):
     parser.add_argument('--arrivals-per-host', type=int,
                         default=ARRIVALS_PER_HOST)
     parser.add_argument('--seed', type=int, default=20261125)
+    parser.add_argument('--reserve-stranded', action='store_true',
+                        help='placement holds stranded threads as reserved '
+                        'VCPU, as the compute driver reports them')
     args = parser.parse_args(argv)
     hosts = 50 if args.quick else args.hosts
-    all_clouds = clouds(hosts)
+    all_clouds = clouds(hosts, args.reserve_stranded)
     usable = all_clouds[0].hosts[0].usable
     requests = trace(random.Random(args.seed), hosts, usable, args.load,
                      args.arrivals_per_host)
     print('Cluster simulation: %d hosts of %d usable threads, %d arrivals, '
-          'offered load %.2f, seed %d' % (
-              hosts, usable, len(requests), args.load, args.seed))
+          'offered load %.2f, seed %d%s' % (
+              hosts, usable, len(requests), args.load, args.seed,
+              ', stranded threads reserved in placement'
+              if args.reserve_stranded else ''))
     print()
     header = '%-20s %12s %7s %9s %8s %10s %6s' % (
         'policy', 'vCPUs run', 'ratio', 'rejected', 'ratio', 'stranded',

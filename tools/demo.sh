@@ -13,12 +13,14 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 #
-# The local demo: prepare this machine (tools/setup-host.sh), then plan the
-# example workload in etc/examples/plan-small.json (three tenants of one
-# vCPU each) on THIS machine's real CPU topology, read from sysfs, and print
-# the plan: which whole cores each tenant gets, what does not fit and why.
-# On a 2-core machine without SMT two tenants fit and the third is refused.
-# Changes nothing on the host.
+# The local demo. Prepares this machine (tools/setup-host.sh), then:
+# 1. plans the example workload of etc/examples/plan-small.json (three
+#    tenants of one vCPU) on THIS machine's CPU topology, read from sysfs;
+# 2. runs it for real (tools/demo.py): a private libvirtd, one tiny KVM guest
+#    per tenant the cores allow, one more tenant refused, the core map and
+#    an audit read from cgroups and /proc, a live migration to a second
+#    local libvirt host under the exposure sampler, and a full tear-down.
+# Needs root. Leaves the machine as it was (the packages aside).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +28,7 @@ VENV=${VENV:-$REPO/.venv}
 WORKLOAD=${1:-$REPO/etc/examples/plan-small.json}
 
 bash "$REPO/tools/setup-host.sh"
-echo "== this host, from sysfs, and the workload $WORKLOAD"
+echo "== the plan for $WORKLOAD on this host (nova-tenant-pin plan)"
 "$VENV/bin/nova-tenant-pin" plan --host-topology sysfs "$WORKLOAD" \
     > "${TMPDIR:-/tmp}/nova-tenant-pin-demo.json"
 "$VENV/bin/python" - "${TMPDIR:-/tmp}/nova-tenant-pin-demo.json" <<'PY'
@@ -51,5 +53,7 @@ for u in plan['unplaced']:
 print('free CPUs: %s; housekeeping CPUs: %s' % (
     plan['free_cpus'] or 'none', plan['housekeeping_cpus'] or 'none'))
 PY
-echo "== the full plan (JSON contract of 'nova-tenant-pin plan')"
-cat "${TMPDIR:-/tmp}/nova-tenant-pin-demo.json"
+rm -f "${TMPDIR:-/tmp}/nova-tenant-pin-demo.json"
+echo
+echo "== now for real: KVM guests, cgroups, live migration"
+exec "$VENV/bin/python" "$REPO/tools/demo.py"

@@ -284,20 +284,23 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                  {t: topo.format_cpu_list(c) for t, c in
                   self.tenant_pin.tenant_map().items()})
 
-    def _tp_dedicated_instances(self):
-        """``{uuid: cpus}`` of this host's instances with dedicated CPUs."""
+    def _tp_host_instances(self):
+        """This host's instances in Nova's database: their uuids, and
+        ``{uuid: cpus}`` of those with dedicated CPUs."""
         ctxt = nova_context.get_admin_context()
-        result = {}
+        known, dedicated = set(), {}
         for inst in objects.InstanceList.get_by_host(
                 ctxt, self._tp_host, expected_attrs=['numa_topology']):
+            known.add(inst.uuid)
             if is_dedicated(inst):
-                result[inst.uuid] = frozenset(inst.numa_topology.cpu_pinning)
-        return result
+                dedicated[inst.uuid] = frozenset(
+                    inst.numa_topology.cpu_pinning)
+        return known, dedicated
 
     def _tp_reconcile(self):
         self._tp_last_reconcile = time.monotonic()
-        return self.tenant_pin.reconcile(
-            dedicated=self._tp_dedicated_instances())
+        known, dedicated = self._tp_host_instances()
+        return self.tenant_pin.reconcile(dedicated=dedicated, known=known)
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
         super().update_provider_tree(provider_tree, nodename,

@@ -437,7 +437,7 @@ class TenantPinManager:
         with self._locked():
             self._dedicated[uuid] = frozenset(cpus)
 
-    def reconcile(self, dedicated=None):
+    def reconcile(self, dedicated=None, known=None):
         """Rebuild the map from libvirt domains and the cgroup tree, and
         repair what drifted. Returns the repairs made, as log lines.
 
@@ -445,12 +445,26 @@ class TenantPinManager:
             CPUs, when the caller knows them (the driver asks Nova). Without
             it, a domain in no tenant partition whose every vCPU is pinned
             to one CPU is taken for one.
+        :param known: uuids of the instances the caller places on this host
+            (the driver asks Nova). A stopped domain of any other instance
+            (the source of a confirmed resize, an evacuated guest) holds no
+            room. A running domain is always counted: its threads run here.
         """
         with self._locked():
             repairs = []
             domains = self._read_domains()
             truth = {t: info.cpus
                      for t, info in self.partitions.list_partitions().items()}
+            if known is not None:
+                known = set(known)
+                for uuid, (dom, info) in list(domains.items()):
+                    if not info.active and uuid not in known and \
+                            not (uuid in self._claims and
+                                 self._claims[uuid].pending):
+                        LOG.info('%s: stopped domain %s of instance %s is '
+                                 'not placed here by Nova; it holds no room',
+                                 self.name, info.name, uuid)
+                        del domains[uuid]
             claims, dedicated = self._claims_from_domains(domains, repairs,
                                                           dedicated)
             for tenant in sorted(set(truth) | set(self._tenants)):

@@ -32,7 +32,9 @@ def check_host(topology, housekeeping_cpus, partitions, domains,
 
     :param partitions: ``{tenant: PartitionInfo}`` (``list_partitions()``).
     :param domains: :class:`~nova_tenant_pin.manager.DomainInfo` of the
-        host's running domains.
+        host's domains. Only running ones are checked for isolation; stopped
+        ones (an instance shut off, or the source of a resize waiting for
+        confirmation) still hold their room, so they count for invariant 3.
     :param static: tenants with a static cpuset (exempt from invariant 3).
     """
     errors = []
@@ -54,6 +56,10 @@ def check_host(topology, housekeeping_cpus, partitions, domains,
             errors.append('tenant %s partition is inconsistent' % tenant)
     vcpus = collections.Counter()
     for dom in domains:
+        if not dom.active:
+            if dom.tenant is not None:
+                vcpus[dom.tenant] += dom.vcpus
+            continue
         used = dom.all_cpus(host_cpus)
         if dom.tenant is None:
             if dom.dedicated:

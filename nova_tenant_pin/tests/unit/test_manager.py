@@ -319,6 +319,19 @@ class TestReconcile(ManagerTestCase):
         self.assertEqual({}, self.mgr.claims())
         self.assertTrue(any(a in r for r in repairs))
 
+    def test_stopped_domain_of_an_instance_placed_elsewhere_holds_nothing(
+            self):
+        a = self.spawn('p1', 2)
+        self.conn.domains[a].active = False
+        # Nova no longer places it here (a confirmed resize's source).
+        self.mgr.reconcile(known=set())
+        self.assertEqual({}, self.mgr.claims())
+        self.assertEqual({}, self.partitions.list_partitions())
+        # A running one always counts, known or not.
+        b = self.spawn('p2', 2)
+        self.mgr.reconcile(known=set())
+        self.assertIn(b, self.mgr.claims())
+
     def test_recreates_a_partition_lost_from_the_tree(self):
         self.spawn('p1', 2)
         cpus = self.mgr.tenant_map()['p1']

@@ -1,0 +1,116 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Resize, cold migration, evacuate and shelve across two computes."""
+
+import fixtures
+from nova.tests import fixtures as nova_fixtures
+
+from nova_tenant_pin.tests.functional import base
+
+
+class TestMove(base.TenantPinTestBase):
+
+    def setUp(self):
+        super().setUp()
+        self.notifier = self.useFixture(nova_fixtures.NotificationFixture(
+            self))
+        self.start_compute('host_a')
+        self.start_compute('host_b')
+        # As Nova's own libvirt resize tests do: the fake has no disks to
+        # move. The source domain is powered off, as the real method does.
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver.'
+            'migrate_disk_and_power_off', side_effect=self._power_off_source))
+
+    def _power_off_source(self, context, instance, *args, **kwargs):
+        conn = self.computes[instance.host].driver._host.get_connection()
+        conn.lookupByUUIDString(instance.uuid).destroy()
+        return '{}'
+
+    def _other(self, host):
+        return 'host_b' if host == 'host_a' else 'host_a'
+
+    def test_resize_confirm_moves_the_claim(self):
+        server = self.boot('a', 2, host='host_a')
+        a = self.project('a')
+        server = self._resize_server(server, self._flavor(4))
+        dest = self.host_of(server)
+        self.assertEqual('host_b', dest)
+        # During VERIFY_RESIZE the target holds the new size and the source
+        # keeps the old one, for a revert.
+        self.assertEqual(4, len(self.partitions_of('host_b')[a].cpus))
+        self.assertIn(a, self.partitions_of('host_a'))
+        self.assertInvariants()
+        self._confirm_resize(server)
+        self.assertNotIn(a, self.partitions_of('host_a'))
+        self.assertEqual({}, self.manager_of('host_a').claims())
+        self.assertEqual(4, self.manager_of('host_b').claims()[
+            server['id']].vcpus)
+        self.assertInvariants()
+
+    def test_resize_revert_restores_the_source(self):
+        server = self.boot('a', 2, host='host_a')
+        a = self.project('a')
+        before = self.partitions_of('host_a')[a].cpus
+        server = self._resize_server(server, self._flavor(4))
+        self._revert_resize(server)
+        self.assertEqual('host_a', self.host_of(server))
+        self.assertEqual(before, self.partitions_of('host_a')[a].cpus)
+        self.assertEqual({}, self.partitions_of('host_b'))
+        self.assertEqual({}, self.manager_of('host_b').claims())
+        self.assertEqual(2, self.manager_of('host_a').claims()[
+            server['id']].vcpus)
+        self.assertInvariants()
+
+    def test_cold_migration_confirm(self):
+        server = self.boot('a', 3, host='host_a')
+        server = self._migrate_server(server)
+        self.assertEqual('host_b', self.host_of(server))
+        self._confirm_resize(server)
+        self.assertEqual({}, self.partitions_of('host_a'))
+        self.assertIn(self.project('a'), self.partitions_of('host_b'))
+        self.assertInvariants()
+
+    def test_evacuate_claims_on_the_new_host_and_the_old_one_releases(self):
+        server = self.boot('a', 2, host='host_a')
+        self.boot('b', 2, host='host_a')
+        a = self.project('a')
+        self.computes['host_a'].stop()
+        self.api.put_service_force_down(
+            self.api.get_services(host='host_a',
+                                  binary='nova-compute')[0]['id'], True)
+        # Since microversion 2.95 an evacuated instance arrives stopped.
+        server = self._evacuate_server(server, expected_host='host_b',
+                                       expected_state='SHUTOFF')
+        self.assertIn(a, self.partitions_of('host_b'))
+        self.assertIn(server['id'], self.manager_of('host_b').claims())
+        # The old host comes back: Nova destroys the evacuated guest there,
+        # and the tenant's cores are released.
+        self.restart_compute_service('host_a')
+        self.assertNotIn(a, self.partitions_of('host_a'))
+        self.assertNotIn(server['id'], self.manager_of('host_a').claims())
+        self.assertIn(self.project('b'), self.partitions_of('host_a'))
+        self.assertInvariants()
+
+    def test_shelve_offload_releases_and_unshelve_claims_again(self):
+        server = self.boot('a', 2)
+        host = self.host_of(server)
+        a = self.project('a')
+        self._shelve_server(server)
+        self.assertNotIn(a, self.partitions_of(host))
+        self.assertEqual({}, self.manager_of(host).claims())
+        server = self._unshelve_server(server)
+        self.assertIn(a, self.partitions_of(self.host_of(server)))
+        self.assertInvariants()

@@ -323,6 +323,7 @@ class TestReconcile(ManagerTestCase):
             self):
         a = self.spawn('p1', 2)
         self.conn.domains[a].active = False
+        self.partitions.remove_task('p1', a)
         # Nova no longer places it here (a confirmed resize's source).
         self.mgr.reconcile(known=set())
         self.assertEqual({}, self.mgr.claims())

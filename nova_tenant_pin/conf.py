@@ -159,17 +159,36 @@ the periodic reconcile off.
 """),
 ]
 
+# Read by the schedulers (nova_tenant_pin.scheduler); the filter and weigher
+# also read tenant_cpu_allocation_ratio, which must match the computes'.
+scheduler_opts = [
+    cfg.FloatOpt(
+        'weight_multiplier',
+        default=10.0,
+        help="""
+Multiplier of ``TenantPinWeigher`` (read by nova-scheduler), which prefers
+hosts where the new instance fills threads its tenant already holds and
+leaves idle over hosts where it opens cores it does not fill. Nova
+normalises every weigher's weights to 0..1 before multiplying; the default
+10.0 makes this weigher outweigh Nova's default weighers (multipliers of
+1.0 each), so they only break its ties. 0.0 turns it off. The aggregate
+metadata key ``tenant_pin_weight_multiplier`` overrides it per aggregate.
+"""),
+]
+
 
 def register_opts(conf):
     conf.register_group(tenant_pin_group)
     conf.register_opts(placement_opts, group=tenant_pin_group)
     conf.register_opts(enforcement_opts, group=tenant_pin_group)
     conf.register_opts(driver_opts, group=tenant_pin_group)
+    conf.register_opts(scheduler_opts, group=tenant_pin_group)
 
 
 def list_opts():
     return [(tenant_pin_group,
-             placement_opts + enforcement_opts + driver_opts)]
+             placement_opts + enforcement_opts + driver_opts +
+             scheduler_opts)]
 
 
 register_opts(cfg.CONF)

@@ -12,8 +12,11 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Tenant-aware scheduling: a Nova host filter and weigher (``filters``)
-over the pure per-host decision (``fit``), which the benchmarks share.
+"""Tenant-aware scheduling: a Nova host filter (``filters``) and weigher
+(``weights``), which see a host through ``host_state``, over the pure
+per-host decision (``fit``) that the benchmarks share.
 
-Importing this package imports no Nova: only ``filters`` does.
+Importing this package or ``fit`` imports no Nova; the other modules do.
+Their option, ``[tenant_pin] weight_multiplier``, is in
+:mod:`nova_tenant_pin.conf`.
 """

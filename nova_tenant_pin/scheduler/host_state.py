@@ -46,13 +46,15 @@ import functools
 from nova import objects
 from nova.objects import fields
 from nova.virt import hardware
+from oslo_config import cfg
 
 from nova_tenant_pin import allocator
-from nova_tenant_pin.scheduler import conf as scheduler_conf
+# Registers the [tenant_pin] options.
+from nova_tenant_pin import conf  # noqa: F401
 from nova_tenant_pin.scheduler import fit
 from nova_tenant_pin import topology as topo
 
-CONF = scheduler_conf.CONF
+CONF = cfg.CONF
 
 # The uuid of a request that has none yet (Nova sets one before it
 # schedules; a spec built by hand may not have it).

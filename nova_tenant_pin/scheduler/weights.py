@@ -32,11 +32,13 @@ scores lowest. ``[tenant_pin] weight_multiplier`` (or the aggregate key
 
 from nova.scheduler import utils
 from nova.scheduler import weights
+from oslo_config import cfg
 
-from nova_tenant_pin.scheduler import conf as scheduler_conf
+# Registers [tenant_pin] weight_multiplier.
+from nova_tenant_pin import conf  # noqa: F401
 from nova_tenant_pin.scheduler import host_state as tenant_host
 
-CONF = scheduler_conf.CONF
+CONF = cfg.CONF
 
 
 class TenantPinWeigher(weights.BaseHostWeigher):

@@ -24,7 +24,9 @@ on a bigger host the same tests use what is there.
 Needs root, libvirtd and QEMU (tools/setup-host.sh); CI runs it.
 """
 
+import json
 import os
+import subprocess
 import sys
 import uuid
 
@@ -195,3 +197,26 @@ class TestTenantsOnRealGuests(RealHostTestCase):
         self.assertTrue(repairs)
         self.assert_clean()
         self.assertEqual(self.manager.tenant_map()[a], self.effective(a))
+
+
+class TestStatusOnRealHost(RealHostTestCase):
+
+    def test_status_shows_the_tenants_as_the_kernel_has_them(self):
+        a, b = self.tenant('a'), self.tenant('b')
+        inst_a, _ = self.boot(a)
+        self.boot(b)
+        proc = subprocess.run(
+            [sys.executable, '-m', 'nova_tenant_pin', 'status', '--format',
+             'json', '--libvirt-uri', self.libvirt.uri,
+             '--housekeeping-cpus', ''],
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(0, proc.returncode, proc.stderr)
+        doc = json.loads(proc.stdout)
+        for tenant in (a, b):
+            self.assertEqual(sorted(self.manager.tenant_map()[tenant]),
+                             doc['tenants'][tenant]['cpus'])
+            self.assertEqual(1, doc['tenants'][tenant]['vcpus'])
+        self.assertEqual([inst_a], [i['uuid'] for i in
+                                    doc['tenants'][a]['instances']])
+        self.assertEqual([], doc['unconfined'])
+        self.assertEqual(0, doc['totals']['conflicts'])

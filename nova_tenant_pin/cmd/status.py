@@ -1,0 +1,113 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``nova-tenant-pin status``: the host's map, read from the host.
+
+Reads the tenant partitions from the cgroup tree and the domains from
+libvirt (read-only connection); changes nothing.
+"""
+
+import json
+import os
+import sys
+
+from nova_tenant_pin.cmd import main as cli
+from nova_tenant_pin import conf
+
+HELP = """\
+Show who holds each thread of this host: per NUMA cell, each core's threads
+and their holder (tenant, housekeeping, dedicated, free); each tenant's
+instances, vCPUs, cores and stranded threads; totals. Read-only.
+Exit codes: 0 shown, 1 two tenants' partitions share a thread, 2 error
+(libvirt or the cgroup tree cannot be read).
+"""
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        'status', help='show the tenant core map of this host',
+        description=HELP)
+    parser.add_argument('--format', choices=['table', 'json'],
+                        default='table',
+                        help='table (with a per-core picture) or json')
+    parser.add_argument('--color', choices=['auto', 'always', 'never'],
+                        default='auto', help='colour the picture (auto: '
+                        'when stdout is a terminal and NO_COLOR is unset)')
+    parser.add_argument('--libvirt-uri', default='qemu:///system',
+                        help='libvirt connection (default qemu:///system)')
+    parser.add_argument('--housekeeping-cpus', metavar='CPUS',
+                        help='CPU list reserved for housekeeping (default: '
+                             '[tenant_pin] housekeeping_cpus)')
+    parser.set_defaults(func=run)
+
+
+def _use_color(choice, stream):
+    if choice != 'auto':
+        return choice == 'always'
+    return (stream.isatty() and 'NO_COLOR' not in os.environ and
+            os.environ.get('TERM', 'dumb') != 'dumb')
+
+
+def read_host(args):
+    """Topology, partitions and domains of this host."""
+    import libvirt
+
+    from nova_tenant_pin import cgroups
+    from nova_tenant_pin import manager
+    from nova_tenant_pin import topology
+
+    host = topology.HostTopology.from_sysfs()
+    group = conf.cfg.CONF.tenant_pin
+    try:
+        partitions = cgroups.get_partitions().list_partitions()
+    except Exception as e:
+        raise cli.UsageError('cannot read the tenant partitions: %s' % e)
+    # The error is reported below, once; libvirt need not print it too.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    try:
+        conn = libvirt.openReadOnly(args.libvirt_uri)
+    except libvirt.libvirtError as e:
+        raise cli.UsageError('cannot connect to libvirt at %s: %s'
+                             % (args.libvirt_uri, e))
+    try:
+        domains = [manager.parse_domain_xml(
+            dom.XMLDesc(0), active=bool(dom.isActive()),
+            persistent=bool(dom.isPersistent()))
+            for dom in conn.listAllDomains()]
+    finally:
+        conn.close()
+    spec = args.housekeeping_cpus
+    if spec is None:
+        spec = group.housekeeping_cpus or ''
+    try:
+        housekeeping = topology.parse_cpu_list(spec)
+    except topology.TopologyError as e:
+        raise cli.UsageError('housekeeping CPUs: %s' % e)
+    return host, partitions, domains, housekeeping, \
+        group.tenant_cpu_allocation_ratio
+
+
+def run(args, reader=read_host):
+    from nova_tenant_pin import status
+
+    host, partitions, domains, housekeeping, ratio = reader(args)
+    doc = status.collect(host, partitions, domains, housekeeping, ratio)
+    if args.format == 'json':
+        json.dump(doc, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write('\n')
+    else:
+        print(status.render_picture(doc, color=_use_color(args.color,
+                                                          sys.stdout)))
+        print(status.render_table(doc))
+    return cli.EXIT_PROBLEM if doc['totals']['conflicts'] else cli.EXIT_OK

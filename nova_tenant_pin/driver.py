@@ -342,6 +342,21 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         except tp_manager.TenantDoesNotFit as e:
             raise exception.ComputeResourcesUnavailable(reason=e.reason)
 
+    def _tp_release(self, instance):
+        """Give back an instance's room. A failure half way leaves a safe
+        state (shrinks come before grows) and must not fail Nova's delete,
+        migration or rollback: it is logged, and the next reconcile
+        finishes the change."""
+        if self.tenant_pin is None:
+            return
+        try:
+            self.tenant_pin.release(instance.uuid)
+        except Exception:
+            LOG.exception('tenant-pin: releasing the room of instance %s of '
+                          'tenant %s failed half way; the next reconcile '
+                          'finishes it', instance.uuid, instance.project_id,
+                          instance=instance)
+
     def _tp_started(self, instance):
         if is_dedicated(instance):
             self.tenant_pin.add_dedicated(
@@ -364,7 +379,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                           block_device_info=block_device_info,
                           power_on=power_on, accel_info=accel_info)
         except Exception:
-            self.tenant_pin.release(instance.uuid)
+            self._tp_release(instance)
             raise
         self._tp_started(instance)
 
@@ -380,8 +395,8 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                         destroy_secrets=destroy_secrets)
         with self._tp_keep_lock:
             keep = instance.uuid in self._tp_keep
-        if not keep and self.tenant_pin is not None:
-            self.tenant_pin.release(instance.uuid)
+        if not keep:
+            self._tp_release(instance)
 
     def _hard_reboot(self, context, instance, *args, **kwargs):
         # The domain is destroyed and defined again with the same room.
@@ -413,7 +428,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                 share_info=share_info)
         except Exception:
             if not same_host:
-                self.tenant_pin.release(instance.uuid)
+                self._tp_release(instance)
             raise
         self._tp_started(instance)
 
@@ -421,7 +436,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         # Source side: the instance now lives on the target.
         super().confirm_migration(context, migration, instance, network_info)
         if migration.source_compute != migration.dest_compute:
-            self.tenant_pin.release(instance.uuid)
+            self._tp_release(instance)
 
     def finish_revert_migration(self, context, instance, network_info,
                                 migration, block_device_info=None,
@@ -494,7 +509,12 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                                                          dest_check_data)
         uuid = self._tp_checks.pop(dest_check_data.filename, None)
         if uuid is not None and self.tenant_pin is not None:
-            self.tenant_pin.release_unconfirmed_migration(uuid)
+            try:
+                self.tenant_pin.release_unconfirmed_migration(uuid)
+            except Exception:
+                LOG.exception('tenant-pin: releasing the refused incoming '
+                              'claim of instance %s failed half way; the '
+                              'next reconcile finishes it', uuid)
 
     def _live_migration_operation(self, context, instance, dest,
                                   block_migration, migrate_data, guest,
@@ -522,7 +542,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         super().post_live_migration_at_source(context, instance, network_info)
         # The tenant shrinks, or lets go of its cores if this was its last
         # instance here (cleanup may already have done it: idempotent).
-        self.tenant_pin.release(instance.uuid)
+        self._tp_release(instance)
 
     def rollback_live_migration_at_destination(self, context, instance,
                                                network_info,
@@ -534,4 +554,4 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                 context, instance, network_info, block_device_info,
                 destroy_disks=destroy_disks, migrate_data=migrate_data)
         finally:
-            self.tenant_pin.release(instance.uuid)
+            self._tp_release(instance)

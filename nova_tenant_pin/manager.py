@@ -405,7 +405,15 @@ class TenantPinManager:
             claims = collections.OrderedDict(self._claims)
             del claims[uuid]
             plan = self._safe_plan(claims, self._tenants)
-            self._transition(plan, claims, 'release of instance %s' % uuid)
+            try:
+                self._transition(plan, claims,
+                                 'release of instance %s' % uuid)
+            except Exception:
+                # The instance is gone whatever happened to the rest: forget
+                # its claim, so that the reconcile that finishes the change
+                # does not count it.
+                self._claims = claims
+                raise
             LOG.info('%s: instance %s of tenant %s released its claim; '
                      'tenant now holds CPUs %s', self.name, uuid,
                      claim.tenant, topo.format_cpu_list(

@@ -1,0 +1,144 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The driver's pure parts: option checks and domain XML rewriting."""
+
+from unittest import mock
+
+import ddt
+from nova import exception
+
+from nova_tenant_pin import driver
+from nova_tenant_pin import manager
+from nova_tenant_pin.tests import base
+from nova_tenant_pin.tests import fakes
+from nova_tenant_pin.tests.unit import test_manager
+
+UUID = '4f7d1b0e-3c52-4f0e-9d55-1f6c0c8f6a11'
+
+
+@ddt.ddt
+class TestLoadOptions(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.topology = test_manager.make_topology()
+        self.flags(group='compute', cpu_shared_set='2-15',
+                   cpu_dedicated_set=None)
+
+    def test_defaults_take_housekeeping_from_cpu_shared_set(self):
+        opts = driver.load_options(self.conf, self.topology)
+        self.assertEqual(frozenset({0, 1}), opts['housekeeping_cpus'])
+        self.assertEqual({}, opts['static'])
+
+    def test_explicit_options(self):
+        self.flags(housekeeping_cpus='0-1',
+                   static_tenant_cpuset=['p1:14-15', 'p2:12,13'],
+                   exempt_projects=['svc1', 'svc2'])
+        opts = driver.load_options(self.conf, self.topology)
+        self.assertEqual({'p1': {14, 15}, 'p2': {12, 13}}, opts['static'])
+        self.assertEqual(('svc1', 'svc2'), opts['exempt_projects'])
+
+    @ddt.data(
+        ({'housekeeping_cpus': '0-1,x'}, 'housekeeping_cpus'),
+        ({'housekeeping_cpus': '40-41'}, 'housekeeping_cpus'),
+        ({'static_tenant_cpuset': ['p1']}, 'static_tenant_cpuset'),
+        ({'static_tenant_cpuset': ['p1:4-5', 'p1:6-7']},
+         'static_tenant_cpuset'),
+        ({'static_tenant_cpuset': ['../x:4-5']}, 'static_tenant_cpuset'),
+        ({'static_tenant_cpuset': ['p1:30-31']}, 'static_tenant_cpuset'),
+        ({'exempt_projects': ['a/b']}, 'exempt_projects'),
+    )
+    @ddt.unpack
+    def test_invalid_values_name_the_option(self, flags, option):
+        self.flags(**flags)
+        err = self.assertRaises(exception.InvalidConfiguration,
+                                driver.load_options, self.conf, self.topology)
+        self.assertIn('[tenant_pin] %s' % option, str(err))
+
+    def test_no_housekeeping_at_all_is_refused(self):
+        self.flags(group='compute', cpu_shared_set=None)
+        err = self.assertRaises(exception.InvalidConfiguration,
+                                driver.load_options, self.conf, self.topology)
+        self.assertIn('housekeeping_cpus', str(err))
+
+
+class TestDomainXml(base.TestCase):
+
+    def _nova_xml(self, **kw):
+        # What Nova writes for a shared-CPU instance: its cpu_shared_set in
+        # <vcpu cpuset> and, with a guest NUMA topology, vcpupins on it.
+        return fakes.domain_xml(UUID, 2, cpuset={2, 3, 4, 5, 6, 7}, **kw)
+
+    def test_float_mode_sets_partition_and_cpuset_and_drops_nova_pins(self):
+        pins = manager.InstancePins(UUID, 'p1', frozenset({8, 9}))
+        xml = driver.confine_domain_xml(
+            self._nova_xml(vcpu_pins={0: {2, 3}, 1: {2, 3}}, emulator={2}),
+            pins, 'p1')
+        info = manager.parse_domain_xml(xml)
+        self.assertEqual('/machine/tenant-p1', info.partition)
+        self.assertEqual(frozenset({8, 9}), info.vcpu_cpuset)
+        self.assertEqual({}, info.vcpu_pins)
+        self.assertIsNone(info.emulator_pins)
+        self.assertEqual(frozenset({8, 9}), info.all_cpus({0, 1, 2, 8, 9}))
+
+    def test_strict_mode_pins_each_vcpu_and_the_emulator(self):
+        pins = manager.InstancePins(UUID, 'p1', frozenset({8, 9}),
+                                    {0: frozenset({8}), 1: frozenset({9})})
+        info = manager.parse_domain_xml(
+            driver.confine_domain_xml(self._nova_xml(), pins, 'p1'))
+        self.assertEqual({0: {8}, 1: {9}}, info.vcpu_pins)
+        self.assertEqual(frozenset({8, 9}), info.emulator_pins)
+
+    def test_owner_project_added_when_nova_left_it_out(self):
+        pins = manager.InstancePins(UUID, 'p1', frozenset({8, 9}))
+        info = manager.parse_domain_xml(
+            driver.confine_domain_xml(self._nova_xml(), pins, 'p1', 'demo'))
+        self.assertEqual('p1', info.project_id)
+
+    def test_existing_owner_project_is_kept(self):
+        pins = manager.InstancePins(UUID, 'p1', frozenset({8, 9}))
+        info = manager.parse_domain_xml(driver.confine_domain_xml(
+            self._nova_xml(project='p1'), pins, 'p1'))
+        self.assertEqual('p1', info.project_id)
+
+    def test_migration_xml_to_isolated_target_keeps_only_the_partition(self):
+        src = fakes.domain_xml(UUID, 2, project='p1',
+                               partition='/machine/tenant-p1',
+                               cpuset={8, 9}, vcpu_pins={0: {8}, 1: {9}},
+                               emulator={8, 9})
+        info = manager.parse_domain_xml(
+            driver.migration_source_xml(src, to_isolated_target=True))
+        self.assertEqual('/machine/tenant-p1', info.partition)
+        self.assertEqual({}, info.vcpu_pins)
+        self.assertIsNone(info.emulator_pins)
+
+    def test_migration_xml_to_unisolated_target_drops_the_partition(self):
+        src = fakes.domain_xml(UUID, 2, project='p1',
+                               partition='/machine/tenant-p1', cpuset={8, 9})
+        info = manager.parse_domain_xml(
+            driver.migration_source_xml(src, to_isolated_target=False))
+        self.assertIsNone(info.partition)
+
+    def test_migrating_guest_rewrites_only_the_migratable_xml(self):
+        src = fakes.domain_xml(UUID, 1, partition='/machine/tenant-p1',
+                               vcpu_pins={0: {8}})
+        guest = mock.Mock()
+        guest.get_xml_desc.return_value = src
+        wrapped = driver._MigratingGuest(guest, True)
+        self.assertEqual(src, wrapped.get_xml_desc())
+        self.assertEqual({}, manager.parse_domain_xml(
+            wrapped.get_xml_desc(dump_migratable=True)).vcpu_pins)
+        wrapped.migrate('uri')
+        guest.migrate.assert_called_once_with('uri')

@@ -63,8 +63,9 @@ def check_fit(topology, running, new, housekeeping_cpus=(), ratio=1.0,
     :param running: :class:`allocator.InstanceRequest` of the instances the
         host already runs, oldest first (the allocator serves them first).
     :param new: the arriving :class:`allocator.InstanceRequest`.
-    :param current: the host's present tenant map when the caller knows it
-        (the simulation does; the Nova scheduler does not and plans afresh).
+    :param current: the host's present tenant map: the simulation keeps
+        the real one; the Nova filter, which cannot see it, passes the map
+        of a fresh plan of ``running``.
     :param before: the plan of ``running`` alone, when the caller has it.
     :returns: a :class:`Fit`.
 

@@ -84,12 +84,20 @@ class HostView:
         return _topology(self.cells)
 
     def check_fit(self, request):
-        """:func:`fit.check_fit` of ``request`` on this host."""
+        """:func:`fit.check_fit` of ``request`` on this host.
+
+        The plan of the host's instances alone stands for the compute
+        host's present map, as ``current``: like the compute host, the
+        check then keeps every tenant on the cores it holds and grows the
+        new instance's tenant from its own idle threads and free cores.
+        """
         running = self._running_without(request)
+        before = self._before(running)
         return fit.check_fit(
             self.topology, running, request,
             housekeeping_cpus=self.housekeeping_cpus, ratio=self.ratio,
-            dedicated_cpus=self.dedicated_cpus, before=self._before(running))
+            current=before.tenant_map(), dedicated_cpus=self.dedicated_cpus,
+            before=before)
 
     def stranded_change(self, request):
         """:func:`fit.stranded_change` of ``request`` on this host."""

@@ -13,11 +13,14 @@
 # under the License.
 
 """Tenant-aware scheduling with Nova's real API, conductor, scheduler and
-placement, and several fake-libvirt computes of 4 cores x 2 threads.
+placement, and several fake-libvirt computes.
 
-The computes run the stock LibvirtDriver: the filter and weigher decide
-from the scheduler's host states alone, which is what these tests check.
-Each tenant is a project with its own API client.
+``TenantPinSchedulingTest`` runs the stock LibvirtDriver on computes of
+4 cores x 2 threads: the filter and weigher decide from the scheduler's
+host states alone. ``TenantPinSchedulingWithDriverTest`` runs
+TenantPinLibvirtDriver (the functional base of the driver's tests), where a
+host the compute host refuses would show as a reschedule. Each tenant is a
+project with its own API client.
 """
 
 import os
@@ -32,6 +35,7 @@ from nova.tests.functional.libvirt import base
 
 from nova_tenant_pin import allocator
 from nova_tenant_pin.scheduler import host_state as tenant_host
+from nova_tenant_pin.tests.functional import base as tp_base
 
 FILTER = 'nova_tenant_pin.scheduler.filters.TenantPinFilter'
 WEIGHER = 'nova_tenant_pin.scheduler.weights.TenantPinWeigher'
@@ -170,3 +174,60 @@ class TenantPinSchedulingTest(base.ServersTestBase):
                      if s['tenant_id'] == project}
             self.assertEqual(1, len(hosts), 'tenant %s is split over %s'
                              % (project, sorted(hosts)))
+
+
+class _CountSchedulingPasses(object):
+    """Count the scheduler's passes (one per request, one more for every
+    reschedule)."""
+
+    def __init__(self):
+        self.passes = 0
+        self._patch = None
+
+    def __enter__(self):
+        schedule = scheduler_manager.SchedulerManager._schedule
+
+        def counted(manager, *args, **kwargs):
+            self.passes += 1
+            return schedule(manager, *args, **kwargs)
+
+        self._patch = mock.patch.object(scheduler_manager.SchedulerManager,
+                                        '_schedule', counted)
+        self._patch.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._patch.stop()
+
+
+class TenantPinSchedulingWithDriverTest(tp_base.TenantPinTestBase):
+    """Computes of 2 cells x 4 cores x 2 threads, 7 tenant cores each."""
+
+    ADDITIONAL_FILTERS = ['TenantPinFilter']
+
+    def setUp(self):
+        self.flags(available_filters=['nova.scheduler.filters.all_filters',
+                                      FILTER], group='filter_scheduler')
+        self.flags(weight_classes=['nova.scheduler.weights.all_weighers',
+                                   WEIGHER], group='filter_scheduler')
+        super().setUp()
+
+    def test_tenants_pair_up_on_one_host_and_nothing_reschedules(self):
+        self.start_compute('host1')
+        self.start_compute('host2')
+        with _CountSchedulingPasses() as counter:
+            servers = []
+            for label in 'abc':
+                servers += [(label, self.boot(label, 1)),
+                            (label, self.boot(label, 1))]
+        self.assertEqual(6, counter.passes, 'a server was rescheduled')
+        for label in 'abc':
+            hosts = {self.host_of(s) for owner, s in servers
+                     if owner == label}
+            self.assertEqual(1, len(hosts), 'tenant %s is split over %s'
+                             % (label, sorted(hosts)))
+        # Each tenant fills both threads of one core: nothing stranded,
+        # and the driver's own accounting agrees.
+        self.assertEqual(0, sum(self.manager_of(h).stranded_cpus()
+                                for h in self.computes))
+        self.assertInvariants()

@@ -39,6 +39,8 @@ NUMA cell taken out:
   per-host decision as the scheduler filter, with the host's present tenant
   map as ``current`` as the compute host keeps it.
 
+The host models are in :mod:`hosts`, shared with ``cluster_sim.py``.
+
 The figure of merit is vCPUs placed per usable thread (threads of the
 non-housekeeping cores); the ratio against ``no isolation`` is printed.
 It counts vCPUs, not throughput: a core with SMT off runs more than half of
@@ -57,8 +59,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from nova_tenant_pin import allocator  # noqa: E402
-from nova_tenant_pin.scheduler import fit  # noqa: E402
+import hosts  # noqa: E402
 import workload  # noqa: E402
 
 # (sockets, cores per socket): 2-socket hosts, 2 threads a core.
@@ -66,140 +67,32 @@ HOST_SHAPES = ((2, 16), (2, 32), (2, 64))
 THREADS_PER_CORE = 2
 
 
-class _Policy:
-    """A host under one placement rule; ``try_add`` accepts or rejects."""
-
-    name = None
-
-    def __init__(self, topology, housekeeping):
-        hk = set(housekeeping)
-        self.topology = topology
-        self.housekeeping = sorted(hk)
-        # Usable cores per cell: cores with no housekeeping CPU.
-        self.cores = {cell.id: [core for core in cell.cores
-                                if not hk & set(core.cpus)]
-                      for cell in topology.cells}
-        self.usable_threads = sum(core.threads for cores in
-                                  self.cores.values() for core in cores)
-        self.vcpus = 0
-        self.instances = 0
-
-    def try_add(self, request):
-        if not self._fits(request):
-            return False
-        self.vcpus += request.vcpus
-        self.instances += 1
-        return True
-
-    def stranded(self):
-        return 0
+# (name, host factory(topology, housekeeping)), the upper bound first.
+POLICIES = (
+    ('no isolation', lambda topology, hk: hosts.SharedHost(
+        topology, hk, THREADS_PER_CORE)),
+    ('SMT off', lambda topology, hk: hosts.SharedHost(topology, hk, 1)),
+    ('nova isolate', hosts.isolate),
+    ('nova require', hosts.require),
+    ('tenant-pin', hosts.TenantPinHost),
+)
 
 
-class NoIsolation(_Policy):
-    name = 'no isolation'
-
-    def __init__(self, topology, housekeeping):
-        super().__init__(topology, housekeeping)
-        self.free = self.usable_threads
-
-    def _fits(self, request):
-        if request.vcpus > self.free:
-            return False
-        self.free -= request.vcpus
-        return True
-
-    def full(self):
-        return self.free == 0
-
-
-class SmtOff(NoIsolation):
-    name = 'SMT off'
-
-    def __init__(self, topology, housekeeping):
-        super().__init__(topology, housekeeping)
-        self.free = sum(len(cores) for cores in self.cores.values())
-
-
-class _NovaPinned(_Policy):
-    """Pinned instances in one NUMA cell, ``_cores_for(vcpus)`` whole cores
-    each; the first cell (by id) that holds the instance gets it."""
-
-    def __init__(self, topology, housekeeping):
-        super().__init__(topology, housekeeping)
-        self.free = {cell: len(cores) for cell, cores in self.cores.items()}
-        self.idle_threads = 0
-
-    def _fits(self, request):
-        need = self._cores_for(request.vcpus)
-        for cell in sorted(self.free):
-            if self.free[cell] >= need:
-                self.free[cell] -= need
-                self.idle_threads += need * THREADS_PER_CORE - request.vcpus
-                return True
-        return False
-
-    def full(self):
-        return not any(self.free.values())
-
-    def stranded(self):
-        return self.idle_threads
-
-
-class NovaIsolate(_NovaPinned):
-    name = 'nova isolate'
-
-    def _cores_for(self, vcpus):
-        return vcpus
-
-
-class NovaRequire(_NovaPinned):
-    name = 'nova require'
-
-    def _cores_for(self, vcpus):
-        return allocator.cores_needed(vcpus, THREADS_PER_CORE)
-
-
-class TenantPin(_Policy):
-    name = 'tenant-pin'
-
-    def __init__(self, topology, housekeeping):
-        super().__init__(topology, housekeeping)
-        self.running = []
-        self.plan = allocator.plan(topology, [],
-                                   housekeeping_cpus=self.housekeeping)
-
-    def _fits(self, request):
-        verdict = fit.check_fit(self.topology, self.running, request,
-                                housekeeping_cpus=self.housekeeping,
-                                current=self.plan.tenant_map())
-        if not verdict.fits:
-            return False
-        self.running.append(request)
-        self.plan = verdict.plan
-        return True
-
-    def full(self):
-        return not self.plan.free_cpus and not self.plan.stranded_cpus
-
-    def stranded(self):
-        return self.plan.stranded_cpus
-
-
-POLICIES = (NoIsolation, SmtOff, NovaIsolate, NovaRequire, TenantPin)
-
-
-def fill(policy, stream, max_rejects):
-    """Offer ``stream`` to ``policy`` until ``max_rejects`` rejections or a
-    full host. ``stream`` is a list that grows from a shared generator, so
-    every policy sees the same requests in the same order."""
+def fill(host, stream, max_rejects):
+    """Offer ``stream`` to ``host`` until ``max_rejects`` rejections or a
+    full host. ``stream`` replays one generated arrival stream, so every
+    policy sees the same requests in the same order."""
     rejects = 0
     index = 0
-    while rejects < max_rejects and not policy.full():
+    while rejects < max_rejects and not host.full():
         request = stream.get(index)
         index += 1
-        if not policy.try_add(request):
+        verdict = host.check(request)
+        if verdict:
+            host.accept(request, verdict)
+        else:
             rejects += 1
-    return policy
+    return host
 
 
 class SharedStream:
@@ -221,15 +114,14 @@ def run(shapes, trials, seed, max_rejects):
     for shape in shapes:
         topology = workload.host_topology(*shape, THREADS_PER_CORE)
         housekeeping = workload.housekeeping_cpus(topology)
-        per_policy = {cls.name: [] for cls in POLICIES}
+        per_policy = {name: [] for name, _ in POLICIES}
         for trial in range(trials):
             stream = SharedStream(seed + trial)
-            for cls in POLICIES:
-                policy = fill(cls(topology, housekeeping), stream,
-                              max_rejects)
-                per_policy[cls.name].append(
-                    (policy.vcpus / policy.usable_threads,
-                     policy.stranded()))
+            for name, make_host in POLICIES:
+                host = fill(make_host(topology, housekeeping), stream,
+                            max_rejects)
+                per_policy[name].append(
+                    (host.vcpus / host.usable, host.stranded()))
         results[shape] = per_policy
     return results
 

@@ -76,6 +76,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from nova_tenant_pin import allocator  # noqa: E402
 from nova_tenant_pin.scheduler import fit  # noqa: E402
+import hosts as rules  # noqa: E402,H306 (the scripts' own modules last)
 import workload  # noqa: E402
 
 SOCKETS = 2
@@ -120,126 +121,6 @@ def trace(rng, hosts, usable_threads, load, arrivals_per_host):
                                   'i%d' % n, owner,
                                   workload.weighted_choice(rng, SIZES))))
     return result
-
-
-# -- per-host placement rules -------------------------------------------------
-#
-# Each host has ``check(request)``, a verdict that is true when the request
-# fits, ``accept(request, verdict)``, ``remove(request)``, ``free_vcpus()``
-# (what placement sees as free: the spread weighers' measure) and
-# ``stranded()``.
-
-class _Host:
-    def __init__(self, topology, housekeeping):
-        hk = set(housekeeping)
-        self.cell_cores = {cell.id: sum(1 for core in cell.cores
-                                        if not hk & set(core.cpus))
-                           for cell in topology.cells}
-        self.usable = THREADS_PER_CORE * sum(self.cell_cores.values())
-        self.vcpus = 0
-
-    def free_vcpus(self):
-        return self.usable - self.vcpus - self.stranded()
-
-    def stranded(self):
-        return 0
-
-
-class SharedHost(_Host):
-    """Floating instances on ``threads`` threads of each usable core."""
-
-    def __init__(self, topology, housekeeping, threads):
-        super().__init__(topology, housekeeping)
-        self.capacity = threads * sum(self.cell_cores.values())
-
-    def check(self, request):
-        return self.vcpus + request.vcpus <= self.capacity
-
-    def accept(self, request, verdict):
-        self.vcpus += request.vcpus
-
-    def remove(self, request):
-        self.vcpus -= request.vcpus
-
-    def free_vcpus(self):
-        return self.capacity - self.vcpus
-
-
-class PinnedHost(_Host):
-    """Nova pinning: ``cores_for(vcpus)`` whole cores in one cell, the
-    host's cells tried in order."""
-
-    def __init__(self, topology, housekeeping, cores_for):
-        super().__init__(topology, housekeeping)
-        self.cores_for = cores_for
-        self.free = dict(self.cell_cores)
-        self.where = {}
-
-    def check(self, request):
-        need = self.cores_for(request.vcpus)
-        for cell in sorted(self.free):
-            if self.free[cell] >= need:
-                return (cell, need)
-        return None
-
-    def accept(self, request, verdict):
-        cell, need = verdict
-        self.free[cell] -= need
-        self.where[request.uuid] = verdict
-        self.vcpus += request.vcpus
-
-    def remove(self, request):
-        cell, need = self.where.pop(request.uuid)
-        self.free[cell] += need
-        self.vcpus -= request.vcpus
-
-    def stranded(self):
-        used = sum(self.cell_cores.values()) - sum(self.free.values())
-        return used * THREADS_PER_CORE - self.vcpus
-
-
-class TenantPinHost(_Host):
-    """The allocator's plan, kept as the compute host keeps it: the present
-    map is ``current`` of every new plan.
-
-    With ``reserve_stranded``, placement also holds the stranded threads as
-    reserved VCPU (as the compute driver reports them), so a request needs
-    that many free threads outside every tenant's cores even when it would
-    fill its own tenant's idle threads.
-    """
-
-    def __init__(self, topology, housekeeping, reserve_stranded=False):
-        super().__init__(topology, housekeeping)
-        self.topology = topology
-        self.housekeeping = housekeeping
-        self.reserve_stranded = reserve_stranded
-        self.running = []
-        self.plan = allocator.plan(topology, [],
-                                   housekeeping_cpus=housekeeping)
-
-    def check(self, request):
-        if self.reserve_stranded and request.vcpus > self.free_vcpus():
-            return None
-        verdict = fit.check_fit(self.topology, self.running, request,
-                                housekeeping_cpus=self.housekeeping,
-                                current=self.plan.tenant_map(),
-                                before=self.plan)
-        return verdict if verdict.fits else None
-
-    def accept(self, request, verdict):
-        self.running.append(request)
-        self.plan = verdict.plan
-        self.vcpus += request.vcpus
-
-    def remove(self, request):
-        self.running.remove(request)
-        self.vcpus -= request.vcpus
-        self.plan = allocator.plan(self.topology, self.running,
-                                   housekeeping_cpus=self.housekeeping,
-                                   current=self.plan.tenant_map())
-
-    def stranded(self):
-        return self.plan.stranded_cpus
 
 
 # -- the scheduler ------------------------------------------------------------
@@ -289,17 +170,14 @@ def clouds(hosts, reserve_stranded=False):
                                       THREADS_PER_CORE)
     hk = workload.housekeeping_cpus(topology)
     return [
-        Cloud('no isolation',
-              lambda: SharedHost(topology, hk, THREADS_PER_CORE), hosts),
-        Cloud('SMT off', lambda: SharedHost(topology, hk, 1), hosts),
-        Cloud('nova isolate',
-              lambda: PinnedHost(topology, hk, lambda v: v), hosts),
-        Cloud('nova require', lambda: PinnedHost(
-            topology, hk, lambda v: allocator.cores_needed(
-                v, THREADS_PER_CORE)), hosts),
-        Cloud('tenant-pin spread', lambda: TenantPinHost(
+        Cloud('no isolation', lambda: rules.SharedHost(
+            topology, hk, THREADS_PER_CORE), hosts),
+        Cloud('SMT off', lambda: rules.SharedHost(topology, hk, 1), hosts),
+        Cloud('nova isolate', lambda: rules.isolate(topology, hk), hosts),
+        Cloud('nova require', lambda: rules.require(topology, hk), hosts),
+        Cloud('tenant-pin spread', lambda: rules.TenantPinHost(
             topology, hk, reserve_stranded), hosts),
-        Cloud('tenant-pin weigher', lambda: TenantPinHost(
+        Cloud('tenant-pin weigher', lambda: rules.TenantPinHost(
             topology, hk, reserve_stranded), hosts,
             weigh=tenant_pin_weigher),
     ]

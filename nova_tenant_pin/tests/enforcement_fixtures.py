@@ -370,9 +370,19 @@ class PrivsepDaemon(fixtures.Fixture):
         PID is then certain, and cleanup can reap it.
         """
         before = set(_children())
+        # NOTE: oslo.privsep reads the helper's stderr in a thread through a
+        # file from os.fdopen, bound when oslo_privsep.daemon was imported.
+        # In a test worker where Nova's test modules turned on eventlet
+        # after that import, that thread is green but its read is not, and
+        # the worker blocks forever. The helper's stderr goes to a file.
+        stderr = open(os.path.join(self.useFixture(
+            fixtures.TempDir()).path, 'privsep-helper.stderr'), 'w')
+        self.addCleanup(stderr.close)
         _set_child_subreaper(True)
         try:
-            privsep.tenant_pin_pctxt.start()
+            with fixtures.MonkeyPatch('oslo_privsep.daemon._fd_logger',
+                                      lambda *a, **kw: stderr):
+                privsep.tenant_pin_pctxt.start()
         finally:
             _set_child_subreaper(False)
         started = [pid for pid in set(_children()) - before

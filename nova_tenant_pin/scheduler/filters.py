@@ -45,7 +45,7 @@ class TenantPinFilter(filters.BaseHostFilter):
         request = tenant_host.request_of_spec(spec_obj)
         if request is None:
             return True
-        view = tenant_host.host_view(host_state)
+        view = tenant_host.host_view(host_state, request)
         if view is None:
             return True
         verdict = view.check_fit(request)

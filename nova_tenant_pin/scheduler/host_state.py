@@ -31,13 +31,15 @@ knows about it, and from nothing else:
 * ``host_state.instances``: the instances on the host, each as an
   :class:`~nova_tenant_pin.allocator.InstanceRequest` of its project and
   vCPUs. Instances with dedicated or mixed CPUs (flavor ``hw:cpu_policy``)
-  are Nova's and are left out.
+  are Nova's and are left out. Nova fills what it knows of an instance
+  lazily from the database (one query each) when the computes do not send
+  their instance lists (``[filter_scheduler] track_instance_changes``).
 
 Known limits: the scheduler does not see a compute host's
 ``[tenant_pin] housekeeping_cpus`` when they are inside
 ``cpu_shared_set``, nor the instances it placed earlier in the same
-multi-create request; in both cases the compute host's claim is the last
-word, and Nova reschedules.
+multi-create request unless the request is in a server group; in both
+cases the compute host's claim is the last word, and Nova reschedules.
 """
 
 import dataclasses
@@ -128,9 +130,13 @@ def _plan(cells, housekeeping_cpus, dedicated_cpus, running, ratio):
                           ratio=ratio, dedicated_cpus=dedicated_cpus)
 
 
-def host_view(host_state):
+def host_view(host_state, request=None):
     """The :class:`HostView` of a ``HostState``, or None for a host that
     reports no NUMA topology (not a libvirt host: tenant-pin is not there).
+
+    ``request``, the instance being scheduled, stands for the stubs Nova
+    adds to ``host_state.instances`` for the earlier instances of the same
+    multi-create request in a server group (see :func:`_request_of_instance`).
     """
     numa = host_state.numa_topology
     if not numa or not numa.cells:
@@ -158,16 +164,26 @@ def host_view(host_state):
     partial = frozenset(cpu for core in topology.cores
                         if core.threads < width for cpu in core.cpus)
     running = tuple(sorted(
-        (r for r in (_request_of_instance(i)
+        (r for r in (_request_of_instance(i, request)
                      for i in host_state.instances.values()) if r),
         key=lambda r: r.uuid))
     return HostView(cells, partial, frozenset(dedicated), running,
                     CONF.tenant_pin.tenant_cpu_allocation_ratio)
 
 
-def _request_of_instance(instance):
+def _request_of_instance(instance, request):
     """An instance on the host as the allocator sees it, or None when Nova
     pins it on dedicated CPUs."""
+    # NOTE: for a multi-create request in a server group, Nova's scheduler
+    # records each instance it has placed as a stub Instance(uuid=...), with
+    # no context to load anything from, so that the group filters see it.
+    # It is an earlier instance of the request being scheduled: same
+    # project, same flavor.
+    if not instance.obj_attr_is_set('project_id') and \
+            instance._context is None:
+        if request is None:
+            return None
+        return dataclasses.replace(request, uuid=instance.uuid)
     if instance.obj_attr_is_set('flavor') and instance.flavor:
         specs = instance.flavor.extra_specs or {}
         if specs.get('hw:cpu_policy') in _NOVA_PINNED:

@@ -52,7 +52,9 @@ class TenantPinWeigher(weights.BaseHostWeigher):
 
     def _weigh_object(self, host_state, spec_obj):
         request = tenant_host.request_of_spec(spec_obj)
-        view = tenant_host.host_view(host_state)
-        if request is None or view is None:
+        if request is None:
+            return 0.0
+        view = tenant_host.host_view(host_state, request)
+        if view is None:
             return 0.0
         return -float(view.stranded_change(request))

@@ -136,6 +136,26 @@ class TenantPinFilterTest(base.TestCase):
         self.assertTrue(filters.TenantPinFilter().host_passes(
             full, spec('e', 1, cpu_policy='dedicated')))
 
+    def test_earlier_instances_of_a_server_group_request_count(self):
+        """Nova adds a bare Instance(uuid=...) to host_state.instances for
+        each instance of a multi-create request in a server group that it
+        has placed. They cannot be loaded (no context); they are the
+        request's own tenant and flavor. If this fails, the filter either
+        crashes on them or lets the request overfill the host."""
+        state = host('h')
+        for name in ('first', 'second', 'third'):
+            state.instances[uuid(name)] = objects.Instance(uuid=uuid(name))
+        # Three 2-vCPU instances of a already hold 3 of the 4 cores.
+        self.assertTrue(filters.TenantPinFilter().host_passes(
+            state, spec('a', 2)))
+        state.instances[uuid('fourth')] = objects.Instance(
+            uuid=uuid('fourth'))
+        self.assertFalse(filters.TenantPinFilter().host_passes(
+            state, spec('a', 2)))
+        view = tenant_host.host_view(state, allocator.InstanceRequest(
+            uuid('fifth'), 'a', 2))
+        self.assertEqual({'a'}, {r.project_id for r in view.running})
+
     def test_host_without_numa_topology_passes(self):
         state = fakes.FakeHostState('h', 'h', {'numa_topology': None})
         self.assertTrue(filters.TenantPinFilter().host_passes(

@@ -358,8 +358,12 @@ def ensure_partition(root, tenant, cpus, mems):
 @tenant_pin_pctxt.entrypoint
 def set_partition_cpus(root, tenant, cpus):
     """Resize an existing partition and the domain cgroups inside it:
-    widen top-down, shrink bottom-up. Returns the number of cgroups in the
-    partition's cpuset subtree."""
+    widen top-down, shrink bottom-up; then make it exclusive where the
+    kernel now allows it.
+
+    :returns: ``{"cgroups": cgroups in the partition's cpuset subtree,
+        "exclusive": bool}``
+    """
     root, tenant = _root(root), _tenant(tenant)
     cpus = _cpus(cpus, 'partition CPUs')
     cpuset = _cpuset_hierarchy(_layout())
@@ -368,10 +372,11 @@ def set_partition_cpus(root, tenant, cpus):
     if not os.path.isdir(path):
         raise exception.PartitionError(name=name, reason='does not exist')
     try:
-        return _resize(cpuset, path, cpus)
+        count = _resize(cpuset, path, cpus)
     except OSError as e:
         raise _kernel_error(name, e, 'resize to %s'
                             % topology.format_cpu_list(cpus)) from None
+    return {'cgroups': count, 'exclusive': _try_exclusive(cpuset, path, cpus)}
 
 
 @tenant_pin_pctxt.entrypoint

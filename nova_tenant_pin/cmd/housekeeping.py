@@ -23,13 +23,16 @@ helper_command`` or sudo).
 """
 
 import json
+import os
 import sys
 
 from oslo_config import cfg
+from oslo_privsep import daemon as privsep_daemon
 
 from nova_tenant_pin.cmd import main as cli
 from nova_tenant_pin import exception
 from nova_tenant_pin import housekeeping
+from nova_tenant_pin import privsep
 from nova_tenant_pin import topology
 
 HELP = """\
@@ -81,8 +84,22 @@ def _cpus(args):
     return cpus
 
 
+def _default_helper_for_root():
+    """Run as root with no helper_command configured, start the privsep
+    daemon with the privsep-helper installed beside this Python rather
+    than through sudo, which root does not need (and which may be
+    missing)."""
+    section = cfg.CONF[privsep.tenant_pin_pctxt.cfg_section]
+    helper = os.path.join(sys.prefix, 'bin', 'privsep-helper')
+    if os.geteuid() == 0 and not section.helper_command and \
+            os.access(helper, os.X_OK):
+        cfg.CONF.set_override('helper_command', helper,
+                              group=privsep.tenant_pin_pctxt.cfg_section)
+
+
 def run(args):
     conf = cfg.CONF.tenant_pin
+    _default_helper_for_root()
     try:
         keeper = housekeeping.Housekeeping(
             state_file=args.state_file or conf.housekeeping_state_file,
@@ -104,6 +121,12 @@ def run(args):
     except exception.TenantPinException as e:
         sys.stderr.write('nova-tenant-pin housekeeping %s: %s\n'
                          % (args.action, e))
+        return cli.EXIT_PROBLEM
+    except (OSError, privsep_daemon.FailedToDropPrivileges) as e:
+        sys.stderr.write(
+            'nova-tenant-pin housekeeping %s: %s (is the privsep daemon '
+            'allowed to start? run as root, or set [%s] helper_command)\n'
+            % (args.action, e, privsep.tenant_pin_pctxt.cfg_section))
         return cli.EXIT_PROBLEM
     json.dump(report, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write('\n')

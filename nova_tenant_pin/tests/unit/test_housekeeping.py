@@ -267,6 +267,29 @@ class TestCommand(HousekeepingTestCase):
                           '--cgroup-root', '/..')
         self.assertFalse(os.path.exists(self.state))
 
+    def test_daemon_that_cannot_start_is_a_clear_problem(self):
+        self.flags(housekeeping_state_file=self.state)
+        err = self.useFixture(fixtures.MonkeyPatch('sys.stderr',
+                                                   io.StringIO())).new_value
+        with mock.patch.object(privsep, 'set_irq_affinity',
+                               side_effect=FileNotFoundError(2, 'sudo')):
+            status, out = self.run_cmd('apply', '--cpus', '0')
+        self.assertEqual(cli.EXIT_PROBLEM, status)
+        self.assertEqual('', out)
+        self.assertIn('helper_command', err.getvalue())
+
+    def test_root_gets_the_installed_helper_not_sudo(self):
+        section = privsep.tenant_pin_pctxt.cfg_section
+        with mock.patch('os.geteuid', return_value=0):
+            self.run_cmd('show', '--state-file', self.state)
+        self.assertEqual(os.path.join(sys.prefix, 'bin', 'privsep-helper'),
+                         self.conf[section].helper_command)
+        self.flags(group=section, helper_command='sudo privsep-helper')
+        with mock.patch('os.geteuid', return_value=0):
+            self.run_cmd('show', '--state-file', self.state)
+        self.assertEqual('sudo privsep-helper',
+                         self.conf[section].helper_command)
+
     def test_release_with_nothing_applied_is_a_problem(self):
         status, _ = self.run_cmd('release', '--state-file', self.state)
         self.assertEqual(cli.EXIT_PROBLEM, status)

@@ -216,8 +216,13 @@ class TestPartitionsV1(FakeHostTestCase):
         with open(self.cpuset('machine/tenant-b.partition',
                               'cpuset.cpu_exclusive'), 'w') as f:
             f.write('0')
-        privsep.set_partition_cpus('/', 'b', [0, 1])
+        # Widened over a's CPU, b cannot be exclusive any more.
+        self.assertEqual({'cgroups': 1, 'exclusive': False},
+                         privsep.set_partition_cpus('/', 'b', [0, 1]))
         self.assertFalse(privsep.ensure_partition('/', 'b', [0, 1], [0])[
+            'exclusive'])
+        privsep.remove_partition('/', 'a')
+        self.assertTrue(privsep.set_partition_cpus('/', 'b', [0, 1])[
             'exclusive'])
 
     def test_not_exclusive_under_a_plain_parent(self):

@@ -50,6 +50,7 @@ from oslo_log import log as logging
 from nova_tenant_pin import cgroupfs
 from nova_tenant_pin import exception
 from nova_tenant_pin import privsep
+from nova_tenant_pin import procfs
 from nova_tenant_pin import topology
 
 LOG = logging.getLogger(__name__)
@@ -103,15 +104,13 @@ def task_stat(tid):
 
 
 def task_affinity(tid):
-    """``Cpus_allowed_list`` of a task, or None if it is gone."""
+    """``Cpus_allowed_list`` of a task as a CPU list, or None if it is
+    gone."""
     try:
         status = _read('/proc/%d/status' % tid)
     except OSError:
         return None
-    for line in status.splitlines():
-        if line.startswith('Cpus_allowed_list:'):
-            return line.split()[1]
-    return None
+    return topology.format_cpu_list(procfs.allowed_cpus(status))
 
 
 def stays_put(tid):

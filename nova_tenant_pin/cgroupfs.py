@@ -142,6 +142,14 @@ class CgroupLayout:
                 return h
         return None
 
+    def require_cpuset(self, why='tenant CPUs cannot be enforced'):
+        """The cpuset hierarchy; CgroupLayoutError if none is mounted."""
+        if self.cpuset is None:
+            raise exception.CgroupLayoutError(
+                reason='no mounted hierarchy has the cpuset controller, so '
+                       '%s' % why)
+        return self.cpuset
+
     def ordered(self):
         """The hierarchies with the cpuset one first: a partition gets its
         CPUs before it exists anywhere else."""

@@ -154,10 +154,7 @@ class CgroupPartitions(TenantPartitions):
                              % (host_root, privsep.HOST_ROOT))
         self.root = cgroupfs.normalize_root(root)
         self.layout = cgroupfs.detect_layout(privsep.HOST_ROOT)
-        if self.layout.cpuset is None:
-            raise CgroupLayoutError(
-                reason='no mounted hierarchy has the cpuset controller, so '
-                       'tenant CPUs cannot be enforced')
+        self.layout.require_cpuset()
 
     def path(self, tenant, hierarchy=None):
         """The partition's directory in ``hierarchy`` (default: cpuset)."""

@@ -185,11 +185,8 @@ class Housekeeping:
 
     # Reading --------------------------------------------------------------
     def _cpuset(self):
-        layout = cgroupfs.detect_layout(privsep.HOST_ROOT)
-        if layout.cpuset is None:
-            raise exception.HousekeepingError(
-                reason='no cpuset hierarchy to confine services in')
-        return layout.cpuset
+        return cgroupfs.detect_layout(privsep.HOST_ROOT).require_cpuset(
+            'services cannot be confined in a cpuset')
 
     def _root_tasks(self, cpuset):
         return cgroupfs.cgroup(cpuset, cpuset.path(self.root)).tasks()

@@ -195,14 +195,6 @@ def _layout():
     return cgroupfs.detect_layout(HOST_ROOT)
 
 
-def _cpuset_hierarchy(layout):
-    hierarchy = layout.cpuset
-    if hierarchy is None:
-        raise exception.CgroupLayoutError(
-            reason='no hierarchy has the cpuset controller')
-    return hierarchy
-
-
 def _levels(hierarchy, root, *parts):
     """The directories from the first level under the mount down to
     ``<root>/<parts>``, each checked to stay under the mount."""
@@ -318,7 +310,7 @@ def ensure_partition(root, tenant, cpus, mems):
     root, tenant = _root(root), _tenant(tenant)
     cpus, mems = _cpus(cpus, 'partition CPUs'), _mems(mems)
     layout = _layout()
-    cpuset = _cpuset_hierarchy(layout)
+    cpuset = layout.require_cpuset()
     plan = _partition_levels(layout, root, tenant)
     name = cgroupfs.partition_name(tenant)
     created = []
@@ -366,7 +358,7 @@ def set_partition_cpus(root, tenant, cpus):
     """
     root, tenant = _root(root), _tenant(tenant)
     cpus = _cpus(cpus, 'partition CPUs')
-    cpuset = _cpuset_hierarchy(_layout())
+    cpuset = _layout().require_cpuset()
     path = _levels(cpuset, root, cgroupfs.partition_dir(tenant))[-1]
     name = cgroupfs.partition_name(tenant)
     if not os.path.isdir(path):
@@ -433,7 +425,7 @@ def ensure_housekeeping_cpuset(root, cpus):
     hierarchy only) with ``cpus`` and its parent's memory nodes. Returns
     True if it was created."""
     root, cpus = _root(root), _cpus(cpus, 'housekeeping CPUs')
-    cpuset = _cpuset_hierarchy(_layout())
+    cpuset = _layout().require_cpuset()
     path = _levels(cpuset, root, cgroupfs.HOUSEKEEPING)[-1]
     if not os.path.isdir(os.path.dirname(path)):
         _refuse('cgroup root', root, 'does not exist')
@@ -458,7 +450,7 @@ def ensure_housekeeping_cpuset(root, cpus):
 
 
 def _housekeeping_paths(root):
-    cpuset = _cpuset_hierarchy(_layout())
+    cpuset = _layout().require_cpuset()
     levels = _levels(cpuset, root, cgroupfs.HOUSEKEEPING)
     parent = _confined(cpuset, os.path.dirname(levels[-1]))
     return cpuset, parent, levels[-1]

@@ -45,7 +45,8 @@ class TenantPinFilter(filters.BaseHostFilter):
         request = tenant_host.request_of_spec(spec_obj)
         if request is None:
             return True
-        view = tenant_host.host_view(host_state, request)
+        view = tenant_host.host_view(host_state, request,
+                                     tenant_host.group_members(spec_obj))
         if view is None:
             return True
         verdict = view.check_fit(request)

@@ -130,13 +130,14 @@ def _plan(cells, housekeeping_cpus, dedicated_cpus, running, ratio):
                           ratio=ratio, dedicated_cpus=dedicated_cpus)
 
 
-def host_view(host_state, request=None):
+def host_view(host_state, request=None, group_members=()):
     """The :class:`HostView` of a ``HostState``, or None for a host that
     reports no NUMA topology (not a libvirt host: tenant-pin is not there).
 
     ``request``, the instance being scheduled, stands for the stubs Nova
     adds to ``host_state.instances`` for the earlier instances of the same
-    multi-create request in a server group (see :func:`_request_of_instance`).
+    multi-create request in a server group, when they are among
+    ``group_members`` (see :func:`_request_of_instance`).
     """
     numa = host_state.numa_topology
     if not numa or not numa.cells:
@@ -164,24 +165,27 @@ def host_view(host_state, request=None):
     partial = frozenset(cpu for core in topology.cores
                         if core.threads < width for cpu in core.cpus)
     running = tuple(sorted(
-        (r for r in (_request_of_instance(i, request)
+        (r for r in (_request_of_instance(i, request, group_members)
                      for i in host_state.instances.values()) if r),
         key=lambda r: r.uuid))
     return HostView(cells, partial, frozenset(dedicated), running,
                     CONF.tenant_pin.tenant_cpu_allocation_ratio)
 
 
-def _request_of_instance(instance, request):
+def _request_of_instance(instance, request, group_members):
     """An instance on the host as the allocator sees it, or None when Nova
-    pins it on dedicated CPUs."""
+    pins it on dedicated CPUs or when it is a stub of unknown size."""
     # NOTE: for a multi-create request in a server group, Nova's scheduler
     # records each instance it has placed as a stub Instance(uuid=...), with
     # no context to load anything from, so that the group filters see it.
-    # It is an earlier instance of the request being scheduled: same
-    # project, same flavor.
+    # A stub in the request's own group is an earlier instance of the
+    # request being scheduled: same project, same flavor. Stubs also stay
+    # behind after a request that failed, until the compute host next sends
+    # its instance list; those of another group are left out rather than
+    # counted as this tenant's.
     if not instance.obj_attr_is_set('project_id') and \
             instance._context is None:
-        if request is None:
+        if request is None or instance.uuid not in group_members:
             return None
         return dataclasses.replace(request, uuid=instance.uuid)
     if instance.obj_attr_is_set('flavor') and instance.flavor:
@@ -193,6 +197,15 @@ def _request_of_instance(instance, request):
         vcpus = instance.vcpus
     return allocator.InstanceRequest(instance.uuid, instance.project_id,
                                      vcpus)
+
+
+def group_members(spec_obj):
+    """The instance uuids of the request's server group, if it has one."""
+    group = (spec_obj.instance_group
+             if spec_obj.obj_attr_is_set('instance_group') else None)
+    if not group or not group.obj_attr_is_set('members'):
+        return frozenset()
+    return frozenset(group.members or ())
 
 
 def request_of_spec(spec_obj):

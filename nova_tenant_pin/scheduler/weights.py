@@ -54,7 +54,8 @@ class TenantPinWeigher(weights.BaseHostWeigher):
         request = tenant_host.request_of_spec(spec_obj)
         if request is None:
             return 0.0
-        view = tenant_host.host_view(host_state, request)
+        view = tenant_host.host_view(host_state, request,
+                                     tenant_host.group_members(spec_obj))
         if view is None:
             return 0.0
         return -float(view.stranded_change(request))

@@ -141,6 +141,42 @@ class TenantPinSchedulingTest(base.ServersTestBase):
         self.assertEqual(4, self.stranded_threads(),
                          'a, c, d and e strand one thread each; b, f none')
 
+    def multi_create(self, project, vcpus, count, host):
+        """``count`` servers of ``project`` in one request, in an affinity
+        server group, on ``host``; returns them once they settle."""
+        client = self.client(project)
+        group = client.post_server_groups(
+            {'name': 'together', 'policy': 'affinity'})
+        body = self._build_server(flavor_id=self.flavors[vcpus],
+                                  networks='none', host=host)
+        body['min_count'] = body['max_count'] = count
+        client.post_server(
+            {'server': body, 'os:scheduler_hints': {'group': group['id']}})
+        # Nova names them <name>-1, <name>-2, ...
+        servers = [s for s in client.get_servers()
+                   if s['name'].startswith(body['name'] + '-')]
+        self.assertEqual(count, len(servers))
+        return servers
+
+    def test_multi_create_in_a_server_group_counts_its_own_instances(self):
+        """Nova records the instances of a multi-create request in a server
+        group that it has placed as bare stubs in the host states; the
+        filter counts them as the request's tenant and flavor."""
+        self.start_hosts('h1', 'h2')
+        # b and c hold two of h1's four cores; placement sees 6 free VCPUs.
+        self.boot('b', 1, host='h1')
+        self.boot('c', 1, host='h1')
+        # Three 2-vCPU servers of a need three cores: the third does not
+        # fit once the first two count, and the request fails as a whole.
+        for server in self.multi_create('a', 2, 3, 'h1'):
+            server = self._wait_for_state_change(server, 'ERROR')
+            self.assertIn('No valid host', server['fault']['message'])
+        # Two of them fit in the two free cores.
+        for server in self.multi_create('a', 2, 2, 'h1'):
+            self._wait_for_state_change(server, 'ACTIVE')
+            self.assertEqual('h1', self.host_of(server))
+        self.assertEqual(2, self.stranded_threads())
+
     def boot_pairs(self):
         """Three tenants boot two 1-vCPU servers each, one tenant after
         the other."""

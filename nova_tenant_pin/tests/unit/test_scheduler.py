@@ -79,9 +79,11 @@ def host(name, tenants=(), numa_topology=None, aggregates=()):
         'aggregates': list(aggregates)}, instances=instances)
 
 
-def spec(project, vcpus, name='new', cpu_policy=None):
+def spec(project, vcpus, name='new', cpu_policy=None, group=None):
     specs = {'hw:cpu_policy': cpu_policy} if cpu_policy else {}
     return objects.RequestSpec(
+        instance_group=(None if group is None else objects.InstanceGroup(
+            policy='affinity', members=[uuid(m) for m in group])),
         instance_uuid=uuid(name), project_id=project,
         flavor=objects.Flavor(vcpus=vcpus, extra_specs=specs),
         image=objects.ImageMeta.from_dict({}))
@@ -139,22 +141,33 @@ class TenantPinFilterTest(base.TestCase):
     def test_earlier_instances_of_a_server_group_request_count(self):
         """Nova adds a bare Instance(uuid=...) to host_state.instances for
         each instance of a multi-create request in a server group that it
-        has placed. They cannot be loaded (no context); they are the
-        request's own tenant and flavor. If this fails, the filter either
-        crashes on them or lets the request overfill the host."""
+        has placed. They cannot be loaded (no context); those in the
+        request's group are the request's tenant and flavor. If this fails,
+        the filter either crashes on them or lets the request overfill the
+        host."""
+        members = ('first', 'second', 'third', 'fourth', 'new')
         state = host('h')
         for name in ('first', 'second', 'third'):
             state.instances[uuid(name)] = objects.Instance(uuid=uuid(name))
         # Three 2-vCPU instances of a already hold 3 of the 4 cores.
         self.assertTrue(filters.TenantPinFilter().host_passes(
-            state, spec('a', 2)))
+            state, spec('a', 2, group=members)))
         state.instances[uuid('fourth')] = objects.Instance(
             uuid=uuid('fourth'))
         self.assertFalse(filters.TenantPinFilter().host_passes(
+            state, spec('a', 2, group=members)))
+
+    def test_stubs_of_another_request_are_left_out(self):
+        # Stubs stay behind after a request that failed, until the compute
+        # host sends its instance list again; they are not this tenant's.
+        state = host('h')
+        for name in ('first', 'second', 'third', 'fourth'):
+            state.instances[uuid(name)] = objects.Instance(uuid=uuid(name))
+        self.assertTrue(filters.TenantPinFilter().host_passes(
+            state, spec('a', 2, group=('other', 'new'))))
+        self.assertTrue(filters.TenantPinFilter().host_passes(
             state, spec('a', 2)))
-        view = tenant_host.host_view(state, allocator.InstanceRequest(
-            uuid('fifth'), 'a', 2))
-        self.assertEqual({'a'}, {r.project_id for r in view.running})
+        self.assertEqual((), tenant_host.host_view(state).running)
 
     def test_host_without_numa_topology_passes(self):
         state = fakes.FakeHostState('h', 'h', {'numa_topology': None})

@@ -341,3 +341,27 @@ class FitTest(base.TestCase):
         self.assertEqual(
             fit.check_fit(topology, requests, new).fits,
             fit.check_fit(topology, requests, new, before=before).fits)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from('abcde'),
+                              st.integers(1, 6)), max_size=10),
+           st.sampled_from('abcdef'), st.integers(1, 8),
+           st.sampled_from([1.0, 1.5, 2.0]))
+    def test_stranded_change_is_exact_on_one_cell(
+            self, running, project, vcpus, ratio):
+        """The weigher's estimate, from the plan without the newcomer,
+        equals the change the allocator makes when the newcomer fits (one
+        NUMA cell, any in-tenant ratio). If this fails, the weigher ranks
+        hosts by a number the compute host will not produce."""
+        topology = topo.HostTopology({0: [[i, i + 8] for i in range(8)]})
+        requests = [allocator.InstanceRequest('r%d' % n, p, v)
+                    for n, (p, v) in enumerate(running)]
+        before = allocator.plan(topology, requests, ratio=ratio)
+        new = allocator.InstanceRequest('new', project, vcpus)
+        verdict = fit.check_fit(topology, requests, new, ratio=ratio,
+                                current=before.tenant_map(), before=before)
+        if before.unplaced or not verdict.fits:
+            return
+        self.assertEqual(
+            verdict.plan.stranded_cpus - before.stranded_cpus,
+            fit.stranded_change(before, new, 2, ratio))

@@ -124,6 +124,7 @@ class HostAuditor:
         self.pid_tenants = pid_tenants
         self._is_qemu = {}
         self._pid_tenant = {}
+        self._comms = {}
         self._core_of = {cpu: host_topology.core_of(cpu)
                          for cpu in host_topology.online_cpus}
 
@@ -194,14 +195,17 @@ class HostAuditor:
                 if not included:
                     continue
                 try:
-                    tasks = procfs.threads(pid, self.proc_root,
-                                           with_cgroup=False)
+                    tasks = procfs.thread_affinities(pid, self._comms,
+                                                     self.proc_root)
                 except ProcessLookupError:
                     continue
             by_tenant.setdefault(tenant, []).extend(
                 t for t in tasks if not t.comm.startswith(_KERNEL_WORKERS))
         for pid in set(self._pid_tenant) - set(self._is_qemu):
             del self._pid_tenant[pid]
+        if len(self._comms) > 100000:
+            # Threads come and go; start the cache afresh now and then.
+            self._comms.clear()
         return by_tenant
 
     def check(self, by_tenant):

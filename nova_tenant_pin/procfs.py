@@ -72,11 +72,9 @@ def allowed_cpus(status_text):
     raise ValueError('no Cpus_allowed_list in status')
 
 
-def threads(pid, proc_root='/proc', with_cgroup=True):
+def threads(pid, proc_root='/proc'):
     """Every task of process ``pid``; tasks that exit while being read are
-    skipped. Raises ProcessLookupError when the process is gone. Without
-    ``with_cgroup`` the cgroup is not read (None), which halves the reads
-    of a sampler that already knows it."""
+    skipped. Raises ProcessLookupError when the process is gone."""
     task_dir = os.path.join(proc_root, str(pid), 'task')
     try:
         tids = sorted(int(t) for t in os.listdir(task_dir))
@@ -88,11 +86,43 @@ def threads(pid, proc_root='/proc', with_cgroup=True):
         try:
             comm = _read(os.path.join(base, 'comm')).strip()
             status = _read(os.path.join(base, 'status'))
-            cgroup = (_read(os.path.join(base, 'cgroup'))
-                      if with_cgroup else None)
+            cgroup = _read(os.path.join(base, 'cgroup'))
         except (FileNotFoundError, ProcessLookupError):
             continue
-        result.append(ThreadInfo(
-            pid, tid, comm, allowed_cpus(status),
-            cpuset_cgroup(cgroup) if cgroup is not None else None))
+        result.append(ThreadInfo(pid, tid, comm, allowed_cpus(status),
+                                 cpuset_cgroup(cgroup)))
+    return result
+
+
+def thread_affinities(pid, comm_cache, proc_root='/proc'):
+    """Every task of ``pid`` with its allowed CPUs, the fast way.
+
+    For a sampler that reads the same processes many times a second: the
+    comm of a task is read once (``comm_cache``, keyed by PID and TID), and
+    on the real /proc the allowed CPUs come from ``sched_getaffinity(2)``
+    instead of formatting the whole status file. Returns ThreadInfo without
+    cgroup.
+    """
+    task_dir = os.path.join(proc_root, str(pid), 'task')
+    try:
+        tids = os.listdir(task_dir)
+    except FileNotFoundError:
+        raise ProcessLookupError(pid)
+    real = proc_root == '/proc'
+    result = []
+    for entry in tids:
+        tid = int(entry)
+        try:
+            comm = comm_cache.get((pid, tid))
+            if comm is None:
+                comm = _read(os.path.join(task_dir, entry, 'comm')).strip()
+                comm_cache[(pid, tid)] = comm
+            if real:
+                allowed = frozenset(os.sched_getaffinity(tid))
+            else:
+                allowed = allowed_cpus(_read(os.path.join(
+                    task_dir, entry, 'status')))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        result.append(ThreadInfo(pid, tid, comm, allowed, None))
     return result

@@ -127,13 +127,26 @@ class LibvirtdFixture(fixtures.Fixture):
         pidfile = os.path.join(self.dir, 'libvirtd.pid')
         subprocess.run([LIBVIRTD, '-d', '-f', conf, '-p', pidfile],
                        check=True, timeout=60)
-        self.libvirtd_pid = _wait(lambda: _read_pid(pidfile), 30,
-                                  'libvirtd to write its PID')
+        try:
+            self.libvirtd_pid = _wait(lambda: _read_pid(pidfile), 30,
+                                      'libvirtd to write its PID')
+        except TimeoutError as e:
+            # Most often another libvirtd holds the QEMU driver's state in
+            # /run/libvirt/qemu: only one runs on a machine at a time.
+            raise RuntimeError('%s; is another libvirtd running? Last log '
+                               'lines: %s' % (e, self._log_tail()))
         self.addCleanup(self._stop, self.libvirtd_pid, 'libvirtd')
         self.conn = _wait(self._connect, START_TIMEOUT,
                           'libvirtd to answer on %s' % self.uri)
         self.addCleanup(self._close)
         self.defined = []
+
+    def _log_tail(self, lines=5):
+        try:
+            with open(os.path.join(self.dir, 'libvirtd.log')) as f:
+                return ' | '.join(f.read().splitlines()[-lines:])
+        except OSError:
+            return '(no log)'
 
     def _start_virtlogd(self):
         """Start virtlogd unless one already serves the system socket.

@@ -1,0 +1,367 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""TenantPinLibvirtDriver inside Nova's in-process services, on a REAL host.
+
+API, conductor, scheduler and placement run in-process as in Nova's
+functional tests; the compute service loads
+``compute_driver = tenant_pin.TenantPinLibvirtDriver`` exactly as nova.conf
+would, against a private libvirtd (:class:`LibvirtdFixture`), so every
+server booted through the API is a real QEMU/KVM guest. Tenant partitions
+are real cgroups (``[tenant_pin] partition_backend = auto``), written by
+the real privsep daemon (:class:`PrivsepDaemon`, started before the compute
+so that its PID is known and cleanup stops it by PID).
+
+What Nova's harness had to be told (see notes/real-nova.md):
+
+* the "poison" fixtures that forbid touching the host (``/sys`` reads,
+  ``psutil``, starting a privsep helper, libvirt's event thread) are
+  replaced by no-ops: this suite exists to touch the host;
+* libvirt's event thread never ends, so ``Host._init_events`` is a no-op:
+  the compute gets no lifecycle events (Nova polls the domain state in
+  boot, reboot and delete, so nothing here needs them);
+* ``cpu_mode = none`` (nested KVM aborts with ``host-model``), VNC off,
+  ``networks='none'``, instance and state paths in a per-test directory, a
+  per-test ``instance_name_template``, and an image whose data is a small
+  raw disk (the guest sits in its BIOS: its vCPU threads are real).
+
+Housekeeping: the driver refuses to start with no housekeeping CPU
+(``load_options`` raises "no CPU left for host housekeeping"). The tests
+need exactly two tenant cores (two tenants fit, a third does not). On a
+host with three cores or more that is plain configuration: every core but
+the last two is ``[tenant_pin] housekeeping_cpus``. On a two-core host (CI
+and the development machines) no configuration leaves two tenant cores, so
+:meth:`NovaRealTestBase._tenant_cores_seam` lets the real
+``load_options`` check the configuration (``housekeeping_cpus`` = the
+first core) and then hands the manager an empty housekeeping set, as
+``test_manager_real`` does by constructing the manager directly. Only that
+one value differs from production; the audit then checks invariant 1 only
+(no housekeeping core to check invariant 2 against).
+"""
+
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+
+import fixtures
+from nova.tests import fixtures as nova_fixtures
+from nova.tests.functional.api import client as api_client
+from nova.tests.functional import integrated_helpers
+from oslo_config import cfg
+from oslo_config import fixture as config_fixture
+
+from nova_tenant_pin import audit
+from nova_tenant_pin import cgroupfs
+from nova_tenant_pin import driver as tp_driver
+from nova_tenant_pin import procfs
+from nova_tenant_pin.tests import enforcement_fixtures
+from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
+from nova_tenant_pin import topology
+
+DRIVER = 'tenant_pin.TenantPinLibvirtDriver'
+# Every API wait in this suite ends well within this; a real boot or delete
+# takes 1-3 s here.
+API_TIMEOUT = 60
+# A raw disk of zeros: what ``qemu-img create -f raw`` makes.
+IMAGE_BYTES = 1024 * 1024
+
+
+class _Harmless(fixtures.Fixture):
+    """Stands in for a Nova poison fixture: this suite touches the host."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+
+def _no_libvirt_events(host):
+    """``Host._init_events`` without its never-ending native thread."""
+
+
+def wait_for(predicate, what, timeout=API_TIMEOUT, interval=0.1):
+    """Poll ``predicate`` until it returns something true; fail after
+    ``timeout`` seconds naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError('timed out after %ds waiting for %s'
+                                 % (timeout, what))
+        time.sleep(interval)
+
+
+class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
+    """Nova's services with TenantPinLibvirtDriver on a real libvirtd."""
+
+    microversion = 'latest'
+    ADMIN_API = True
+
+    def setUp(self):
+        reason = lvf.missing_requirements()
+        if reason:
+            self.skipTest(reason)
+        self.host_topology = topology.HostTopology.from_sysfs()
+        cores = sorted(self.host_topology.cores, key=lambda c: min(c.cpus))
+        if len(cores) < 2:
+            self.skipTest('needs two physical cores')
+        # The last two cores are the tenants'; any others housekeeping.
+        self.tenant_cpus = frozenset().union(*(c.cpus for c in cores[-2:]))
+        self.housekeeping = frozenset().union(*(c.cpus for c in cores[:-2]))
+        self.tag = uuid.uuid4().hex[:8]
+        self.name_prefix = 'ntpnova-%s-' % self.tag
+        self.projects = []
+
+        for name in ('GenericPoisonFixture', 'SysFsPoisonFixture',
+                     'PoisonFunctions', 'PrivsepNoHelperFixture'):
+            self.useFixture(fixtures.MonkeyPatch(
+                'nova.tests.fixtures.' + name, _Harmless))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.virt.libvirt.host.Host._init_events', _no_libvirt_events))
+        if not self.housekeeping:
+            self._tenant_cores_seam()
+
+        self.work_dir = tempfile.mkdtemp(prefix='ntp-nova-real-')
+        # QEMU runs as libvirt-qemu and must reach the disks under it.
+        os.chmod(self.work_dir, 0o755)
+        os.makedirs(os.path.join(self.work_dir, 'instances'))
+        self.addCleanup(shutil.rmtree, self.work_dir, ignore_errors=True)
+        # Cleanups run last-in first-out: libvirtd stops last, after the
+        # privsep daemon, after the leftovers (guests, then partitions),
+        # after Nova's services (registered by super().setUp()).
+        self.libvirt = self.useFixture(lvf.LibvirtdFixture())
+        self.tp_conf = self.useFixture(config_fixture.Config(cfg.CONF))
+        self.privsep_daemon = self.useFixture(
+            enforcement_fixtures.PrivsepDaemon(self.tp_conf))
+        self.privsep_pid = self.privsep_daemon.start()
+        # Nova's TestCase deletes the test's attributes in its own cleanup,
+        # which runs before this one: pass what it needs.
+        self.addCleanup(_remove_leftovers, self.libvirt.conn,
+                        self.name_prefix, self.projects)
+        super().setUp()
+        # Nova's own privileged calls (utime on the image cache) run
+        # in-process; only this project's context uses the daemon.
+        self.useFixture(nova_fixtures.PrivsepFixture())
+        self.image_id = self._create_image()
+        self.flavor_id = self._create_flavor(
+            name='ntp-1vcpu', memory_mb=64, vcpu=1, disk=1, ephemeral=0)
+
+    def _tenant_cores_seam(self):
+        """Two-core host: see the module docstring. The real
+        ``load_options`` checks the configuration (housekeeping = the
+        first core, as the option allows); the manager gets none."""
+        real = tp_driver.load_options
+
+        def load_options(conf, host_topology):
+            options = real(conf, host_topology)
+            options['housekeeping_cpus'] = frozenset()
+            return options
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.driver.load_options', load_options))
+
+    def _setup_services(self):
+        # Here and not before super().setUp(): Nova's ConfFixture is in
+        # place now, and the services have not started yet.
+        self.flags(api_paste_config=os.path.join(
+            sys.prefix, 'etc/nova/api-paste.ini'), group='wsgi')
+        self.flags(compute_driver=DRIVER,
+                   instances_path=os.path.join(self.work_dir, 'instances'),
+                   state_path=os.path.join(self.work_dir, 'state'),
+                   instance_name_template=self.name_prefix + '%08x',
+                   # Placement admits more than the host's cores: refusing
+                   # a tenant that does not fit is the driver's job here.
+                   cpu_allocation_ratio=4.0)
+        self.flags(connection_uri=self.libvirt.uri,
+                   virt_type=lvf.virt_type(), cpu_mode='none',
+                   group='libvirt')
+        self.flags(enabled=False, group='vnc')
+        self.flags(cpu_shared_set=topology.format_cpu_list(
+            self.host_topology.online_cpus), group='compute')
+        self.flags(partition_backend='auto', cgroup_root='/',
+                   housekeeping_cpus=topology.format_cpu_list(
+                       self.housekeeping or min(self.host_topology.cores,
+                                                key=lambda c: min(c.cpus)
+                                                ).cpus),
+                   group='tenant_pin')
+        super()._setup_services()
+
+    def _create_image(self):
+        image = {
+            'name': 'ntp-tiny-raw', 'disk_format': 'raw',
+            'container_format': 'bare', 'visibility': 'public',
+            'status': 'active', 'size': IMAGE_BYTES, 'min_disk': 0,
+            'min_ram': 0, 'properties': {},
+        }
+        return self.glance.create(None, image,
+                                  data=io.BytesIO(bytes(IMAGE_BYTES)))['id']
+
+    # -- tenants and servers ---------------------------------------------
+
+    def tenant_api(self):
+        """An API client of a new project (a new tenant)."""
+        project = uuid.uuid4().hex
+        self.projects.append(project)
+        client = api_client.TestOpenStackClient(
+            'admin', self.api_fixture.base_url, project_id=project,
+            roles=['reader', 'member', 'admin'])
+        client.microversion = 'latest'
+        return client
+
+    def boot(self, api, expected='ACTIVE'):
+        body = self._build_server(image_uuid=self.image_id,
+                                  flavor_id=self.flavor_id, networks='none')
+        server = api.post_server({'server': body})
+        return self.wait_status(server, expected)
+
+    def wait_status(self, server, expected):
+        """Poll the server until ``expected``; fail at once on an
+        unexpected ERROR, with its fault."""
+        def done():
+            found = self.admin_api.get_server(server['id'])
+            if found['status'] == 'ERROR' and expected != 'ERROR':
+                self.fail('server %s went to ERROR: %s'
+                          % (server['id'], found.get('fault')))
+            if found['status'] == expected and found['OS-EXT-STS:task_state'] \
+                    is None and (expected != 'ERROR' or 'fault' in found):
+                return found
+            return None
+        return wait_for(done, 'server %s to be %s' % (server['id'], expected))
+
+    def delete(self, server):
+        self.admin_api.delete_server(server['id'])
+
+        def gone():
+            try:
+                self.admin_api.get_server(server['id'])
+            except api_client.OpenStackApiNotFoundException:
+                return True
+            return False
+        wait_for(gone, 'server %s to be deleted' % server['id'])
+
+    def hard_reboot(self, server):
+        self.admin_api.post_server_action(server['id'],
+                                          {'reboot': {'type': 'HARD'}})
+        return self.wait_status(server, 'ACTIVE')
+
+    def restart_compute(self):
+        """Stop the compute service and start a new one, with a new
+        driver (its own libvirt connection and manager): libvirtd, the
+        guests and the cgroups live on, as on a real host."""
+        self.compute = self.restart_compute_service(
+            self.compute, keep_hypervisor_state=False)
+        self.computes[self.compute.host] = self.compute
+        return self.compute
+
+    @property
+    def tenant_pin(self):
+        return self.compute.manager.driver.tenant_pin
+
+    # -- the kernel's view -----------------------------------------------
+
+    def domain(self, server):
+        return self.libvirt.conn.lookupByUUIDString(server['id'])
+
+    def qemu_pid(self, server):
+        name = self.domain(server).name()
+        with open('/run/libvirt/qemu/%s.pid' % name) as f:
+            return int(f.read().strip())
+
+    def guest_threads(self, server):
+        """Every task of the server's QEMU but KVM's kernel workers."""
+        return [t for t in procfs.threads(self.qemu_pid(server))
+                if not t.comm.startswith(audit._KERNEL_WORKERS)]
+
+    def partitions(self):
+        """``{tenant: effective CPUs}`` of this test's partitions, read
+        from the cpuset hierarchy."""
+        cpuset = cgroupfs.detect_layout().cpuset
+        result = {}
+        for project in self.projects:
+            path = cpuset.path('/', cgroupfs.partition_dir(project))
+            if os.path.isdir(path):
+                with open(os.path.join(path, 'cpuset.effective_cpus')) as f:
+                    result[project] = frozenset(
+                        topology.parse_cpu_list(f.read()))
+        return result
+
+    def partition_dirs(self, project):
+        """The partition's directories that exist, in every hierarchy."""
+        return [h.path('/', cgroupfs.partition_dir(project))
+                for h in cgroupfs.detect_layout().ordered()
+                if os.path.isdir(h.path('/', cgroupfs.partition_dir(
+                    project)))]
+
+    def assert_host_clean(self, servers):
+        """Audit the host from /proc, and check each server's guest.
+
+        :param servers: ``{project: [server, ...]}`` that must be running.
+        :returns: ``{project: frozenset(cpus)}`` each tenant may run on.
+        """
+        report = audit.HostAuditor(
+            self.host_topology, housekeeping_cpus=self.housekeeping,
+            cgroup_prefix='/machine').audit()
+        self.assertEqual([], [str(v) for v in report.violations],
+                         'invariants broken, as the kernel has it: %s'
+                         % report.to_dict())
+        expected = {p for p, s in servers.items() if s}
+        self.assertEqual(expected, set(report.tenants) & set(self.projects),
+                         'tenants with running guests: %s' % report.to_dict())
+        tenant_map = self.tenant_pin.tenant_map()
+        partitions = self.partitions()
+        for project, project_servers in servers.items():
+            if not project_servers:
+                continue
+            cpus = report.tenants[project]
+            self.assertEqual(tenant_map[project], cpus)
+            self.assertEqual(partitions[project], cpus)
+            self.assertLessEqual(cpus, self.tenant_cpus)
+            self.assertEqual(
+                cpus, self.host_topology.whole_core_cpus(cpus),
+                'tenant %s holds part of a core' % project)
+            for server in project_servers:
+                for task in self.guest_threads(server):
+                    self.assertIn(
+                        '/machine/tenant-%s.partition/' % project,
+                        task.cpuset_cgroup + '/',
+                        'thread %d (%s) of server %s' % (
+                            task.tid, task.comm, server['id']))
+                    self.assertLessEqual(task.allowed_cpus, cpus)
+        cores = {}
+        for project in expected:
+            for core in self.host_topology.cores_of(report.tenants[project]):
+                self.assertNotIn(core, cores, 'tenants %s and %s share core '
+                                 '%s' % (cores.get(core), project, core))
+                cores[core] = project
+        return {p: report.tenants[p] for p in expected}
+
+
+def _remove_leftovers(conn, name_prefix, projects):
+    """After Nova's services stopped: destroy the test's guests that are
+    left (by name), then its tenants' partitions, bottom-up."""
+    for dom in conn.listAllDomains():
+        if not dom.name().startswith(name_prefix):
+            continue
+        if dom.isActive():
+            dom.destroy()
+        if dom.isPersistent():
+            dom.undefine()
+    layout = cgroupfs.detect_layout()
+    for project in projects:
+        for hierarchy in layout.ordered():
+            lvf.remove_cgroup_tree(
+                hierarchy.path('/', cgroupfs.partition_dir(project)))

@@ -15,25 +15,85 @@
 """End to end through Nova itself, on real KVM guests.
 
 Nova's API, conductor, scheduler and placement in-process; the compute runs
-``tenant_pin.TenantPinLibvirtDriver`` against a private libvirtd; tenants
-are separate projects booting through the API; partitions are real cgroups
-written by the real privsep daemon. After every step the host is audited
-from /proc (see :class:`NovaRealTestBase`).
+``tenant_pin.TenantPinLibvirtDriver`` against a private libvirtd; each
+tenant is its own project booting through the API; partitions are real
+cgroups written by the real privsep daemon. The host has two tenant cores
+(see :mod:`nova_real_base` for how a two-core machine gets them). After
+every step the host is audited from /proc: no core in the allowed CPUs of
+two tenants' QEMU threads, every thread of a guest in its tenant's
+partition, and the partitions' CPUs equal to the driver's map.
 
 Needs root, libvirtd and QEMU (tools/setup-host.sh); CI runs it.
 """
+
+import os
+
+import libvirt
 
 from nova_tenant_pin.tests.integration import nova_real_base
 
 
 class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
 
-    def test_boot_two_tenants(self):
-        a, b = self.tenant_api(), self.tenant_api()
-        sa = self.boot(a)
-        sb = self.boot(b)
-        cpus = self.assert_host_clean({a.project_id: [sa],
-                                       b.project_id: [sb]})
-        print(cpus)
-        self.delete(sa)
-        self.delete(sb)
+    def assert_no_trace(self, project, server_id):
+        """Nothing of the project or the server is left on the host."""
+        self.assertEqual([], self.partition_dirs(project))
+        self.assertRaises(libvirt.libvirtError,
+                          self.libvirt.conn.lookupByUUIDString, server_id)
+        self.assertNotIn(server_id, self.tenant_pin.claims())
+        self.assertNotIn(project, self.tenant_pin.tenant_map())
+
+    def test_two_tenants_fit_a_third_is_refused_then_takes_a_freed_core(self):
+        a, b, c = self.tenant_api(), self.tenant_api(), self.tenant_api()
+        server_a = self.boot(a)
+        server_b = self.boot(b)
+        cpus = self.assert_host_clean({a.project_id: [server_a],
+                                       b.project_id: [server_b]})
+        # One whole core each, and between them every tenant core.
+        for project in (a.project_id, b.project_id):
+            self.assertEqual(1, len(self.host_topology.cores_of(
+                cpus[project])))
+        self.assertEqual(self.tenant_cpus,
+                         cpus[a.project_id] | cpus[b.project_id])
+        # Every hierarchy libvirt uses holds each partition.
+        self.assertEqual(len(self.partition_dirs(a.project_id)),
+                         len(self.partition_dirs(b.project_id)))
+        self.assertGreater(len(self.partition_dirs(a.project_id)), 1)
+
+        # Placement admits tenant c (VCPU is overcommitted 4:1); the
+        # driver refuses it on the compute, Nova finds no other host.
+        refused = self.boot(c, expected='ERROR')
+        self.assertIn('Exhausted all hosts', refused['fault']['message'])
+        # Nova's fault only says no host was left; the driver's refusal is
+        # what the conductor logged as the compute's error.
+        self.assertIn('instance %s of tenant %s does not fit'
+                      % (refused['id'], c.project_id),
+                      self.stdlog.logger.output)
+        self.assert_no_trace(c.project_id, refused['id'])
+        self.assertEqual({}, self._get_allocations_by_server_uuid(
+            refused['id']))
+        self.assertEqual(cpus, self.assert_host_clean(
+            {a.project_id: [server_a], b.project_id: [server_b]}))
+        self.delete(refused)
+
+        # Tenant a leaves: its guest, its partition and its core go.
+        pid_a = self.qemu_pid(server_a)
+        self.delete(server_a)
+        self.assertFalse(os.path.exists('/proc/%d' % pid_a))
+        self.assert_no_trace(a.project_id, server_a['id'])
+        self.assertEqual({b.project_id: cpus[b.project_id]},
+                         self.assert_host_clean({b.project_id: [server_b]}))
+
+        # Tenant c now gets the core tenant a gave back.
+        server_c = self.boot(c)
+        after = self.assert_host_clean({b.project_id: [server_b],
+                                        c.project_id: [server_c]})
+        self.assertEqual(cpus[a.project_id], after[c.project_id])
+        self.assertEqual(cpus[b.project_id], after[b.project_id])
+
+        self.delete(server_b)
+        self.delete(server_c)
+        for project, server in ((b.project_id, server_b),
+                                (c.project_id, server_c)):
+            self.assert_no_trace(project, server['id'])
+        self.assertEqual({}, self.assert_host_clean({}))

@@ -549,7 +549,8 @@ def _place_tenant(project, insts, topology, held_cores, pools, ratio, fixed,
         max(0, len(cpus) - threads_needed))
 
     slots = {cell_id: _strict_slots(cores, ratio)
-             for cell_id, cores in cores_by_cell.items()}
+             for cell_id, cores in cores_by_cell.items()} \
+        if any(inst.mode == STRICT for inst in insts) else {}
     for inst in insts:
         parts = assigned.get(inst.uuid)
         if parts is None:
@@ -606,13 +607,21 @@ def order_moves(current, target):
     target = {p: frozenset(c) for p, c in target.items() if c}
     state = dict(current)
     moves = []
+    holders = collections.defaultdict(set)
+    for project, cpus in state.items():
+        for cpu in cpus:
+            holders[cpu].add(project)
 
     def step(action, project, cpus):
         old = state.get(project, frozenset())
-        moves.append(Move(action, project, frozenset(cpus),
-                          frozenset(cpus) - old, old - frozenset(cpus)))
+        cpus = frozenset(cpus)
+        moves.append(Move(action, project, cpus, cpus - old, old - cpus))
+        for cpu in old - cpus:
+            holders[cpu].discard(project)
+        for cpu in cpus - old:
+            holders[cpu].add(project)
         if cpus:
-            state[project] = frozenset(cpus)
+            state[project] = cpus
         else:
             state.pop(project, None)
 
@@ -623,9 +632,8 @@ def order_moves(current, target):
         elif current[project] - new and current[project] & new:
             step('shrink', project, current[project] & new)
 
-    def held_by_others(project):
-        return frozenset(c for p, cpus in state.items() if p != project
-                         for c in cpus)
+    def held_by_others(project, cpus):
+        return any(holders[cpu] - {project} for cpu in cpus)
 
     pending = sorted(p for p in target if state.get(p) != target[p])
     while pending:
@@ -633,7 +641,7 @@ def order_moves(current, target):
         for project in list(pending):
             new = target[project]
             old = state.get(project, frozenset())
-            if (new - old) & held_by_others(project):
+            if held_by_others(project, new - old):
                 continue
             if not old:
                 step('create', project, new)

@@ -27,9 +27,16 @@ function configure_nova_tenant_pin {
 }
 
 function confine_nova_tenant_pin_housekeeping {
-    if [[ "$(trueorfalse True NOVA_TENANT_PIN_CONFINE_HOUSEKEEPING)" == "True" ]]; then
-        sudo nova-tenant-pin --config-file $NOVA_CPU_CONF housekeeping apply
+    if [[ "$(trueorfalse True NOVA_TENANT_PIN_CONFINE_HOUSEKEEPING)" != "True" ]]; then
+        return
     fi
+    if [[ -z "$NOVA_TENANT_PIN_HOUSEKEEPING_CPUS" ]]; then
+        # The command needs the CPUs; without them nothing is confined.
+        echo "WARNING: NOVA_TENANT_PIN_HOUSEKEEPING_CPUS is empty: host" \
+            "housekeeping is not confined"
+        return
+    fi
+    sudo nova-tenant-pin --config-file $NOVA_CPU_CONF housekeeping apply
 }
 
 function release_nova_tenant_pin_housekeeping {

@@ -124,13 +124,19 @@ class TestDevstackPlugin(base.TestCase):
                                                      'housekeeping_cpus'))
 
     def test_extra_confines_housekeeping(self):
-        calls = self.run_phase('stack', 'extra')
+        calls = self.run_phase('stack', 'extra', env={
+            'NOVA_TENANT_PIN_HOUSEKEEPING_CPUS': '0'})
         self.assertIn('sudo nova-tenant-pin --config-file %s housekeeping '
                       'apply' % self.conf, calls)
 
+    def test_extra_without_housekeeping_cpus_confines_nothing(self):
+        calls = self.run_phase('stack', 'extra')
+        self.assertFalse([c for c in calls if c.startswith('sudo')])
+
     def test_extra_can_be_turned_off(self):
         calls = self.run_phase('stack', 'extra', env={
-            'NOVA_TENANT_PIN_CONFINE_HOUSEKEEPING': 'False'})
+            'NOVA_TENANT_PIN_CONFINE_HOUSEKEEPING': 'False',
+            'NOVA_TENANT_PIN_HOUSEKEEPING_CPUS': '0'})
         self.assertFalse([c for c in calls if c.startswith('sudo')])
 
     @ddt.data('unstack', 'clean')
@@ -142,5 +148,7 @@ class TestDevstackPlugin(base.TestCase):
     @ddt.data(('stack', 'install'), ('stack', 'post-config'),
               ('stack', 'extra'), ('unstack',), ('clean',))
     def test_nothing_without_nova_compute(self, phase):
-        self.assertEqual([], self.run_phase(*phase, services='n-api'))
+        self.assertEqual([], self.run_phase(
+            *phase, services='n-api',
+            env={'NOVA_TENANT_PIN_HOUSEKEEPING_CPUS': '0'}))
         self.assertFalse(os.path.exists(self.conf))

@@ -97,3 +97,81 @@ class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
                                 (c.project_id, server_c)):
             self.assert_no_trace(project, server['id'])
         self.assertEqual({}, self.assert_host_clean({}))
+
+    def thread_cpus(self, servers):
+        """``{(pid, tid): allowed CPUs}`` of the servers' QEMU threads."""
+        return {(t.pid, t.tid): t.allowed_cpus
+                for server in servers for t in self.guest_threads(server)}
+
+    def test_hard_reboot_keeps_the_guest_in_its_partition(self):
+        a, b = self.tenant_api(), self.tenant_api()
+        server_a = self.boot(a)
+        server_b = self.boot(b)
+        before = self.assert_host_clean({a.project_id: [server_a],
+                                         b.project_id: [server_b]})
+        pid_a = self.qemu_pid(server_a)
+        threads_b = self.thread_cpus([server_b])
+
+        self.hard_reboot(server_a)
+        # A new QEMU (the domain was destroyed and started again) ...
+        self.assertNotEqual(pid_a, self.qemu_pid(server_a))
+        self.assertFalse(os.path.exists('/proc/%d' % pid_a))
+        # ... in the same partition on the same core, and tenant b's guest
+        # was not touched.
+        self.assertEqual(before, self.assert_host_clean(
+            {a.project_id: [server_a], b.project_id: [server_b]}))
+        self.assertEqual(threads_b, self.thread_cpus([server_b]))
+        claim = self.tenant_pin.claims()[server_a['id']]
+        self.assertEqual((a.project_id, 1, False),
+                         (claim.tenant, claim.vcpus, claim.pending))
+
+        self.delete(server_a)
+        self.delete(server_b)
+        self.assertEqual({}, self.assert_host_clean({}))
+        self.assertEqual({}, self.partitions())
+
+    def test_compute_restart_with_guests_running_rebuilds_the_same_map(self):
+        a, b, c = self.tenant_api(), self.tenant_api(), self.tenant_api()
+        server_a = self.boot(a)
+        server_b = self.boot(b)
+        before = self.assert_host_clean({a.project_id: [server_a],
+                                         b.project_id: [server_b]})
+        old_driver = self.compute.manager.driver
+        old_map = self.tenant_pin.tenant_map()
+        old_claims = {u: (c.tenant, c.vcpus, c.pending)
+                      for u, c in self.tenant_pin.claims().items()}
+        threads = self.thread_cpus([server_a, server_b])
+        log_mark = len(self.stdlog.logger.output)
+
+        self.restart_compute()
+        # A new driver and manager, rebuilt from libvirt and the cgroups.
+        self.assertIsNot(old_driver, self.compute.manager.driver)
+        self.assertEqual(old_map, self.tenant_pin.tenant_map())
+        self.assertEqual(old_claims, {
+            u: (c.tenant, c.vcpus, c.pending)
+            for u, c in self.tenant_pin.claims().items()})
+        # The guests kept running, and no thread was re-pinned.
+        self.assertEqual(threads, self.thread_cpus([server_a, server_b]))
+        self.assertEqual(before, self.assert_host_clean(
+            {a.project_id: [server_a], b.project_id: [server_b]}))
+        since = self.stdlog.logger.output[log_mark:]
+        self.assertIn('tenant-pin on compute', since)
+        for word in ('reconcile repaired', 're-pinned'):
+            self.assertNotIn(word, since)
+        for server in (server_a, server_b):
+            self.assertEqual('ACTIVE', self.admin_api.get_server(
+                server['id'])['status'])
+
+        # The rebuilt map works: tenant b leaves, tenant c takes its core.
+        self.delete(server_b)
+        self.assert_no_trace(b.project_id, server_b['id'])
+        server_c = self.boot(c)
+        after = self.assert_host_clean({a.project_id: [server_a],
+                                        c.project_id: [server_c]})
+        self.assertEqual(before[b.project_id], after[c.project_id])
+        self.assertEqual(before[a.project_id], after[a.project_id])
+
+        self.delete(server_a)
+        self.delete(server_c)
+        self.assertEqual({}, self.assert_host_clean({}))
+        self.assertEqual({}, self.partitions())

@@ -21,9 +21,10 @@ partitions and live re-pinning; this module owns what only Nova knows: the
 instance's project and flavor, which instances have dedicated CPUs, the
 domain XML Nova generates, and the live-migration protocol.
 
-Configure it with ``[DEFAULT] compute_driver = tenant_pin.TenantPinLibvirtDriver``
-(Nova loads drivers as ``nova.virt.<compute_driver>``; this package ships
-the tiny module ``nova/virt/tenant_pin.py`` for that, see
+Configure it with
+``[DEFAULT] compute_driver = tenant_pin.TenantPinLibvirtDriver`` (Nova
+loads drivers as ``nova.virt.<compute_driver>``; this package ships the
+tiny module ``nova/virt/tenant_pin.py`` for that, see
 ``doc/source/admin/driver.rst``).
 """
 
@@ -36,9 +37,9 @@ from nova import exception
 from nova import objects
 from nova.virt import hardware
 from nova.virt.libvirt import driver as libvirt_driver
+import os_resource_classes as orc
 from oslo_config import cfg
 from oslo_log import log as logging
-import os_resource_classes as orc
 
 from nova_tenant_pin import cgroups
 from nova_tenant_pin import conf as tp_conf
@@ -451,7 +452,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
             share_info=share_info)
         self._tp_started(instance)
 
-    # -- live migration --------------------------------------------------------
+    # -- live migration ----------------------------------------------------
 
     def check_can_live_migrate_destination(self, context, instance,
                                            src_compute_info, dst_compute_info,

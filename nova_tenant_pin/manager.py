@@ -219,7 +219,8 @@ def parse_domain_xml(xml, active=True, persistent=True):
 class TenantPinManager:
     """The tenant map of one host, and every change to it, under one lock.
 
-    :param topology: the host's :class:`~nova_tenant_pin.topology.HostTopology`.
+    :param topology: the host's
+        :class:`~nova_tenant_pin.topology.HostTopology`.
     :param partitions: a :class:`~nova_tenant_pin.cgroups.TenantPartitions`.
     :param get_connection: callable returning the libvirt connection.
     :param housekeeping_cpus: CPUs that no tenant ever gets (whole cores).
@@ -514,7 +515,7 @@ class TenantPinManager:
         return allocator.plan(
             self.topology, requests, housekeeping_cpus=self.housekeeping_cpus,
             current=current, ratio=self.ratio,
-            dedicated_cpus=dedicated, static=dict(self.static, **(frozen or {})))
+            dedicated_cpus=dedicated, static={**self.static, **(frozen or {})})
 
     def _safe_plan(self, claims, current):
         """Plan, but never take from a tenant the CPUs already written into

@@ -84,7 +84,6 @@ class TestFaults(base.TenantPinTestBase):
         self.assertInvariants()
 
 
-
 class TestStrictFaults(base.TenantPinTestBase):
 
     PIN_MODE = 'strict'

@@ -35,6 +35,7 @@ from lxml import etree
 from nova import context as nova_context
 from nova import exception
 from nova import objects
+from nova.objects import fields
 from nova.virt import hardware
 from nova.virt.libvirt import driver as libvirt_driver
 import os_resource_classes as orc
@@ -128,7 +129,10 @@ def is_dedicated(instance):
     """Nova pins instances with ``hw:cpu_policy=dedicated`` (or ``mixed``)
     itself; this driver leaves them alone."""
     numa = instance.numa_topology
-    return bool(numa is not None and numa.cpu_pinning_requested)
+    return bool(numa is not None and numa.cells and any(
+        cell.cpu_policy in (fields.CPUAllocationPolicy.DEDICATED,
+                            fields.CPUAllocationPolicy.MIXED)
+        for cell in numa.cells))
 
 
 def confine_domain_xml(xml, pins, project_id, project_name=None):

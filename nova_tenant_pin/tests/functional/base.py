@@ -110,10 +110,17 @@ class FakeLibvirtPinning(fixtures.Fixture):
             return orig_create_xml(conn, xml, flags)
 
         def pin(dom, cpus, vcpu):
-            why = _partition_violation(
-                dom._connection, fakes.set_pin_in_xml(dom.tp_xml, cpus, vcpu))
-            if why and dom.isActive():
-                refuse('cannot pin %s: %s' % (dom.name(), why))
+            # Like the kernel: the new pin alone must be inside the
+            # partition's CPUs as they are now.
+            partitions = getattr(dom._connection, 'tp_partitions', None)
+            tenant = manager.parse_domain_xml(dom.tp_xml).tenant
+            if partitions is not None and tenant and dom.isActive():
+                part = partitions.partitions.get(tenant)
+                if part is None or not cpus <= part.cpus:
+                    refuse('cannot pin %s to CPUs %s: outside partition of '
+                           'tenant %s (%s)' % (
+                               dom.name(), sorted(cpus), tenant,
+                               sorted(part.cpus) if part else 'missing'))
             dom.tp_xml = fakes.set_pin_in_xml(dom.tp_xml, cpus, vcpu)
 
         def pinVcpuFlags(dom, vcpu, cpumap, flags):

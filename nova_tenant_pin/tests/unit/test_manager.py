@@ -309,6 +309,23 @@ class TestReconcile(ManagerTestCase):
         self.assertIn('tenant p2', text)
         self.assertIn('instance %s of tenant p1' % a, text)
 
+    def test_repairs_a_partition_widened_over_a_lower_tenant(self):
+        # The other order: the thief (p3) sorts after the victim (p2), so
+        # p2 keeps the core and p3's guests are moved off it first.
+        a, b, c, d = self._populate()
+        p2 = self.partitions.partitions['p2']
+        p3 = self.partitions.partitions['p3']
+        stolen = sorted(p2.cpus)[:2]
+        self.partitions.partitions['p3'] = cgroups.dataclasses.replace(
+            p3, cpus=p3.cpus | set(stolen))
+        dom = self.conn.domains[d]
+        dom.xml = fakes.set_pin_in_xml(dom.xml, frozenset(stolen), 0)
+        dom.info = manager.parse_domain_xml(dom.xml)
+        repairs = self.mgr.reconcile()
+        self.assertInvariants()
+        self.assertTrue(any('instance %s of tenant p3' % d in r
+                            for r in repairs))
+
     def test_stale_partition_and_lost_claim_are_cleaned(self):
         a = self.spawn('p1', 2)
         self.partitions.ensure_partition('ghost', {14, 15}, {0, 1})

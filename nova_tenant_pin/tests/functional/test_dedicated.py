@@ -1,0 +1,74 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Instances with dedicated CPUs are Nova's; exempt projects share one
+partition."""
+
+from nova_tenant_pin import manager
+from nova_tenant_pin.tests.functional import base
+
+
+class TestDedicated(base.TenantPinTestBase):
+
+    def setUp(self):
+        super().setUp()
+        self.flags(cpu_shared_set='2-11', cpu_dedicated_set='12-15',
+                   group='compute')
+        self.start_compute('host1')
+
+    def test_dedicated_instance_is_left_to_nova_and_its_cores_to_nobody(self):
+        flavor = self._create_flavor(
+            memory_mb=256, vcpu=2, disk=1, ephemeral=0,
+            extra_spec={'hw:cpu_policy': 'dedicated'})
+        ded = self._create_server(flavor_id=flavor, networks='none',
+                                  api=self.tenant('d'))
+        info = self.domains_of('host1')[ded['id']]
+        # Nova's own pins, no tenant partition.
+        self.assertIsNone(info.partition)
+        pinned = set().union(*info.vcpu_pins.values())
+        self.assertTrue(pinned <= set(range(12, 16)))
+        mgr = self.manager_of('host1')
+        self.assertEqual({ded['id']: frozenset(pinned)},
+                         mgr.dedicated_instances())
+        self.assertNotIn(ded['id'], mgr.claims())
+        for label in 'abcde':
+            self.boot(label, 2)
+        used = set().union(*mgr.tenant_map().values())
+        self.assertFalse(used & set(range(12, 16)))
+        # After a restart the map still knows it, from Nova's database.
+        self.restart_compute_service('host1')
+        self.assertEqual({ded['id']: frozenset(pinned)},
+                         self.manager_of('host1').dedicated_instances())
+        self.assertInvariants()
+
+
+class TestExempt(base.TenantPinTestBase):
+
+    def test_exempt_projects_share_one_partition_and_nobody_else(self):
+        self.flags(exempt_projects=[self.project('svc1'),
+                                    self.project('svc2')],
+                   group='tenant_pin')
+        self.start_compute('host1')
+        s1 = self.boot('svc1', 1)
+        s2 = self.boot('svc2', 1)
+        self.boot('a', 1)
+        domains = self.domains_of('host1')
+        part = '/machine/tenant-%s' % manager.EXEMPT_TENANT
+        self.assertEqual(part, domains[s1['id']].partition)
+        self.assertEqual(part, domains[s2['id']].partition)
+        # Two exempt vCPUs share one core; tenant a has its own.
+        tenants = self.manager_of('host1').tenant_map()
+        self.assertEqual(2, len(tenants[manager.EXEMPT_TENANT]))
+        self.assertFalse(tenants[manager.EXEMPT_TENANT] &
+                         tenants[self.project('a')])

@@ -37,7 +37,7 @@ class TestDedicated(base.TenantPinTestBase):
         # Nova's own pins, no tenant partition.
         self.assertIsNone(info.partition)
         pinned = set().union(*info.vcpu_pins.values())
-        self.assertTrue(pinned <= set(range(12, 16)))
+        self.assertLessEqual(pinned, set(range(12, 16)))
         mgr = self.manager_of('host1')
         self.assertEqual({ded['id']: frozenset(pinned)},
                          mgr.dedicated_instances())

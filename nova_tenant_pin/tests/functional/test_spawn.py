@@ -123,6 +123,21 @@ class TestSpawnDelete(base.TenantPinTestBase):
         self.assertEqual(before, self.manager_of('host1').tenant_map())
         self.assertInvariants()
 
+    def test_rebuild_stays_in_the_tenant_partition(self):
+        server = self.boot('a', 2)
+        self.boot('b', 2)
+        cpus = self.manager_of('host1').tenant_map()[self.project('a')]
+        image = self.api.get_server(server['id'])['image']['id']
+        self.api.post_server_action(server['id'],
+                                    {'rebuild': {'imageRef': image}})
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual(cpus, self.manager_of('host1').tenant_map()[
+            self.project('a')])
+        info = self.domains_of('host1')[server['id']]
+        self.assertEqual('/machine/tenant-%s' % self.project('a'),
+                         info.partition)
+        self.assertInvariants()
+
 
 class TestDriverRefusal(base.TenantPinTestBase):
 

@@ -290,8 +290,10 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                   self.tenant_pin.tenant_map().items()})
 
     def _tp_host_instances(self):
-        """This host's instances in Nova's database: their uuids, and
-        ``{uuid: cpus}`` of those with dedicated CPUs."""
+        """The instances Nova places on this host: their uuids, with those
+        of migrations in progress from or to it (a resize source keeps its
+        room until confirmed), and ``{uuid: cpus}`` of those with dedicated
+        CPUs."""
         ctxt = nova_context.get_admin_context()
         known, dedicated = set(), {}
         for inst in objects.InstanceList.get_by_host(
@@ -300,6 +302,9 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
             if is_dedicated(inst):
                 dedicated[inst.uuid] = frozenset(
                     inst.numa_topology.cpu_pinning)
+        migrations = objects.MigrationList.get_in_progress_by_host_and_node(
+            ctxt, self._tp_host, self._host.get_hostname())
+        known.update(migration.instance_uuid for migration in migrations)
         return known, dedicated
 
     def _tp_reconcile(self):
@@ -315,7 +320,13 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         interval = CONF.tenant_pin.reconcile_interval
         if interval and time.monotonic() - self._tp_last_reconcile >= \
                 interval:
-            self._tp_reconcile()
+            try:
+                self._tp_reconcile()
+            except Exception:
+                # The host stays as safe as it was; the resource update
+                # must go on. The next interval tries again.
+                LOG.exception('tenant-pin: periodic reconcile on %s failed',
+                              self._tp_host)
         # Threads a tenant holds but its vCPUs do not need are nobody
         # else's: report them as reserved so placement's view is true.
         inventory = provider_tree.data(nodename).inventory

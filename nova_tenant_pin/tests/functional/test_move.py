@@ -14,6 +14,8 @@
 
 """Resize, cold migration, evacuate and shelve across two computes."""
 
+from unittest import mock
+
 import fixtures
 from nova.tests import fixtures as nova_fixtures
 
@@ -65,6 +67,14 @@ class TestMove(base.TenantPinTestBase):
         a = self.project('a')
         before = self.partitions_of('host_a')[a].cpus
         server = self._resize_server(server, self._flavor(4))
+        # A periodic reconcile while the resize waits must not take the
+        # source's room away: Nova still places the migration there.
+        driver = self.computes['host_a'].driver
+        self.flags(reconcile_interval=60, group='tenant_pin')
+        with mock.patch('nova_tenant_pin.driver.time.monotonic',
+                        return_value=driver._tp_last_reconcile + 61):
+            self._run_periodics()
+        self.assertEqual(before, self.partitions_of('host_a')[a].cpus)
         self._revert_resize(server)
         self.assertEqual('host_a', self.host_of(server))
         self.assertEqual(before, self.partitions_of('host_a')[a].cpus)

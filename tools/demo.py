@@ -37,7 +37,6 @@ warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
 
 import fixtures  # noqa: E402
 import libvirt  # noqa: E402
-from lxml import etree  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 from oslo_config import fixture as config_fixture  # noqa: E402
 from oslo_log import log as logging  # noqa: E402
@@ -47,7 +46,6 @@ from nova_tenant_pin import audit  # noqa: E402
 from nova_tenant_pin import cgroupfs  # noqa: E402
 from nova_tenant_pin import cgroups  # noqa: E402
 from nova_tenant_pin import conf  # noqa: F401,E402
-from nova_tenant_pin import driver  # noqa: E402
 from nova_tenant_pin import manager as manager_mod  # noqa: E402
 from nova_tenant_pin.tests import enforcement_fixtures  # noqa: E402
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf  # noqa
@@ -98,12 +96,9 @@ class Demo(fixtures.Fixture):
         return name
 
     def boot(self, tenant, vcpus):
-        inst = str(uuid.uuid4())
-        pins = self.manager_a.claim(inst, tenant, vcpus)
-        name = 'demo-%s' % inst[:8]
-        self.host_a.define(lvf.domain_xml_for(name, inst, tenant, vcpus,
-                                              pins))
-        self.manager_a.domain_started(inst)
+        inst, _dom = lvf.boot_confined(
+            self.host_a.conn, self.manager_a, tenant, vcpus, prefix='demo',
+            defined=self.host_a.defined)
         return inst
 
     def run(self):
@@ -160,27 +155,15 @@ class Demo(fixtures.Fixture):
         thread = threading.Thread(target=lambda: result.update(
             report=sampler.run(done.is_set, max_seconds=120)))
         thread.start()
-        try:
-            pins = manager_b.claim_incoming_migration(inst, tenant, threads)
-            manager_b.confirm_incoming_migration(inst)
+
+        def announce(pins):
             say('   host B created partition %s with CPUs %s before the '
                 'migration' % (pins.partition,
                                topology.format_cpu_list(pins.cpus)))
-            xml = driver.migration_source_xml(
-                dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE),
-                to_isolated_target=True)
-            root = etree.fromstring(xml.encode())
-            root.find('./vcpu').set('cpuset', lvf.format_cpus(pins.cpus))
-            dom.migrateToURI3(
-                host_b.uri,
-                {libvirt.VIR_MIGRATE_PARAM_URI: 'tcp:127.0.0.1',
-                 libvirt.VIR_MIGRATE_PARAM_DEST_XML: etree.tostring(
-                     root, encoding='unicode')},
-                libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
-                libvirt.VIR_MIGRATE_PERSIST_DEST |
-                libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
-            manager_b.domain_started(inst)
-            self.manager_a.release(inst)
+
+        try:
+            lvf.migrate_confined(dom, inst, tenant, threads, self.manager_a,
+                                 manager_b, host_b.uri, on_claimed=announce)
         finally:
             done.set()
             thread.join()

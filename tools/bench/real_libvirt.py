@@ -46,7 +46,6 @@ warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
 
 import fixtures  # noqa: E402
 import libvirt  # noqa: E402
-from lxml import etree  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 from oslo_config import fixture as config_fixture  # noqa: E402
 from oslo_log import log as logging  # noqa: E402
@@ -55,15 +54,10 @@ from nova_tenant_pin import audit  # noqa: E402
 from nova_tenant_pin import cgroupfs  # noqa: E402
 from nova_tenant_pin import cgroups  # noqa: E402
 from nova_tenant_pin import conf  # noqa: E402,F401
-from nova_tenant_pin import driver  # noqa: E402
 from nova_tenant_pin import manager as manager_mod  # noqa: E402
 from nova_tenant_pin.tests import enforcement_fixtures  # noqa: E402
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf  # noqa
 from nova_tenant_pin import topology  # noqa: E402
-
-MIGRATE_FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
-                 libvirt.VIR_MIGRATE_PERSIST_DEST |
-                 libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
 
 
 def median_ms(values):
@@ -121,13 +115,9 @@ class Bench(fixtures.Fixture):
         return elapsed
 
     def spawn_tenant_pin(self):
-        inst = str(uuid.uuid4())
         start = time.perf_counter()
-        pins = self.manager_a.claim(inst, self.tenant, 1)
-        dom = self.host_a.conn.defineXML(lvf.domain_xml_for(
-            'bench-tp-%s' % inst[:8], inst, self.tenant, 1, pins))
-        dom.create()
-        self.manager_a.domain_started(inst)
+        inst, dom = lvf.boot_confined(self.host_a.conn, self.manager_a,
+                                      self.tenant, 1, prefix='bench-tp')
         elapsed = time.perf_counter() - start
         dom.destroy()
         dom.undefine()
@@ -141,9 +131,7 @@ class Bench(fixtures.Fixture):
         dom = self.host_a.conn.defineXML(self.plain_xml(name))
         dom.create()
         start = time.perf_counter()
-        dom.migrateToURI3(self.host_b.uri,
-                          {libvirt.VIR_MIGRATE_PARAM_URI: 'tcp:127.0.0.1'},
-                          MIGRATE_FLAGS)
+        lvf.migrate(dom, self.host_b)
         elapsed = time.perf_counter() - start
         moved = self.host_b.conn.lookupByName(name)
         moved.destroy()
@@ -151,35 +139,15 @@ class Bench(fixtures.Fixture):
         return elapsed
 
     def migrate_tenant_pin(self):
-        inst = str(uuid.uuid4())
-        pins = self.manager_a.claim(inst, self.tenant, 1)
-        dom = self.host_a.conn.defineXML(lvf.domain_xml_for(
-            'bench-mtp-%s' % inst[:8], inst, self.tenant, 1, pins))
-        dom.create()
-        self.manager_a.domain_started(inst)
+        inst, dom = lvf.boot_confined(self.host_a.conn, self.manager_a,
+                                      self.tenant, 1, prefix='bench-mtp')
+        timings = {}
         start = time.perf_counter()
-        target = self.manager_b.claim_incoming_migration(inst, self.tenant,
-                                                         1)
-        claimed = time.perf_counter()
-        self.manager_b.confirm_incoming_migration(inst)
-        xml = driver.migration_source_xml(
-            dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE),
-            to_isolated_target=True)
-        root = etree.fromstring(xml.encode())
-        root.find('./vcpu').set('cpuset', lvf.format_cpus(target.cpus))
-        dest_xml = etree.tostring(root, encoding='unicode')
-        prepared = time.perf_counter()
-        dom.migrateToURI3(
-            self.host_b.uri,
-            {libvirt.VIR_MIGRATE_PARAM_URI: 'tcp:127.0.0.1',
-             libvirt.VIR_MIGRATE_PARAM_DEST_XML: dest_xml}, MIGRATE_FLAGS)
-        migrated = time.perf_counter()
-        self.manager_b.domain_started(inst)
-        self.manager_a.release(inst)
-        end = time.perf_counter()
-        elapsed = end - start
-        self.own_steps.append(end - migrated + prepared - start)
-        del claimed
+        lvf.migrate_confined(dom, inst, self.tenant, 1, self.manager_a,
+                             self.manager_b, self.host_b.uri,
+                             timings=timings)
+        elapsed = time.perf_counter() - start
+        self.own_steps.append(elapsed - timings['migrate'])
         moved = self.host_b.conn.lookupByUUIDString(inst)
         moved.destroy()
         moved.undefine()
@@ -253,12 +221,8 @@ def main():
         # Sampler on both hosts with one guest each, then the audit.
         for host, mgr in ((bench.host_a, bench.manager_a),
                           (bench.host_b, bench.manager_b)):
-            inst = str(uuid.uuid4())
-            pins = mgr.claim(inst, bench.tenant, 1)
-            dom = host.conn.defineXML(lvf.domain_xml_for(
-                'bench-s-%s' % inst[:8], inst, bench.tenant, 1, pins))
-            dom.create()
-            mgr.domain_started(inst)
+            lvf.boot_confined(host.conn, mgr, bench.tenant, 1,
+                              prefix='bench-s')
         prefix_b = bench.host_b.cgroup_prefix + '/machine'
         auditors = [audit.HostAuditor(bench.topology,
                                       cgroup_prefix='/machine'),

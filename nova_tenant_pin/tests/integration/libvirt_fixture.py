@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -422,11 +423,85 @@ def _shell_quote(text):
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def migrate(dom, target, flags=0):
-    """Live-migrate ``dom`` peer to peer to a SecondHostFixture, over
-    127.0.0.1 only; returns when the guest runs on the target."""
+MIGRATE_FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
+                 libvirt.VIR_MIGRATE_PERSIST_DEST |
+                 libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+
+
+def migrate(dom, target, dest_xml=None):
+    """Live-migrate ``dom`` peer to peer to a SecondHostFixture (or its
+    URI), over 127.0.0.1 only; returns when the guest runs there."""
     params = {libvirt.VIR_MIGRATE_PARAM_URI: 'tcp:127.0.0.1'}
-    flags |= (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
-              libvirt.VIR_MIGRATE_PERSIST_DEST |
-              libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
-    dom.migrateToURI3(target.uri, params, flags)
+    if dest_xml is not None:
+        params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = dest_xml
+    dom.migrateToURI3(getattr(target, 'uri', target), params, MIGRATE_FLAGS)
+
+
+def require_real_host(test):
+    """Skip ``test``, with the reason, where real guests cannot run; else
+    say which virt type the guests use."""
+    reason = missing_requirements()
+    if reason:
+        test.skipTest(reason)
+    sys.stderr.write('guests run with virt type %s\n' % virt_type())
+
+
+def boot_confined(conn, manager, tenant, vcpus=1, prefix='guest',
+                  defined=None):
+    """Boot a guest the way the driver does: claim, confined XML, start,
+    re-pin. Returns ``(instance uuid, domain)``."""
+    inst = str(uuid.uuid4())
+    pins = manager.claim(inst, tenant, vcpus)
+    name = '%s-%s' % (prefix, inst[:8])
+    dom = conn.defineXML(domain_xml_for(name, inst, tenant, vcpus, pins))
+    if defined is not None:
+        defined.append(name)
+    dom.create()
+    manager.domain_started(inst)
+    return inst, dom
+
+
+def confined_target_xml(dom, pins):
+    """The destination XML of this project's protocol: the source's
+    migratable XML without its pins (the driver's migration_source_xml),
+    and with the target's CPUs as ``<vcpu cpuset>``, as Nova writes them
+    from ``dst_cpu_shared_set_info``."""
+    from lxml import etree
+
+    from nova_tenant_pin import driver
+
+    xml = driver.migration_source_xml(
+        dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE),
+        to_isolated_target=True)
+    root = etree.fromstring(xml.encode())
+    root.find('./vcpu').set('cpuset', format_cpus(pins.cpus))
+    return etree.tostring(root, encoding='unicode')
+
+
+def migrate_confined(dom, inst, tenant, vcpus, source, target, target_uri,
+                     on_claimed=None, timings=None):
+    """Live-migrate with no exposure window, as the driver does it.
+
+    1. the target manager claims room and creates or widens the tenant's
+       partition (``on_claimed(pins)`` is called here, before anything
+       moves);
+    2. the destination XML keeps the partition, drops the source's pins
+       and carries the target's CPUs;
+    3. libvirt migrates; the target QEMU starts inside the partition;
+    4. the target re-pins, the source releases.
+
+    Returns ``(pins, dest_xml)``; ``timings['migrate']`` gets the seconds
+    spent in libvirt's migration alone.
+    """
+    pins = target.claim_incoming_migration(inst, tenant, vcpus)
+    if on_claimed is not None:
+        on_claimed(pins)
+    target.confirm_incoming_migration(inst)
+    dest_xml = confined_target_xml(dom, pins)
+    start = time.perf_counter()
+    migrate(dom, target_uri, dest_xml)
+    if timings is not None:
+        timings['migrate'] = time.perf_counter() - start
+    target.domain_started(inst)
+    source.release(inst)
+    return pins, dest_xml

@@ -42,10 +42,7 @@ class TestRealGuests(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        reason = lvf.missing_requirements()
-        if reason:
-            self.skipTest(reason)
-        sys.stderr.write('guests run with virt type %s\n' % lvf.virt_type())
+        lvf.require_real_host(self)
         self.libvirt = self.useFixture(lvf.LibvirtdFixture())
         host = topology.HostTopology.from_sysfs()
         self.cpus = sorted(host.online_cpus)
@@ -89,9 +86,7 @@ class TestSamplerOnRealGuests(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        reason = lvf.missing_requirements()
-        if reason:
-            self.skipTest(reason)
+        lvf.require_real_host(self)
         self.host = topology.HostTopology.from_sysfs()
         if len(self.host.cores) < 2:
             self.skipTest('needs two physical cores')
@@ -172,9 +167,7 @@ class TestSecondHost(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        reason = lvf.missing_requirements()
-        if reason:
-            self.skipTest(reason)
+        lvf.require_real_host(self)
         for tool in ('/usr/bin/unshare', '/usr/bin/mount'):
             if not os.path.exists(tool):
                 self.skipTest('needs %s' % tool)

@@ -46,7 +46,6 @@ from lxml import etree
 from nova_tenant_pin import audit
 from nova_tenant_pin import cgroupfs
 from nova_tenant_pin import cgroups
-from nova_tenant_pin import driver
 from nova_tenant_pin import manager as manager_mod
 from nova_tenant_pin import procfs
 from nova_tenant_pin.tests import base
@@ -87,15 +86,9 @@ class Host:
         return None
 
     def boot(self, tenant, vcpus=1):
-        inst = str(uuid.uuid4())
-        pins = self.manager.claim(inst, tenant, vcpus)
-        name = 'mig-%s' % inst[:8]
-        self.names[name] = tenant
-        dom = self.conn.defineXML(lvf.domain_xml_for(name, inst, tenant,
-                                                     vcpus, pins))
-        self.defined.append(name)
-        dom.create()
-        self.manager.domain_started(inst)
+        inst, dom = lvf.boot_confined(self.conn, self.manager, tenant, vcpus,
+                                      prefix='mig', defined=self.defined)
+        self.names[dom.name()] = tenant
         return inst, dom
 
     def boot_unpartitioned(self, tenant, cpus, vcpus=1):
@@ -115,29 +108,14 @@ class Host:
             return procfs.threads(int(f.read()))
 
 
-def target_xml(source_dom, pins, project_id):
-    """The destination XML the driver's protocol produces: the source's
-    migratable XML without its pins (migration_source_xml), and with the
-    target's CPUs as <vcpu cpuset>, as Nova writes them from
-    dst_cpu_shared_set_info."""
-    xml = source_dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
-    xml = driver.migration_source_xml(xml, to_isolated_target=True)
-    root = etree.fromstring(xml.encode())
-    root.find('./vcpu').set('cpuset', lvf.format_cpus(pins.cpus))
-    return etree.tostring(root, encoding='unicode')
-
-
 class TestLiveMigration(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        reason = lvf.missing_requirements()
-        if reason:
-            self.skipTest(reason)
+        lvf.require_real_host(self)
         self.topology = topology.HostTopology.from_sysfs()
         if len(self.topology.cores) < 2:
             self.skipTest('needs two physical cores')
-        sys.stderr.write('guests run with virt type %s\n' % lvf.virt_type())
         a = self.useFixture(lvf.LibvirtdFixture())
         b = self.useFixture(lvf.SecondHostFixture(
             'ntp-hostb-%s' % uuid.uuid4().hex[:8]))
@@ -203,22 +181,14 @@ class TestLiveMigration(base.TestCase):
         self.host_b.boot(c)
         seen = {}
 
-        def migrate():
-            pins = self.host_b.manager.claim_incoming_migration(inst, a, 1)
+        def partition_before_migration(pins):
             seen['partition'] = self.host_b.partitions.list_partitions(
             ).get(a)
-            self.host_b.manager.confirm_incoming_migration(inst)
-            seen['xml'] = target_xml(dom, pins, a)
-            dom.migrateToURI3(
-                self.b_fixture.uri,
-                {libvirt.VIR_MIGRATE_PARAM_URI: 'tcp:127.0.0.1',
-                 libvirt.VIR_MIGRATE_PARAM_DEST_XML: seen['xml']},
-                libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
-                libvirt.VIR_MIGRATE_PERSIST_DEST |
-                libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
-            self.host_b.manager.domain_started(inst)
-            self.host_a.manager.release(inst)
-            seen['pins'] = pins
+
+        def migrate():
+            seen['pins'], seen['xml'] = lvf.migrate_confined(
+                dom, inst, a, 1, self.host_a.manager, self.host_b.manager,
+                self.b_fixture.uri, on_claimed=partition_before_migration)
 
         report = self.sample_during(migrate)
         self.assertEqual(0, report.violating_samples,
@@ -269,14 +239,8 @@ class TestLiveMigration(base.TestCase):
             root.find('./vcpu').attrib.pop('cpuset', None)
             for tune in root.findall('./cputune'):
                 root.remove(tune)
-            dom.migrateToURI3(
-                self.b_fixture.uri,
-                {libvirt.VIR_MIGRATE_PARAM_URI: 'tcp:127.0.0.1',
-                 libvirt.VIR_MIGRATE_PARAM_DEST_XML: etree.tostring(
-                     root, encoding='unicode')},
-                libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
-                libvirt.VIR_MIGRATE_PERSIST_DEST |
-                libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+            lvf.migrate(dom, self.b_fixture,
+                        etree.tostring(root, encoding='unicode'))
             moved = self.host_b.conn.lookupByName(dom.name())
             moved.pinVcpuFlags(0, cpumap(core_0),
                                libvirt.VIR_DOMAIN_AFFECT_LIVE)
@@ -312,20 +276,15 @@ class TestLiveMigration(base.TestCase):
         # A pin outside the target partition makes the target QEMU fail
         # to start: the migration fails after the claim.
         outside = set(self.topology.online_cpus) - set(pins.cpus)
-        root = etree.fromstring(target_xml(dom, pins, a).encode())
+        root = etree.fromstring(lvf.confined_target_xml(dom, pins).encode())
         tune = root.find('./cputune')
         if tune is None:
             tune = etree.SubElement(root, 'cputune')
         etree.SubElement(tune, 'vcpupin', vcpu='0',
                          cpuset=lvf.format_cpus(outside))
-        self.assertRaises(
-            libvirt.libvirtError, dom.migrateToURI3, self.b_fixture.uri,
-            {libvirt.VIR_MIGRATE_PARAM_URI: 'tcp:127.0.0.1',
-             libvirt.VIR_MIGRATE_PARAM_DEST_XML: etree.tostring(
-                 root, encoding='unicode')},
-            libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
-            libvirt.VIR_MIGRATE_PERSIST_DEST |
-            libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+        self.assertRaises(libvirt.libvirtError, lvf.migrate, dom,
+                          self.b_fixture,
+                          etree.tostring(root, encoding='unicode'))
         # What rollback_live_migration_at_destination does:
         self.host_b.manager.release(inst)
         self.assertNotIn(a, self.host_b.partitions.list_partitions())

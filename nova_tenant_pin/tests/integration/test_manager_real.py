@@ -45,10 +45,7 @@ class RealHostTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        reason = lvf.missing_requirements()
-        if reason:
-            self.skipTest(reason)
-        sys.stderr.write('guests run with virt type %s\n' % lvf.virt_type())
+        lvf.require_real_host(self)
         self.host = topology.HostTopology.from_sysfs()
         if len(self.host.cores) < 2:
             self.skipTest('needs two physical cores')
@@ -87,15 +84,10 @@ class RealHostTestCase(base.TestCase):
                 path = hierarchy.path('/', cgroupfs.partition_dir(tenant))
                 lvf.remove_cgroup_tree(path)
 
-    def boot(self, tenant, vcpus=1, manager=None):
-        manager = manager or self.manager
-        inst = str(uuid.uuid4())
-        pins = manager.claim(inst, tenant, vcpus)
-        name = 'itest-%s' % inst[:8]
-        dom = self.libvirt.define(lvf.domain_xml_for(
-            name, inst, tenant, vcpus, pins))
-        manager.domain_started(inst)
-        return inst, dom
+    def boot(self, tenant, vcpus=1):
+        return lvf.boot_confined(self.libvirt.conn, self.manager, tenant,
+                                 vcpus, prefix='itest',
+                                 defined=self.libvirt.defined)
 
     def qemu_threads(self, dom):
         with open('/run/libvirt/qemu/%s.pid' % dom.name()) as f:

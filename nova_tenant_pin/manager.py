@@ -457,7 +457,9 @@ class TenantPinManager:
         :param known: uuids of the instances the caller places on this host
             (the driver asks Nova). A stopped domain of any other instance
             (the source of a confirmed resize, an evacuated guest) holds no
-            room. A running domain is always counted: its threads run here.
+            room, nor does a pending claim of one (an incoming live
+            migration given up before it started). A running domain is
+            always counted: its threads run here.
         """
         with self._locked():
             repairs = []
@@ -474,8 +476,8 @@ class TenantPinManager:
                                  'not placed here by Nova; it holds no room',
                                  self.name, info.name, uuid)
                         del domains[uuid]
-            claims, dedicated = self._claims_from_domains(domains, repairs,
-                                                          dedicated)
+            claims, dedicated = self._claims_from_domains(
+                domains, repairs, dedicated, known)
             for tenant in sorted(set(truth) | set(self._tenants)):
                 if truth.get(tenant) != self._tenants.get(tenant) and \
                         self._last_plan is not None:
@@ -565,7 +567,8 @@ class TenantPinManager:
             result[info.uuid] = (dom, info)
         return result
 
-    def _claims_from_domains(self, domains, repairs, known_dedicated):
+    def _claims_from_domains(self, domains, repairs, known_dedicated,
+                             known=None):
         """Claims rebuilt from the domains, plus pending claims in memory."""
         claims = collections.OrderedDict()
         dedicated = {}
@@ -631,7 +634,13 @@ class TenantPinManager:
         for uuid, old in self._claims.items():
             if uuid in claims:
                 continue
-            if old.pending:
+            if old.pending and known is not None and uuid not in known:
+                # Nova no longer sends it here: a live migration that was
+                # given up before it started, a build that went elsewhere.
+                repairs.append('instance %s of tenant %s was expected but '
+                               'Nova no longer places it here; its claim is '
+                               'released' % (uuid, old.tenant))
+            elif old.pending:
                 claims[uuid] = old
             else:
                 repairs.append('instance %s of tenant %s has no domain any '

@@ -255,6 +255,19 @@ class TestLiveMigrationClaims(ManagerTestCase):
         self.mgr.reconcile()
         self.assertIn(inst, self.mgr.claims())
 
+    def test_abandoned_incoming_claim_is_released_by_reconcile(self):
+        inst = uuid()
+        self.mgr.claim_incoming_migration(inst, 'p1', 2)
+        self.mgr.confirm_incoming_migration(inst)
+        # Still expected here: kept.
+        self.mgr.reconcile(known={inst})
+        self.assertIn(inst, self.mgr.claims())
+        # The migration was given up: Nova no longer places it here.
+        repairs = self.mgr.reconcile(known=set())
+        self.assertNotIn(inst, self.mgr.claims())
+        self.assertEqual({}, self.partitions.list_partitions())
+        self.assertTrue(any(inst in r for r in repairs))
+
     def test_claim_of_running_instance_is_not_released_as_migration(self):
         inst = self.spawn('p1', 2)
         self.assertFalse(self.mgr.release_unconfirmed_migration(inst))

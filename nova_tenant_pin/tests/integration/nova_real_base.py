@@ -59,19 +59,48 @@ import time
 import uuid
 
 import fixtures
-from nova.tests import fixtures as nova_fixtures
-from nova.tests.functional.api import client as api_client
-from nova.tests.functional import integrated_helpers
-from oslo_config import cfg
-from oslo_config import fixture as config_fixture
+from nova import monkey_patch
 
-from nova_tenant_pin import audit
-from nova_tenant_pin import cgroupfs
-from nova_tenant_pin import driver as tp_driver
-from nova_tenant_pin import procfs
-from nova_tenant_pin.tests import enforcement_fixtures
-from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
-from nova_tenant_pin import topology
+
+def _native_threading():
+    """Run Nova's services in native threading mode (Nova 34 supports both).
+
+    Importing ``nova.tests.functional`` eventlet-patches the whole process
+    by default, and the integration suite runs every module in one worker:
+    the other modules' sampler threads would turn green and stop sampling
+    while libvirt blocks. ``OS_NOVA_DISABLE_EVENTLET_PATCHING`` asks Nova
+    not to patch; its check that eventlet was never imported is skipped,
+    because oslo.privsep (imported by the other modules first) imports it
+    without patching anything. A process that is already patched stays so.
+    """
+    if monkey_patch.is_patched():
+        return
+    os.environ['OS_NOVA_DISABLE_EVENTLET_PATCHING'] = 'true'
+    poison = monkey_patch.poison_eventlet
+    monkey_patch.poison_eventlet = lambda: None
+    try:
+        # The packages whose __init__ asks Nova to patch.
+        import nova.tests.functional  # noqa: F401
+        import nova.tests.unit  # noqa: F401
+    finally:
+        monkey_patch.poison_eventlet = poison
+
+
+_native_threading()
+
+from nova.tests import fixtures as nova_fixtures  # noqa: E402
+from nova.tests.functional.api import client as api_client  # noqa: E402
+from nova.tests.functional import integrated_helpers  # noqa: E402
+from oslo_config import cfg  # noqa: E402
+from oslo_config import fixture as config_fixture  # noqa: E402
+
+from nova_tenant_pin import audit  # noqa: E402
+from nova_tenant_pin import cgroupfs  # noqa: E402
+from nova_tenant_pin import driver as tp_driver  # noqa: E402
+from nova_tenant_pin import procfs  # noqa: E402
+from nova_tenant_pin.tests import enforcement_fixtures  # noqa: E402
+from nova_tenant_pin.tests.integration import libvirt_fixture as lvf  # noqa
+from nova_tenant_pin import topology  # noqa: E402
 
 DRIVER = 'tenant_pin.TenantPinLibvirtDriver'
 # Every API wait in this suite ends well within this; a real boot or delete
@@ -111,6 +140,9 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
 
     microversion = 'latest'
     ADMIN_API = True
+    #: How many cores (the last ones) the tenants get; the others are
+    #: ``[tenant_pin] housekeeping_cpus``.
+    TENANT_CORES = 2
 
     def setUp(self):
         reason = lvf.missing_requirements()
@@ -118,11 +150,17 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
             self.skipTest(reason)
         self.host_topology = topology.HostTopology.from_sysfs()
         cores = sorted(self.host_topology.cores, key=lambda c: min(c.cpus))
-        if len(cores) < 2:
-            self.skipTest('needs two physical cores')
-        # The last two cores are the tenants'; any others housekeeping.
-        self.tenant_cpus = frozenset().union(*(c.cpus for c in cores[-2:]))
-        self.housekeeping = frozenset().union(*(c.cpus for c in cores[:-2]))
+        if len(cores) < max(2, self.TENANT_CORES):
+            self.skipTest('needs %d physical cores' % max(2,
+                                                          self.TENANT_CORES))
+        tenant_cores = cores[-self.TENANT_CORES:]
+        self.tenant_cpus = frozenset().union(*(c.cpus for c in tenant_cores))
+        self.housekeeping = self.host_topology.online_cpus - self.tenant_cpus
+        # What [tenant_pin] housekeeping_cpus says: the housekeeping cores,
+        # or on a host with no core to spare the first one (see
+        # _tenant_cores_seam).
+        self.housekeeping_option = self.housekeeping or frozenset(
+            cores[0].cpus)
         self.tag = uuid.uuid4().hex[:8]
         self.name_prefix = 'ntpnova-%s-' % self.tag
         self.projects = []
@@ -157,6 +195,8 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
         # Nova's own privileged calls (utime on the image cache) run
         # in-process; only this project's context uses the daemon.
         self.useFixture(nova_fixtures.PrivsepFixture())
+        self.assertEqual(self.housekeeping,
+                         self.tenant_pin.housekeeping_cpus)
         self.image_id = self._create_image()
         self.flavor_id = self._create_flavor(
             name='ntp-1vcpu', memory_mb=64, vcpu=1, disk=1, ephemeral=0)
@@ -194,9 +234,7 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
             self.host_topology.online_cpus), group='compute')
         self.flags(partition_backend='auto', cgroup_root='/',
                    housekeeping_cpus=topology.format_cpu_list(
-                       self.housekeeping or min(self.host_topology.cores,
-                                                key=lambda c: min(c.cpus)
-                                                ).cpus),
+                       self.housekeeping_option),
                    group='tenant_pin')
         super()._setup_services()
 

@@ -175,3 +175,36 @@ class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
         self.delete(server_c)
         self.assertEqual({}, self.assert_host_clean({}))
         self.assertEqual({}, self.partitions())
+
+
+class TestNovaRealConfiguredHousekeeping(nova_real_base.NovaRealTestBase):
+    """One tenant core; every other core is ``[tenant_pin]
+    housekeeping_cpus``, as configured (no test seam on any host). The
+    audit also checks that no tenant thread may run on a housekeeping CPU.
+    """
+
+    TENANT_CORES = 1
+
+    def test_tenants_never_get_the_housekeeping_cores(self):
+        self.assertTrue(self.housekeeping)
+        a, b = self.tenant_api(), self.tenant_api()
+        server_a = self.boot(a)
+        cpus = self.assert_host_clean({a.project_id: [server_a]})
+        self.assertEqual(self.tenant_cpus, cpus[a.project_id])
+
+        # The host has free CPUs, but only housekeeping ones: b is refused.
+        refused = self.boot(b, expected='ERROR')
+        self.assertIn('instance %s of tenant %s does not fit'
+                      % (refused['id'], b.project_id),
+                      self.stdlog.logger.output)
+        self.assertEqual([], self.partition_dirs(b.project_id))
+        self.assertEqual(cpus, self.assert_host_clean(
+            {a.project_id: [server_a]}))
+        self.delete(refused)
+
+        self.delete(server_a)
+        server_b = self.boot(b)
+        self.assertEqual({b.project_id: self.tenant_cpus},
+                         self.assert_host_clean({b.project_id: [server_b]}))
+        self.delete(server_b)
+        self.assertEqual({}, self.partitions())

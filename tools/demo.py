@@ -194,7 +194,7 @@ def main():
     cfg.CONF([], project='nova-tenant-pin-demo', default_config_files=[])
     logging.set_defaults(default_log_levels=[
         'nova_tenant_pin=WARN', 'oslo.privsep.daemon=ERROR',
-        'oslo_concurrency=WARN'])
+        'oslo_concurrency=WARN', 'oslo_service=WARN', 'nova=WARN'])
     logging.setup(cfg.CONF, 'nova-tenant-pin-demo')
     # Expected errors (a lookup of a guest that moved) are handled here;
     # libvirt need not print them too.

@@ -53,7 +53,8 @@ fi
 
 stamp=$VENV/.nova-tenant-pin-installed
 want=$(cat "$REPO/requirements.txt" "$REPO/test-requirements.txt" \
-       "$REPO/upper-constraints.txt" "$REPO/setup.cfg" | sha1sum | cut -c1-40)
+       "$REPO/doc/requirements.txt" "$REPO/upper-constraints.txt" \
+       "$REPO/setup.cfg" | sha1sum | cut -c1-40)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
@@ -72,6 +73,7 @@ pip_install() {
 : > "$VENV/pip.log"
 pip_install --upgrade pip
 pip_install -c "$REPO/upper-constraints.txt" \
-    -r "$REPO/requirements.txt" -r "$REPO/test-requirements.txt"
+    -r "$REPO/requirements.txt" -r "$REPO/test-requirements.txt" \
+    -r "$REPO/doc/requirements.txt"
 pip_install -c "$REPO/upper-constraints.txt" --no-deps -e "$REPO"
 echo "$want" > "$stamp"

@@ -14,9 +14,10 @@
 # under the License.
 #
 # Run every test of nova-tenant-pin on this machine:
-#   flake8 (hacking), unit tests, functional tests (real cgroups, the real
-#   privsep daemon, Nova's in-process functional harness) and integration
-#   tests (real libvirtd + QEMU/KVM guests).
+#   flake8 (hacking), the docs and release notes (Sphinx, warnings are
+#   errors), unit tests, functional tests (real cgroups, the real privsep
+#   daemon, Nova's in-process functional harness) and integration tests
+#   (real libvirtd + QEMU/KVM guests).
 # Prepares the machine first with tools/setup-host.sh (Debian packages and
 # the venv) unless --no-setup is given. Tests that need root say so in their
 # skip reason; run this as root to run them all.
@@ -49,6 +50,16 @@ if flake8; then
     echo "flake8: clean"
 else
     echo "flake8: FAILED"
+    status=1
+fi
+
+echo "== docs (Sphinx, warnings are errors)"
+if sphinx-build -W --keep-going -q -b html doc/source "$REPO/doc/build/html" &&
+   sphinx-build -W --keep-going -q -b html releasenotes/source \
+       "$REPO/releasenotes/build/html"; then
+    echo "docs: built"
+else
+    echo "docs: FAILED"
     status=1
 fi
 

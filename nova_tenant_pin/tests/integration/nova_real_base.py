@@ -337,6 +337,13 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
                         topology.parse_cpu_list(f.read()))
         return result
 
+    def partition_inode(self, project):
+        """The inode of the partition's cpuset cgroup: a partition removed
+        and created again has a new one."""
+        cpuset = cgroupfs.detect_layout().cpuset
+        return os.stat(cpuset.path('/', cgroupfs.partition_dir(
+            project))).st_ino
+
     def partition_dirs(self, project):
         """The partition's directories that exist, in every hierarchy."""
         return [h.path('/', cgroupfs.partition_dir(project))

@@ -111,6 +111,9 @@ class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
                                          b.project_id: [server_b]})
         pid_a = self.qemu_pid(server_a)
         threads_b = self.thread_cpus([server_b])
+        inodes = {p: self.partition_inode(p)
+                  for p in (a.project_id, b.project_id)}
+        log_mark = len(self.stdlog.logger.output)
 
         self.hard_reboot(server_a)
         # A new QEMU (the domain was destroyed and started again) ...
@@ -121,6 +124,13 @@ class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
         self.assertEqual(before, self.assert_host_clean(
             {a.project_id: [server_a], b.project_id: [server_b]}))
         self.assertEqual(threads_b, self.thread_cpus([server_b]))
+        # The instance kept its room throughout: its claim was never
+        # released and its partition never removed and created again.
+        self.assertNotIn('instance %s of tenant %s released its claim'
+                         % (server_a['id'], a.project_id),
+                         self.stdlog.logger.output[log_mark:])
+        self.assertEqual(inodes, {p: self.partition_inode(p)
+                                  for p in (a.project_id, b.project_id)})
         claim = self.tenant_pin.claims()[server_a['id']]
         self.assertEqual((a.project_id, 1, False),
                          (claim.tenant, claim.vcpus, claim.pending))
@@ -141,6 +151,8 @@ class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
         old_claims = {u: (c.tenant, c.vcpus, c.pending)
                       for u, c in self.tenant_pin.claims().items()}
         threads = self.thread_cpus([server_a, server_b])
+        inodes = {p: self.partition_inode(p)
+                  for p in (a.project_id, b.project_id)}
         log_mark = len(self.stdlog.logger.output)
 
         self.restart_compute()
@@ -150,8 +162,11 @@ class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
         self.assertEqual(old_claims, {
             u: (c.tenant, c.vcpus, c.pending)
             for u, c in self.tenant_pin.claims().items()})
-        # The guests kept running, and no thread was re-pinned.
+        # The guests kept running in the same partitions, and no thread was
+        # re-pinned.
         self.assertEqual(threads, self.thread_cpus([server_a, server_b]))
+        self.assertEqual(inodes, {p: self.partition_inode(p)
+                                  for p in (a.project_id, b.project_id)})
         self.assertEqual(before, self.assert_host_clean(
             {a.project_id: [server_a], b.project_id: [server_b]}))
         since = self.stdlog.logger.output[log_mark:]

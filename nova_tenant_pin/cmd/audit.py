@@ -20,7 +20,6 @@ import sys
 
 from nova_tenant_pin import audit
 from nova_tenant_pin.cmd import main as cli
-from nova_tenant_pin import conf
 from nova_tenant_pin import topology
 
 HELP = """\
@@ -41,7 +40,8 @@ def add_parser(subparsers):
                         'table; json for monitoring)')
     parser.add_argument('--housekeeping-cpus', metavar='CPUS',
                         help='CPU list reserved for housekeeping (default: '
-                             '[tenant_pin] housekeeping_cpus)')
+                             '[tenant_pin] housekeeping_cpus, else what '
+                             '[compute] cpu_shared_set leaves out)')
     parser.add_argument('--cgroup-prefix', default='/', metavar='PATH',
                         help='only guests whose cpuset cgroup lies under '
                              'PATH (default: /, every guest)')
@@ -53,14 +53,12 @@ def add_parser(subparsers):
 
 
 def run(args):
-    spec = args.housekeeping_cpus
-    if spec is None:
-        spec = conf.cfg.CONF.tenant_pin.housekeeping_cpus or ''
     try:
-        housekeeping = topology.parse_cpu_list(spec)
         host = topology.HostTopology.from_sysfs(args.sysfs_root)
     except topology.TopologyError as e:
         raise cli.UsageError(str(e))
+    housekeeping = cli.housekeeping_cpus(args.housekeeping_cpus,
+                                         host.online_cpus) or ()
     auditor = audit.HostAuditor(host, housekeeping,
                                 cgroup_prefix=args.cgroup_prefix,
                                 proc_root=args.proc_root)

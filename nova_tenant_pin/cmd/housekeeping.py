@@ -68,20 +68,23 @@ def _raw_formatter():
 
 
 def _cpus(args):
-    text = args.cpus if args.cpus is not None else \
-        cfg.CONF.tenant_pin.housekeeping_cpus
-    if text is None:
+    cpus = cli.housekeeping_cpus(args.cpus, _online_cpus())
+    if cpus is None:
         if args.action == 'apply':
-            raise cli.UsageError('no housekeeping CPUs: give --cpus or set '
-                                 '[tenant_pin] housekeeping_cpus')
+            raise cli.UsageError(
+                'no housekeeping CPUs: give --cpus, or set [tenant_pin] '
+                'housekeeping_cpus or [compute] cpu_shared_set')
         return None
-    try:
-        cpus = topology.parse_cpu_list(text)
-    except topology.TopologyError as e:
-        raise cli.UsageError(str(e))
     if not cpus:
         raise cli.UsageError('the housekeeping CPU list is empty')
     return cpus
+
+
+def _online_cpus():
+    try:
+        return topology.HostTopology.from_sysfs().online_cpus
+    except topology.TopologyError as e:
+        raise cli.UsageError('this host\'s topology: %s' % e)
 
 
 def _default_helper_for_root():

@@ -90,6 +90,56 @@ def load_config(args, conf_obj=None):
     return conf_obj
 
 
+_NOVA_CPU_SETS = ('cpu_shared_set', 'cpu_dedicated_set')
+
+
+def housekeeping_cpus(value, online_cpus, conf_obj=None):
+    """The housekeeping CPUs a command works with, as the driver has them.
+
+    ``value`` (the command's flag) when given; else ``[tenant_pin]
+    housekeeping_cpus``; else the online CPUs that ``[compute]
+    cpu_shared_set`` and ``cpu_dedicated_set`` leave out. None when none of
+    them is set. Raises UsageError for a CPU list that does not parse.
+    """
+    from nova_tenant_pin import topology
+
+    conf_obj = conf_obj or cfg.CONF
+    try:
+        if value is None:
+            value = conf_obj.tenant_pin.housekeeping_cpus
+        if value is not None:
+            return frozenset(topology.parse_cpu_list(value))
+        used = set()
+        for spec in _nova_cpu_sets(conf_obj):
+            if spec:
+                used |= topology.parse_cpu_list(spec)
+    except topology.TopologyError as e:
+        raise UsageError('housekeeping CPUs: %s' % e)
+    if not used:
+        return None
+    return frozenset(online_cpus) - used
+
+
+def _nova_cpu_sets(conf_obj):
+    """``[compute] cpu_shared_set`` and ``cpu_dedicated_set`` from the same
+    files. Where Nova is imported its options are there already; elsewhere
+    they are read through a private ConfigOpts, so that this command never
+    registers Nova's options itself (Nova would refuse them later)."""
+    try:
+        return [conf_obj.compute[name] for name in _NOVA_CPU_SETS]
+    except (cfg.NoSuchOptError, AttributeError):
+        pass
+    private = cfg.ConfigOpts()
+    private.register_opts([cfg.StrOpt(name) for name in _NOVA_CPU_SETS],
+                          group='compute')
+    files = list(getattr(conf_obj, 'config_file', None) or [])
+    dirs = list(getattr(conf_obj, 'config_dir', None) or [])
+    args = [a for f in files for a in ('--config-file', f)]
+    args += [a for d in dirs for a in ('--config-dir', d)]
+    private(args, default_config_files=[], default_config_dirs=[])
+    return [private.compute[name] for name in _NOVA_CPU_SETS]
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -48,7 +48,8 @@ def add_parser(subparsers):
                         help='libvirt connection (default qemu:///system)')
     parser.add_argument('--housekeeping-cpus', metavar='CPUS',
                         help='CPU list reserved for housekeeping (default: '
-                             '[tenant_pin] housekeeping_cpus)')
+                             '[tenant_pin] housekeeping_cpus, else what '
+                             '[compute] cpu_shared_set leaves out)')
     parser.set_defaults(func=run)
 
 
@@ -87,13 +88,8 @@ def read_host(args):
             for dom in conn.listAllDomains()]
     finally:
         conn.close()
-    spec = args.housekeeping_cpus
-    if spec is None:
-        spec = group.housekeeping_cpus or ''
-    try:
-        housekeeping = topology.parse_cpu_list(spec)
-    except topology.TopologyError as e:
-        raise cli.UsageError('housekeeping CPUs: %s' % e)
+    housekeeping = cli.housekeeping_cpus(args.housekeeping_cpus,
+                                         host.online_cpus) or ()
     return host, partitions, domains, housekeeping, \
         group.tenant_cpu_allocation_ratio
 

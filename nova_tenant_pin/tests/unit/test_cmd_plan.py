@@ -21,7 +21,10 @@ import sys
 
 import ddt
 import fixtures
+from oslo_config import cfg
 
+from nova_tenant_pin.cmd import main as cli
+from nova_tenant_pin import conf
 from nova_tenant_pin.tests import base
 from nova_tenant_pin import topology
 
@@ -161,3 +164,52 @@ class TestPlanCommand(base.TestCase):
         rc, out, err = run_plan(text='', args=[path])
         self.assertEqual(2, rc)
         self.assertIn('cannot read', err)
+
+
+class TestHousekeepingCpus(base.TestCase):
+    """Which CPUs the commands treat as housekeeping, as the driver does.
+
+    Each test reads a private ConfigOpts: the command registers Nova's two
+    [compute] options where Nova is not imported, which must not happen to
+    the global CONF of a test process that imports Nova.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.private = cfg.ConfigOpts()
+        conf.register_opts(self.private)
+        self.private([], default_config_files=[])
+
+    def set(self, group='tenant_pin', **kw):
+        for name, value in kw.items():
+            self.private.set_override(name, value, group=group)
+
+    def test_flag_first(self):
+        self.set(housekeeping_cpus='0')
+        self.assertEqual(frozenset({3}),
+                         cli.housekeeping_cpus('3', range(4), self.private))
+
+    def test_option_next(self):
+        self.set(housekeeping_cpus='0,2')
+        self.assertEqual(frozenset({0, 2}),
+                         cli.housekeeping_cpus(None, range(4), self.private))
+
+    def test_what_the_shared_and_dedicated_sets_leave_out(self):
+        self.assertIsNone(cli.housekeeping_cpus(None, range(4),
+                                                self.private))
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'nova.conf')
+        with open(path, 'w') as f:
+            f.write('[compute]\ncpu_shared_set = 1-2\n'
+                    'cpu_dedicated_set = 3\n')
+        self.private(['--config-file', path], default_config_files=[])
+        self.assertEqual(frozenset({0}),
+                         cli.housekeeping_cpus(None, range(4), self.private))
+        # Nova's options were not registered by the command.
+        self.assertRaises(cfg.NoSuchOptError, getattr, self.private,
+                          'compute')
+
+    def test_bad_list(self):
+        e = self.assertRaises(cli.UsageError, cli.housekeeping_cpus, '0-x',
+                              range(4), self.private)
+        self.assertIn('housekeeping CPUs: invalid CPU list', str(e))

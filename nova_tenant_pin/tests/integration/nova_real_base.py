@@ -60,6 +60,7 @@ import uuid
 
 import fixtures
 from nova import monkey_patch
+from oslo_service import backend as service_backend
 
 
 def _native_threading():
@@ -71,9 +72,20 @@ def _native_threading():
     while libvirt blocks. ``OS_NOVA_DISABLE_EVENTLET_PATCHING`` asks Nova
     not to patch; its check that eventlet was never imported is skipped,
     because oslo.privsep (imported by the other modules first) imports it
-    without patching anything. A process that is already patched stays so.
+    without patching anything.
+
+    A process that is already patched stays so. One where oslo.service
+    already picked its eventlet backend (something imported Nova's code
+    before this module, which is not the case in this suite) cannot switch:
+    there Nova runs in eventlet mode, as in its own functional tests.
     """
     if monkey_patch.is_patched():
+        return
+    if service_backend.get_backend_type() == \
+            service_backend.BackendType.EVENTLET:
+        sys.stderr.write('nova_real_base: oslo.service already runs on '
+                         'eventlet; Nova runs in eventlet mode\n')
+        monkey_patch.patch()
         return
     os.environ['OS_NOVA_DISABLE_EVENTLET_PATCHING'] = 'true'
     poison = monkey_patch.poison_eventlet

@@ -36,6 +36,7 @@ from nova import context as nova_context
 from nova import exception
 from nova import objects
 from nova.objects import fields
+from nova.scheduler.client import report
 from nova.virt import hardware
 from nova.virt.libvirt import driver as libvirt_driver
 import os_resource_classes as orc
@@ -52,6 +53,9 @@ CONF = cfg.CONF
 tp_conf.register_opts(CONF)
 
 NOVA_NS = tp_manager.NOVA_NS
+
+#: The placement trait every compute node running this driver reports.
+TRAIT = 'CUSTOM_TENANT_PIN'
 
 
 def _invalid(option, reason):
@@ -336,6 +340,9 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
             vcpu['reserved'] = min(vcpu['total'],
                                    CONF.reserved_host_cpus + stranded)
             provider_tree.update_inventory(nodename, inventory)
+        # Tells a live migration's source (and the scheduler, if asked to
+        # require it) that this host keeps tenants apart.
+        provider_tree.add_traits(nodename, TRAIT)
 
     # -- domain XML --------------------------------------------------------
 
@@ -532,12 +539,34 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                               'claim of instance %s failed half way; the '
                               'next reconcile finishes it', uuid)
 
+    def _tp_host_runs_tenant_pin(self, context, host):
+        """Whether ``host``'s compute node reports :data:`TRAIT`."""
+        reportclient = report.report_client_singleton()
+        for node in objects.ComputeNodeList.get_all_by_host(context, host):
+            traits = reportclient.get_provider_traits(context, node.uuid)
+            if TRAIT in traits.traits:
+                return True
+        return False
+
     def _live_migration_operation(self, context, instance, dest,
                                   block_migration, migrate_data, guest,
                                   device_names):
+        # Runs in Nova's migration thread on the source. Returning before
+        # the guest moves leaves it running here with no migration job:
+        # Nova's monitor takes that for a failed migration and rolls back
+        # (instance ACTIVE here, destination cleaned up).
         if not is_dedicated(instance):
-            to_isolated = bool('dst_cpu_shared_set_info' in migrate_data and
-                               migrate_data.dst_cpu_shared_set_info)
+            to_isolated = self._tp_host_runs_tenant_pin(context, dest)
+            if not to_isolated and \
+                    not CONF.tenant_pin.allow_migration_to_unisolated_hosts:
+                LOG.error('tenant-pin: live migration of instance %s of '
+                          'tenant %s to host %s refused: the host does not '
+                          'report trait %s, so it does not run the '
+                          'tenant-pin driver (set [tenant_pin] '
+                          'allow_migration_to_unisolated_hosts to allow it)',
+                          instance.uuid, instance.project_id, dest, TRAIT,
+                          instance=instance)
+                return
             guest = _MigratingGuest(guest, to_isolated)
         return super()._live_migration_operation(
             context, instance, dest, block_migration, migrate_data, guest,

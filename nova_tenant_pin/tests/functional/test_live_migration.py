@@ -244,3 +244,41 @@ class TestUnisolatedTarget(base.TenantPinTestBase):
         self.assertIsNone(info.vcpu_cpuset)
         self.assertEqual({}, info.vcpu_pins)
         self.assertEqual({}, self.partitions_of('host_a'))
+
+
+class TestStockTargetWithSharedSet(base.TenantPinTestBase):
+    """host_b runs Nova's stock LibvirtDriver with a cpu_shared_set: its
+    destination check reports CPUs like ours, so only the placement trait
+    tells the source it keeps no tenant apart."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.migrateToURI3',
+            self._migrate_stub))
+        self.start_compute('host_a')
+        self.flags(compute_driver='libvirt.LibvirtDriver')
+        self.start_compute('host_b')
+        self.flags(compute_driver=base.DRIVER)
+        self.dest_xml = None
+
+    def _migrate_stub(self, domain, destination, params, flags):
+        self.dest_xml = params['destination_xml']
+        domain.complete_job()
+
+    def test_trait_reported_by_tenant_pin_hosts_only(self):
+        def traits(host):
+            return self.placement.get(
+                '/resource_providers/%s/traits' %
+                self.compute_rp_uuids[host], version='1.6').body['traits']
+        self.assertIn(tp_driver.TRAIT, traits('host_a'))
+        self.assertNotIn(tp_driver.TRAIT, traits('host_b'))
+
+    def test_refused_before_the_guest_moves(self):
+        server = self.boot('a', 2, host='host_a')
+        self._live_migrate(server, 'failed', host='host_b',
+                           server_expected_state='ACTIVE')
+        self.assertEqual('host_a', self.host_of(server))
+        self.assertIsNone(self.dest_xml)
+        self.assertIn(self.project('a'), self.partitions_of('host_a'))
+        self.assertInvariants()

@@ -177,18 +177,35 @@ metadata key ``tenant_pin_weight_multiplier`` overrides it per aggregate.
 ]
 
 
+policy_opts = [
+    cfg.MultiStrOpt(
+        'isolation_groups',
+        default=[],
+        mutable=True,
+        help="""
+Groups of projects that trust each other, as ``NAME:PROJECT[,PROJECT...]``
+(repeat the option for more groups). The projects of one group share one
+isolation key, ``group-NAME``: their instances may share cores with each
+other, never with anyone else. A project may be in one group only, and not
+also in ``exempt_projects``; a bad entry is refused with its text. Changing
+it (SIGHUP) re-plans the host without a moment of overlap.
+"""),
+]
+
+
 def register_opts(conf):
     conf.register_group(tenant_pin_group)
     conf.register_opts(placement_opts, group=tenant_pin_group)
     conf.register_opts(enforcement_opts, group=tenant_pin_group)
     conf.register_opts(driver_opts, group=tenant_pin_group)
     conf.register_opts(scheduler_opts, group=tenant_pin_group)
+    conf.register_opts(policy_opts, group=tenant_pin_group)
 
 
 def list_opts():
     return [(tenant_pin_group,
              placement_opts + enforcement_opts + driver_opts +
-             scheduler_opts)]
+             scheduler_opts + policy_opts)]
 
 
 register_opts(cfg.CONF)

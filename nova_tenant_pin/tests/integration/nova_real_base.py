@@ -290,7 +290,18 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
                     is None and (expected != 'ERROR' or 'fault' in found):
                 return found
             return None
-        return wait_for(done, 'server %s to be %s' % (server['id'], expected))
+        found = wait_for(done, 'server %s to be %s' % (server['id'],
+                                                       expected))
+        self.wait_compute_idle()
+        return found
+
+    def wait_compute_idle(self):
+        """Wait until the compute manager has no task in progress: a
+        server is ACTIVE before its build task ends (notifications, the
+        resource tracker), and the next step must not race with it."""
+        manager = self.compute.manager
+        wait_for(lambda: not manager._in_progress_tasks,
+                 'the compute manager to finish its tasks')
 
     def delete(self, server):
         self.admin_api.delete_server(server['id'])
@@ -302,6 +313,7 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
                 return True
             return False
         wait_for(gone, 'server %s to be deleted' % server['id'])
+        self.wait_compute_idle()
 
     def hard_reboot(self, server):
         self.admin_api.post_server_action(server['id'],

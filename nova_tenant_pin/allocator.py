@@ -191,23 +191,22 @@ def _size_key(core):
 
 
 class _CellPool:
-    """The free cores of one cell, bigger first."""
+    """The free cores of one cell, bigger first, and their threads."""
 
-    def __init__(self, cores, ratio):
-        self.ratio = ratio
+    def __init__(self, cores):
         self.cores = sorted(cores, key=_size_key)
-        self.capacity = _capacity(self.cores, ratio)
+        self.threads = sum(core.threads for core in self.cores)
 
     def remove(self, taken):
         if taken:
             self.cores = [c for c in self.cores if c not in taken]
-            self.capacity = _capacity(self.cores, self.ratio)
+            self.threads = sum(core.threads for core in self.cores)
 
     def add(self, released):
         if released:
             self.cores = sorted(set(self.cores) | set(released),
                                 key=_size_key)
-            self.capacity = _capacity(self.cores, self.ratio)
+            self.threads = sum(core.threads for core in self.cores)
 
 
 def _choose_cores(demand, kept, free, ratio):
@@ -238,11 +237,16 @@ def _choose_cores(demand, kept, free, ratio):
     return chosen
 
 
-def _validate(topology, instances, ratio):
+def _check_ratio(ratio, what):
     if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or \
             not math.isfinite(ratio) or ratio < 1.0:
-        raise PlanError('tenant_cpu_allocation_ratio must be a number >= '
-                        '1.0, got %r' % (ratio,))
+        raise PlanError('%s must be a number >= 1.0, got %r' % (what, ratio))
+
+
+def _validate(topology, instances, ratio, tenant_ratios):
+    _check_ratio(ratio, 'tenant_cpu_allocation_ratio')
+    for project, value in tenant_ratios.items():
+        _check_ratio(value, 'the allocation ratio of tenant %s' % project)
     seen = set()
     for inst in instances:
         if inst.uuid in seen:
@@ -266,7 +270,7 @@ def _validate(topology, instances, ratio):
 
 
 def plan(topology, instances, housekeeping_cpus=(), current=None,
-         ratio=1.0, dedicated_cpus=(), static=None):
+         ratio=1.0, dedicated_cpus=(), static=None, tenant_ratios=None):
     """Plan which whole cores each tenant holds on one host.
 
     :param topology: the host's :class:`~topology.HostTopology`.
@@ -274,6 +278,8 @@ def plan(topology, instances, housekeeping_cpus=(), current=None,
     :param housekeeping_cpus: CPUs reserved for the host; their whole cores
         are never given to a tenant.
     :param current: ``{project_id: cpus}``, the tenants' present cores.
+    :param tenant_ratios: ``{project_id: ratio}``: tenants whose in-tenant
+        allocation ratio differs from ``ratio``.
     :param ratio: the in-tenant CPU allocation ratio (>= 1.0): how many
         vCPUs of one tenant may share one thread.
     :param dedicated_cpus: CPUs of instances with dedicated CPUs, which Nova
@@ -284,7 +290,8 @@ def plan(topology, instances, housekeeping_cpus=(), current=None,
     :raises PlanError: for malformed or contradictory input.
     """
     instances = list(instances)
-    _validate(topology, instances, ratio)
+    tenant_ratios = dict(tenant_ratios or {})
+    _validate(topology, instances, ratio, tenant_ratios)
     current = {p: frozenset(c) for p, c in (current or {}).items()}
     static = {p: frozenset(c) for p, c in (static or {}).items()}
     warnings = []
@@ -354,7 +361,7 @@ def plan(topology, instances, housekeeping_cpus=(), current=None,
 
     pools = {cell.id: _CellPool(
         [core for core in cell.cores
-         if core not in blocked and core not in owner], ratio)
+         if core not in blocked and core not in owner])
         for cell in topology.cells}
 
     by_tenant = collections.OrderedDict()
@@ -384,12 +391,14 @@ def plan(topology, instances, housekeeping_cpus=(), current=None,
         if project in static:
             _place_tenant(project, by_tenant[project], topology,
                           held_cores=static_cores[project], pools=None,
-                          ratio=ratio, fixed=True, tenants=tenants,
+                          ratio=tenant_ratios.get(project, ratio),
+                          fixed=True, tenants=tenants,
                           placements=placements, unplaced=unplaced)
         else:
             _place_tenant(project, by_tenant[project], topology,
                           held_cores=held.get(project, set()), pools=pools,
-                          ratio=ratio, fixed=False, tenants=tenants,
+                          ratio=tenant_ratios.get(project, ratio),
+                          fixed=False, tenants=tenants,
                           placements=placements, unplaced=unplaced)
     # Static tenants hold their cores even with no instance here.
     for project, cores in static_cores.items():
@@ -423,10 +432,10 @@ def _place_tenant(project, insts, topology, held_cores, pools, ratio, fixed,
         held_by_cell[core.cell].add(core)
 
     def room(cell_id):
-        cap = _capacity(held_by_cell[cell_id], ratio)
+        threads = sum(core.threads for core in held_by_cell[cell_id])
         if not fixed:
-            cap += pools[cell_id].capacity
-        return cap
+            threads += pools[cell_id].threads
+        return threads * ratio
 
     demand = collections.Counter()
     assigned = {}

@@ -33,7 +33,8 @@ Plan tenant cores for one host. Input (FILE, or - for stdin):
                   "cell": null, "mode": "float",
                   "placed_cells": [0]}],
    "current": {"p1": [1, 5]},
-   "options": {"tenant_cpu_allocation_ratio": 1.0}}
+   "options": {"tenant_cpu_allocation_ratio": 1.0,
+               "tenant_ratios": {"p2": 2.0}}}
 Output: {"tenants", "instances", "unplaced", "stranded_cpus", "free_cpus",
 "housekeeping_cpus", "moves", "warnings"}. Exit 0 on success (even with
 unplaced instances), 2 on malformed or contradictory input.
@@ -43,7 +44,7 @@ _TOP_KEYS = {'host', 'housekeeping_cpus', 'instances', 'current', 'options',
              'dedicated_cpus', 'static'}
 _INSTANCE_KEYS = {'uuid', 'project_id', 'vcpus', 'cell', 'mode',
                   'placed_cells'}
-_OPTION_KEYS = {'tenant_cpu_allocation_ratio'}
+_OPTION_KEYS = {'tenant_cpu_allocation_ratio', 'tenant_ratios'}
 
 
 def add_parser(subparsers):
@@ -157,7 +158,15 @@ def parse_request(doc, host=None):
         dedicated_cpus=_cpu_list(doc.get('dedicated_cpus', []),
                                  '"dedicated_cpus"'),
         current=current, static=static,
-        ratio=options.get('tenant_cpu_allocation_ratio', 1.0))
+        ratio=options.get('tenant_cpu_allocation_ratio', 1.0),
+        tenant_ratios=_tenant_ratios(options.get('tenant_ratios', {})))
+
+
+def _tenant_ratios(value):
+    if not isinstance(value, dict):
+        raise cli.UsageError('options.tenant_ratios must be an object of '
+                             'tenant: ratio')
+    return value
 
 
 def run(args):

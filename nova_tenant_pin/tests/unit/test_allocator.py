@@ -73,6 +73,17 @@ class TestPlanExamples(base.TestCase):
         self.assertEqual(cores, allocator.cores_needed(vcpus, threads,
                                                        ratio))
 
+    def test_per_tenant_ratio(self):
+        h = host(cores=4)
+        plan = allocator.plan(h, [inst('a', 'dense', 4), inst('b', 'plain',
+                                                              4)],
+                              tenant_ratios={'dense': 2.0})
+        self.assertEqual(2, len(plan.tenants['dense'].cpus))
+        self.assertEqual(4, len(plan.tenants['plain'].cpus))
+        e = self.assertRaises(allocator.PlanError, allocator.plan, h, [],
+                              tenant_ratios={'x': 0.5})
+        self.assertIn('the allocation ratio of tenant x', str(e))
+
     def test_two_tenants_never_share_a_core(self):
         h = host(cores=4)
         plan = allocator.plan(h, [inst('a1', 'a', 1), inst('b1', 'b', 1),

@@ -93,11 +93,16 @@ def scenarios(draw):
     housekeeping = draw(st.sets(st.sampled_from(online), max_size=3)) \
         if online else set()
     ratio = draw(st.sampled_from(RATIOS))
-    return host, instances, housekeeping, ratio
+    tenant_ratios = draw(st.dictionaries(
+        st.sampled_from(['t%d' % i for i in range(8)]),
+        st.sampled_from(RATIOS), max_size=3))
+    return host, instances, housekeeping, ratio, tenant_ratios
 
 
-def check_plan(test, host, instances, housekeeping, ratio, plan):
+def check_plan(test, host, instances, housekeeping, ratio, plan,
+               tenant_ratios=None):
     """The guarantees that hold for every plan."""
+    tenant_ratios = tenant_ratios or {}
     owner = {}
     for project, tenant in plan.tenants.items():
         cores = host.cores_of(tenant.cpus)
@@ -144,14 +149,16 @@ def check_plan(test, host, instances, housekeeping, ratio, plan):
         for cell in placed.cells:
             vcpus_in_cell[(req.project_id, cell)] += share
 
-    # Capacity: a tenant's vCPUs fit its threads times the ratio.
+    # Capacity: a tenant's vCPUs fit its threads times its ratio.
     for project, tenant in plan.tenants.items():
+        ratio_t = tenant_ratios.get(project, ratio)
         demand = sum(by_uuid[u].vcpus for u, p in plan.instances.items()
                      if p.project_id == project)
         test.assertEqual(demand, tenant.vcpus)
-        test.assertLessEqual(demand, len(tenant.cpus) * ratio + 1e-9)
-        test.assertEqual(len(tenant.cpus) - math.ceil(demand / ratio - 1e-9),
-                         tenant.stranded_cpus)
+        test.assertLessEqual(demand, len(tenant.cpus) * ratio_t + 1e-9)
+        test.assertEqual(
+            len(tenant.cpus) - math.ceil(demand / ratio_t - 1e-9),
+            tenant.stranded_cpus)
 
     # Strict pins: no thread carries more vCPUs than the ratio allows.
     for project, tenant in plan.tenants.items():
@@ -161,7 +168,8 @@ def check_plan(test, host, instances, housekeeping, ratio, plan):
                 for cpu in p.vcpu_pins.values():
                     load[cpu] = load.get(cpu, 0) + 1
         for cpu, n in load.items():
-            test.assertLessEqual(n, math.ceil(ratio))
+            test.assertLessEqual(n, math.ceil(tenant_ratios.get(project,
+                                                                ratio)))
 
 
 def replay(test, current, moves, target):
@@ -188,10 +196,11 @@ class TestPlanProperties(base.TestCase):
     @given(scenarios())
     def test_every_plan_keeps_the_guarantees(self, scenario):
         """Isolation, whole cores, housekeeping, capacity, pins: any plan."""
-        host, instances, housekeeping, ratio = scenario
+        host, instances, housekeeping, ratio, tenant_ratios = scenario
         plan = allocator.plan(host, instances, housekeeping_cpus=housekeeping,
-                              ratio=ratio)
-        check_plan(self, host, instances, housekeeping, ratio, plan)
+                              ratio=ratio, tenant_ratios=tenant_ratios)
+        check_plan(self, host, instances, housekeeping, ratio, plan,
+                   tenant_ratios)
         replay(self, {}, plan.moves, plan.tenant_map())
 
     @settings(deadline=None)
@@ -199,9 +208,9 @@ class TestPlanProperties(base.TestCase):
     def test_each_cell_holds_no_superfluous_core(self, scenario):
         """Fewest cores: dropping any one core of a tenant in a cell leaves
         too few threads for its vCPUs there."""
-        host, instances, housekeeping, ratio = scenario
+        host, instances, housekeeping, ratio, tenant_ratios = scenario
         plan = allocator.plan(host, instances, housekeeping_cpus=housekeeping,
-                              ratio=ratio)
+                              ratio=ratio, tenant_ratios=tenant_ratios)
         by_uuid = {i.uuid: i for i in instances}
         for project, tenant in plan.tenants.items():
             for cell in tenant.cells:
@@ -213,8 +222,9 @@ class TestPlanProperties(base.TestCase):
                     continue  # a spanning instance's split is the plan's
                 demand = sum(by_uuid[p.uuid].vcpus for p in pins)
                 smallest = min(c.threads for c in cores)
-                capacity = sum(c.threads for c in cores) * ratio
-                self.assertLess(capacity - smallest * ratio, demand - 1e-9,
+                ratio_t = tenant_ratios.get(project, ratio)
+                capacity = sum(c.threads for c in cores) * ratio_t
+                self.assertLess(capacity - smallest * ratio_t, demand - 1e-9,
                                 'tenant %s holds a core it does not need '
                                 'in cell %d' % (project, cell))
 

@@ -82,6 +82,14 @@ class TestPlanCommand(base.TestCase):
                            'cpus': [1, 2, 5, 6], 'add': [],
                            'remove': [3, 7]}], result['moves'])
 
+    def test_tenant_ratios(self):
+        doc = dict(DESIGN_EXAMPLE, current={})
+        doc['instances'] = [{'uuid': 'a', 'project_id': 'pa', 'vcpus': 4}]
+        doc['options'] = {'tenant_ratios': {'pa': 2.0}}
+        rc, out, err = run_plan(doc)
+        self.assertEqual(0, rc, err)
+        self.assertEqual(2, len(json.loads(out)['tenants']['pa']['cpus']))
+
     def test_unplaced_is_reported_not_an_error(self):
         doc = dict(DESIGN_EXAMPLE, current={})
         doc['instances'] = [
@@ -149,6 +157,11 @@ class TestPlanCommand(base.TestCase):
          '"options": {"tenant_cpu_allocation_ratio": 0.5}}', '>= 1.0'),
         ('{"host": {"cells": [{"id": 0, "siblings": [[0]]}]}, '
          '"options": {"ratio": 2}}', 'unknown key(s) ratio'),
+        ('{"host": {"cells": [{"id": 0, "siblings": [[0]]}]}, '
+         '"options": {"tenant_ratios": [2]}}', 'must be an object'),
+        ('{"host": {"cells": [{"id": 0, "siblings": [[0]]}]}, '
+         '"options": {"tenant_ratios": {"p": 0.1}}}',
+         'the allocation ratio of tenant p must be a number >= 1.0'),
     )
     def test_bad_input_exits_2_with_one_line(self, text, message):
         rc, out, err = run_plan(text=text)

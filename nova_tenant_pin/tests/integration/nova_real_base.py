@@ -203,10 +203,10 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
         # which runs before this one: pass what it needs.
         self.addCleanup(_remove_leftovers, self.libvirt.conn,
                         self.name_prefix, self.projects)
-        super().setUp()
         # Nova's own privileged calls (utime on the image cache) run
         # in-process; only this project's context uses the daemon.
         self.useFixture(nova_fixtures.PrivsepFixture())
+        super().setUp()
         self.assertEqual(self.housekeeping,
                          self.tenant_pin.housekeeping_cpus)
         self.image_id = self._create_image()

@@ -30,6 +30,8 @@ import os
 
 import libvirt
 
+from nova_tenant_pin import cgroupfs
+from nova_tenant_pin import privsep
 from nova_tenant_pin.tests.integration import nova_real_base
 
 
@@ -55,10 +57,13 @@ class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
                 cpus[project])))
         self.assertEqual(self.tenant_cpus,
                          cpus[a.project_id] | cpus[b.project_id])
-        # Every hierarchy libvirt uses holds each partition.
-        self.assertEqual(len(self.partition_dirs(a.project_id)),
-                         len(self.partition_dirs(b.project_id)))
-        self.assertGreater(len(self.partition_dirs(a.project_id)), 1)
+        # Every hierarchy libvirt uses holds each partition, and they were
+        # written by the privsep daemon, which still runs.
+        hierarchies = len(cgroupfs.detect_layout().ordered())
+        for project in (a.project_id, b.project_id):
+            self.assertEqual(hierarchies, len(self.partition_dirs(project)))
+        self.assertTrue(privsep.tenant_pin_pctxt.client_mode)
+        self.assertTrue(os.path.exists('/proc/%d' % self.privsep_pid))
 
         # Placement admits tenant c (VCPU is overcommitted 4:1); the
         # driver refuses it on the compute, Nova finds no other host.

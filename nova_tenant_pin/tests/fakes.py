@@ -195,12 +195,40 @@ class FakeConnection:
 
 
 class CheckedPartitions(cgroups.MemoryPartitions):
-    """MemoryPartitions with cgroup v1's refusals, and fault injection."""
+    """MemoryPartitions with cgroup v1's refusals, and fault injection.
 
-    def __init__(self):
+    With ``topology`` set, every write is followed by a check that no two
+    tenants' partitions share a physical core (invariant 1 at every
+    instant, not only between operations); breaches are kept in
+    ``overlaps`` for the test to assert on.
+    """
+
+    def __init__(self, topology=None):
         super().__init__()
         self.connection = None
         self.faults = None
+        self.topology = topology
+        self.overlaps = []
+
+    def _shared_cores(self):
+        if self.topology is None:
+            return set()
+        owners = {}
+        for tenant, info in self.partitions.items():
+            for core in self.topology.cores_of(info.cpus):
+                owners.setdefault(core, set()).add(tenant)
+        return {(core.cpus, tuple(sorted(tenants)))
+                for core, tenants in owners.items() if len(tenants) > 1}
+
+    def _write(self, what, write):
+        """Do ``write``; record any core sharing it introduced (sharing
+        that a test set up on purpose before is not the write's doing)."""
+        before = self._shared_cores()
+        write()
+        for cpus, tenants in sorted(self._shared_cores() - before):
+            self.overlaps.append('after %s: tenants %s share core %s'
+                                 % (what, ' and '.join(tenants),
+                                    list(cpus)))
 
     def _fault(self, name):
         if self.faults is not None:
@@ -222,7 +250,9 @@ class CheckedPartitions(cgroups.MemoryPartitions):
 
     def ensure_partition(self, tenant, cpus, mems):
         self._fault('ensure_partition')
-        super().ensure_partition(tenant, cpus, mems)
+        self._write('ensure_partition(%s)' % tenant,
+                    lambda: super(CheckedPartitions, self).ensure_partition(
+                        tenant, cpus, mems))
 
     def set_partition_cpus(self, tenant, cpus):
         self._fault('set_partition_cpus')
@@ -237,7 +267,9 @@ class CheckedPartitions(cgroups.MemoryPartitions):
                             'cpuset %s of tenant %s' % (
                                 dom.info.uuid, sorted(used), sorted(cpus),
                                 tenant))
-        super().set_partition_cpus(tenant, cpus)
+        self._write('set_partition_cpus(%s)' % tenant,
+                    lambda: super(CheckedPartitions, self).set_partition_cpus(
+                        tenant, cpus))
 
     def remove_partition(self, tenant):
         self._fault('remove_partition')

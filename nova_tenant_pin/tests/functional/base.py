@@ -193,6 +193,10 @@ class TenantPinTestBase(libvirt_base.ServersTestBase):
         name = super().start_compute(hostname, *args, **kwargs)
         conn = self.computes[name].driver._host.get_connection()
         conn.tp_partitions = self._partitions_of(name)
+        mgr = getattr(self.computes[name].driver, 'tenant_pin', None)
+        if mgr is not None:
+            # From now on every partition write is checked for overlap.
+            conn.tp_partitions.topology = mgr.topology
         return name
 
     # -- tenants -----------------------------------------------------------
@@ -266,6 +270,9 @@ class TenantPinTestBase(libvirt_base.ServersTestBase):
                 list(domains.values()), ratio=mgr.ratio,
                 check_fewest_cores=check_fewest_cores)
             self.assertEqual([], errors, 'invariants broken on %s' % host)
+            # And at no write in between did two tenants share a core.
+            self.assertEqual([], self.tp_partitions[host].overlaps,
+                             'partitions overlapped on %s' % host)
             # Every running domain holds a claim, and no claim is left over
             # without a domain except pending ones.
             self.assertEqual(

@@ -59,7 +59,7 @@ class ManagerTestCase(base.TestCase):
         self.fresh_host()
 
     def fresh_host(self):
-        self.partitions = fakes.CheckedPartitions()
+        self.partitions = fakes.CheckedPartitions(self.topology)
         self.conn = fakes.FakeConnection(self.partitions)
         self.partitions.connection = self.conn
         self.mgr = self.make_manager()
@@ -87,6 +87,8 @@ class ManagerTestCase(base.TestCase):
         (mgr or self.mgr).release(inst)
 
     def assertInvariants(self, **kw):
+        # Never, at any write, did two tenants share a core.
+        self.assertEqual([], self.partitions.overlaps)
         errors = invariants.check_host(
             self.topology, HOUSEKEEPING, self.partitions.list_partitions(),
             [d.info for d in list(self.conn.domains.values())], **kw)

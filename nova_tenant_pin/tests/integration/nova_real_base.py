@@ -50,11 +50,13 @@ one value differs from production; the audit then checks invariant 1 only
 (no housekeeping core to check invariant 2 against).
 """
 
+import contextlib
 import io
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -145,6 +147,37 @@ def wait_for(predicate, what, timeout=API_TIMEOUT, interval=0.1):
             raise AssertionError('timed out after %ds waiting for %s'
                                  % (timeout, what))
         time.sleep(interval)
+
+
+class _FreshAuditor:
+    """What :class:`~nova_tenant_pin.audit.Sampler` needs, with a new
+    HostAuditor for every sample.
+
+    A HostAuditor remembers, by PID, which processes are QEMU and where
+    they belong. libvirtd forks a guest's process before it execs QEMU, so
+    a long-lived auditor that first sees that PID before the exec keeps it
+    as "not QEMU" and never audits the new guest (reported with issue 9; a
+    hard reboot hits it every time). A fresh auditor reads everything
+    again: fewer samples a second, none of them blind. ``seen`` records
+    every QEMU PID audited and its tenant, so a test can check that the
+    guest it cares about was judged at all.
+    """
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._auditor = None
+        self.seen = {}
+
+    def snapshot(self):
+        self._auditor = self._factory()
+        by_tenant = self._auditor.snapshot()
+        for tenant, tasks in by_tenant.items():
+            for task in tasks:
+                self.seen.setdefault(task.pid, tenant)
+        return by_tenant
+
+    def check(self, by_tenant):
+        return self._auditor.check(by_tenant)
 
 
 class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
@@ -360,6 +393,33 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
                     result[project] = frozenset(
                         topology.parse_cpu_list(f.read()))
         return result
+
+    @contextlib.contextmanager
+    def sampling(self):
+        """Audit the host from /proc over and over, in a thread, while the
+        block runs; yields a dict whose ``report`` is the
+        :class:`~nova_tenant_pin.audit.SampleReport` once the block ends and
+        whose ``seen`` maps every audited QEMU PID to its tenant."""
+        auditor = _FreshAuditor(lambda: audit.HostAuditor(
+            self.host_topology, housekeeping_cpus=self.housekeeping,
+            cgroup_prefix='/machine'))
+        done = threading.Event()
+        result = {'seen': auditor.seen}
+
+        def run():
+            result['report'] = audit.Sampler([auditor]).run(
+                done.is_set, max_seconds=API_TIMEOUT)
+        thread = threading.Thread(target=run, name='ntp-sampler')
+        thread.start()
+        try:
+            yield result
+        finally:
+            done.set()
+            thread.join()
+        sys.stderr.write('sampler: %s\n' % {
+            k: v for k, v in result['report'].to_dict().items()
+            if k in ('samples', 'rate_hz', 'violating_samples',
+                     'longest_window_ms')})
 
     def partition_inode(self, project):
         """The inode of the partition's cpuset cgroup: a partition removed

@@ -120,9 +120,18 @@ class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
                   for p in (a.project_id, b.project_id)}
         log_mark = len(self.stdlog.logger.output)
 
-        self.hard_reboot(server_a)
+        with self.sampling() as sampled:
+            self.hard_reboot(server_a)
+        # At no sampled instant, from the old QEMU's end to the new one's
+        # start, could two tenants run on one core.
+        self.assertGreater(sampled['report'].samples, 0)
+        self.assertEqual([], [str(v) for v in
+                              sampled['report'].first_violations])
         # A new QEMU (the domain was destroyed and started again) ...
-        self.assertNotEqual(pid_a, self.qemu_pid(server_a))
+        new_pid = self.qemu_pid(server_a)
+        self.assertNotEqual(pid_a, new_pid)
+        # The sampler judged the new QEMU too, as tenant a's.
+        self.assertEqual(a.project_id, sampled['seen'].get(new_pid))
         self.assertFalse(os.path.exists('/proc/%d' % pid_a))
         # ... in the same partition on the same core, and tenant b's guest
         # was not touched.
@@ -160,7 +169,16 @@ class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
                   for p in (a.project_id, b.project_id)}
         log_mark = len(self.stdlog.logger.output)
 
-        self.restart_compute()
+        guests = {self.qemu_pid(server_a): a.project_id,
+                  self.qemu_pid(server_b): b.project_id}
+        with self.sampling() as sampled:
+            self.restart_compute()
+        # Confined at every sampled instant of the restart, both guests
+        # judged.
+        self.assertGreater(sampled['report'].samples, 0)
+        self.assertEqual([], [str(v) for v in
+                              sampled['report'].first_violations])
+        self.assertEqual(guests, {p: sampled['seen'].get(p) for p in guests})
         # A new driver and manager, rebuilt from libvirt and the cgroups.
         self.assertIsNot(old_driver, self.compute.manager.driver)
         self.assertEqual(old_map, self.tenant_pin.tenant_map())

@@ -139,6 +139,28 @@ def is_dedicated(instance):
         for cell in numa.cells))
 
 
+def shares_tenant_cores(instance):
+    """Why a Nova-pinned instance would run threads on the shared CPUs,
+    which are the tenants' cores here, or None.
+
+    ``hw:cpu_policy=mixed`` floats its shared vCPUs there, and
+    ``hw:emulator_threads_policy=share`` its emulator threads: both would
+    put one project's threads on other tenants' cores.
+    """
+    numa = instance.numa_topology
+    if numa is None:
+        return None
+    if any(cell.cpu_policy == fields.CPUAllocationPolicy.MIXED
+           for cell in numa.cells):
+        return 'hw:cpu_policy=mixed floats vCPUs on the shared CPUs'
+    if numa.obj_attr_is_set('emulator_threads_policy') and \
+            numa.emulator_threads_policy == \
+            fields.CPUEmulatorThreadsPolicy.SHARE:
+        return ('hw:emulator_threads_policy=share runs emulator threads on '
+                'the shared CPUs')
+    return None
+
+
 def confine_domain_xml(xml, pins, project_id, project_name=None):
     """Rewrite Nova's domain XML to run in the tenant's partition.
 
@@ -395,6 +417,15 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         if not is_dedicated(instance):
             # Raises ComputeResourcesUnavailable: Nova reschedules.
             self._tp_claim(instance)
+        else:
+            why = shares_tenant_cores(instance)
+            if why:
+                LOG.warning('tenant-pin: refusing instance %s of project %s: '
+                            '%s, which are other tenants\' cores on this '
+                            'host', instance.uuid, instance.project_id, why,
+                            instance=instance)
+                raise exception.ComputeResourcesUnavailable(
+                    reason='tenant-pin: %s' % why)
         try:
             super().spawn(context, instance, image_meta, injected_files,
                           admin_password, allocations,

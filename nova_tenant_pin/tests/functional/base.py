@@ -41,6 +41,9 @@ from nova.tests.functional.api import client as api_client
 from nova.tests.functional.libvirt import base as libvirt_base
 from oslo_utils import uuidutils
 
+# Registers the [tenant_pin] options that setUp sets, before Nova loads
+# the driver.
+from nova_tenant_pin import conf  # noqa: F401
 from nova_tenant_pin import manager
 from nova_tenant_pin.tests import fakes
 from nova_tenant_pin.tests import invariants

@@ -15,6 +15,9 @@
 """Instances with dedicated CPUs are Nova's; exempt projects share one
 partition."""
 
+from unittest import mock
+
+from nova_tenant_pin import driver as tp_driver
 from nova_tenant_pin import manager
 from nova_tenant_pin.tests.functional import base
 
@@ -51,6 +54,29 @@ class TestDedicated(base.TenantPinTestBase):
         self.assertEqual({ded['id']: frozenset(pinned)},
                          self.manager_of('host1').dedicated_instances())
         self.assertInvariants()
+
+    def test_emulator_threads_on_shared_cpus_are_refused(self):
+        # They would run on the tenants' cores.
+        flavor = self._create_flavor(
+            memory_mb=256, vcpu=2, disk=1, ephemeral=0,
+            extra_spec={'hw:cpu_policy': 'dedicated',
+                        'hw:emulator_threads_policy': 'share'})
+        reasons = []
+
+        def record(instance):
+            reasons.append(real(instance))
+            return reasons[-1]
+        real = tp_driver.shares_tenant_cores
+        with mock.patch.object(tp_driver, 'shares_tenant_cores', record):
+            server = self._create_server(flavor_id=flavor, networks='none',
+                                         api=self.tenant('d'),
+                                         expected_state='ERROR')
+        # The driver refused it, for that reason.
+        self.assertEqual(1, len(reasons))
+        self.assertIn('emulator_threads_policy=share', reasons[0])
+        self.assertEqual({}, self.domains_of('host1', active_only=False))
+        self.assertEqual({}, self.manager_of('host1').dedicated_instances())
+        self.assertNotIn(server['id'], self.manager_of('host1').claims())
 
 
 class TestExempt(base.TenantPinTestBase):

@@ -49,6 +49,12 @@ _KERNEL_WORKERS = ('kvm-nx-lpage-re', 'kvm-pit/')
 SHARED_CORE = 'shared-core'
 HOUSEKEEPING = 'housekeeping'
 
+#: Seconds a new process is looked at again before it is taken for one
+#: that will not exec into QEMU.
+EXEC_GRACE = 2.0
+# libvirt's processes, the ones that exec into QEMU: looked at every time.
+_MAY_EXEC_QEMU = ('libvirtd', 'rpc-', 'prio-rpc', 'virtqemud')
+
 
 def tenant_of_cgroup(path):
     """The tenant whose partition holds a cgroup path, else None."""
@@ -124,17 +130,35 @@ class HostAuditor:
         self.pid_tenants = pid_tenants
         self._is_qemu = {}
         self._pid_tenant = {}
+        # The boot on the monotonic clock, to date processes from the
+        # start time in their stat (clock ticks since boot).
+        try:
+            with open(os.path.join(proc_root, 'uptime')) as f:
+                uptime = float(f.read().split()[0])
+            self._boot = time.monotonic() - uptime
+            self._ticks = os.sysconf('SC_CLK_TCK')
+        except (OSError, ValueError, IndexError):
+            self._boot = None
         self._comms = {}
         self._core_of = {cpu: host_topology.core_of(cpu)
                          for cpu in host_topology.online_cpus}
 
     def qemu_pids(self):
-        """PIDs of this host's QEMU processes (cached by PID and start)."""
+        """PIDs of this host's QEMU processes.
+
+        libvirtd forks a guest's process and execs QEMU in it only after
+        placing it in its cgroups, so a process that is not QEMU yet may
+        become one: a PID is taken for "not QEMU" only once it has been
+        seen as something else for :data:`EXEC_GRACE` seconds, and never
+        while it is one of libvirt's own (which are what exec into QEMU).
+        A QEMU process stays QEMU until it exits.
+        """
         pids = []
         try:
             entries = os.listdir(self.proc_root)
         except OSError:
             return pids
+        now = time.monotonic()
         seen = set()
         for entry in entries:
             if not entry.isdigit():
@@ -142,20 +166,38 @@ class HostAuditor:
             pid = int(entry)
             seen.add(pid)
             known = self._is_qemu.get(pid)
-            if known is None:
+            if known is None or (known is not True and known > now):
                 try:
                     with open(os.path.join(self.proc_root, entry,
                                            'comm')) as f:
                         comm = f.read().strip()
                 except OSError:
                     continue
-                known = comm.startswith('qemu-system') or comm == 'qemu-kvm'
+                if comm.startswith('qemu-system') or comm == 'qemu-kvm':
+                    known = True
+                elif comm.startswith(_MAY_EXEC_QEMU):
+                    known = now + EXEC_GRACE  # look again next time
+                elif known is None:
+                    known = self._started(entry, now) + EXEC_GRACE
                 self._is_qemu[pid] = known
-            if known:
+            if known is True:
                 pids.append(pid)
         for pid in set(self._is_qemu) - seen:
             del self._is_qemu[pid]
         return sorted(pids)
+
+    def _started(self, entry, now):
+        """When a process started, on the monotonic clock (``now`` when
+        that cannot be read): a process long past its exec is not looked
+        at again."""
+        if self._boot is None:
+            return now
+        try:
+            with open(os.path.join(self.proc_root, entry, 'stat')) as f:
+                ticks = int(f.read().rsplit(')', 1)[1].split()[19])
+        except (OSError, ValueError, IndexError):
+            return now
+        return self._boot + ticks / self._ticks
 
     def snapshot(self):
         """``{tenant: [ThreadInfo]}`` of this host's QEMU threads now.
@@ -260,6 +302,9 @@ class SampleReport:
     violating_samples: int
     windows_ms: list
     first_violations: list
+    #: per auditor, the PIDs of every guest process it saw: a check that
+    #: a guest was watched at all, not only that nothing was wrong.
+    guests_seen: list = dataclasses.field(default_factory=list)
 
     @property
     def rate_hz(self):
@@ -299,10 +344,14 @@ class Sampler:
         window_start = None
         start = time.perf_counter()
         now = start
+        guests = [set() for _ in self.auditors]
         while not should_stop() and now - start < max_seconds:
             found = []
-            for auditor in self.auditors:
-                found.extend(auditor.check(auditor.snapshot()))
+            for auditor, pids in zip(self.auditors, guests):
+                snapshot = auditor.snapshot()
+                pids.update(task.pid for tasks in snapshot.values()
+                            for task in tasks)
+                found.extend(auditor.check(snapshot))
             now = time.perf_counter()
             samples += 1
             if found:
@@ -317,4 +366,5 @@ class Sampler:
         end = time.perf_counter()
         if window_start is not None:
             windows.append((end - window_start) * 1000.0)
-        return SampleReport(samples, end - start, violating, windows, first)
+        return SampleReport(samples, end - start, violating, windows, first,
+                            [frozenset(p) for p in guests])

@@ -177,6 +177,7 @@ class TestLiveMigration(base.TestCase):
     def test_migration_with_no_exposure_window(self):
         a, b, c = self.tenant('a'), self.tenant('b'), self.tenant('c')
         inst, dom = self.host_a.boot(a)
+        qemu_pid_a = self.host_a.qemu_threads(dom)[0].pid
         self.host_a.boot(b)
         self.host_b.boot(c)
         seen = {}
@@ -202,10 +203,14 @@ class TestLiveMigration(base.TestCase):
         self.assertEqual(manager_mod.PARTITION_PREFIX + a,
                          root.findtext('./resource/partition'))
         self.assertEqual([], root.findall('./cputune/vcpupin'))
-        # On B the guest runs in its partition, apart from tenant c.
+        # On B the guest runs in its partition, apart from tenant c, and
+        # the sampler watched it there (not only on A).
         moved = self.host_b.conn.lookupByUUIDString(inst)
-        for task in self.host_b.qemu_threads(moved):
+        threads_b = self.host_b.qemu_threads(moved)
+        for task in threads_b:
             self.assertIn('/tenant-%s.partition/' % a, task.cpuset_cgroup)
+        self.assertIn(threads_b[0].pid, report.guests_seen[1])
+        self.assertIn(qemu_pid_a, report.guests_seen[0])
         b_map = self.host_b.manager.tenant_map()
         self.assertFalse(self.topology.cores_of(b_map[a]) &
                          self.topology.cores_of(b_map[c]))

@@ -143,6 +143,29 @@ class TestHostAuditor(base.TestCase):
             cgroup_prefix='/hostB').audit().clean)
         self.assertFalse(self.auditor().audit().clean)
 
+    def test_a_process_that_becomes_qemu_later_is_seen(self):
+        """libvirtd forks, then execs QEMU: the fork must not be written
+        off as "not QEMU" for good."""
+        self.proc.process(100, 'rpc-libvirtd')
+        self.proc.process(200, 'bash')
+        auditor = self.auditor()
+        self.assertEqual([], auditor.qemu_pids())
+        self.proc.guest(100, 'a', '0,2')  # exec: comm is QEMU now
+        self.proc.guest(200, 'b', '1,3')
+        self.assertEqual([100, 200], auditor.qemu_pids())
+
+    def test_not_qemu_is_final_after_the_grace(self):
+        """Past the grace a process is not read again: what keeps the
+        sampler's rate up on a host with hundreds of processes."""
+        self.proc.process(200, 'bash')
+        auditor = self.auditor()
+        self.useFixture(fixtures.MonkeyPatch('time.monotonic', lambda: 0.0))
+        self.assertEqual([], auditor.qemu_pids())
+        self.useFixture(fixtures.MonkeyPatch(
+            'time.monotonic', lambda: audit.EXEC_GRACE + 1))
+        self.proc.guest(200, 'b', '1,3')
+        self.assertEqual([], auditor.qemu_pids())
+
     def test_vanished_process_is_skipped(self):
         self.proc.process(100, 'qemu-system-x86')  # no task directory
         self.assertEqual(0, self.auditor().audit().threads)
@@ -171,6 +194,7 @@ class TestSampler(base.TestCase):
         self.assertEqual(2, len(report.windows_ms))
         self.assertEqual(bad, report.first_violations[:1])
         self.assertGreater(report.rate_hz, 0)
+        self.assertEqual([frozenset()], report.guests_seen)
 
     def test_clean_run(self):
         calls = iter(range(100))

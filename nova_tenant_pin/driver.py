@@ -277,6 +277,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         self.tenant_pin = None
         self._tp_host = None
         self._tp_last_reconcile = None
+        self._tp_stranded_reported = 0
         # Instances whose domain is re-created in place (hard reboot, power
         # on): the destroy inside must not give their room away.
         self._tp_keep = set()
@@ -338,6 +339,18 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         known, dedicated = self._tp_host_instances()
         return self.tenant_pin.reconcile(dedicated=dedicated, known=known)
 
+    def get_available_resource(self, nodename):
+        # NOTE: the stranded threads reported to placement are refreshed
+        # here, in the periodic resource update, and not at every claim:
+        # an inventory that changed with every claim would race the
+        # scheduler's allocations on the provider's generation, and
+        # concurrent builds would fail with generation conflicts. The
+        # compute's own claim stays the last word in between.
+        resources = super().get_available_resource(nodename)
+        if self.tenant_pin is not None:
+            self._tp_stranded_reported = self.tenant_pin.stranded_cpus()
+        return resources
+
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
         super().update_provider_tree(provider_tree, nodename,
                                      allocations=allocations)
@@ -358,9 +371,8 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         inventory = provider_tree.data(nodename).inventory
         vcpu = inventory.get(orc.VCPU)
         if vcpu:
-            stranded = self.tenant_pin.stranded_cpus()
-            vcpu['reserved'] = min(vcpu['total'],
-                                   CONF.reserved_host_cpus + stranded)
+            vcpu['reserved'] = min(vcpu['total'], CONF.reserved_host_cpus +
+                                   self._tp_stranded_reported)
             provider_tree.update_inventory(nodename, inventory)
         # Tells a live migration's source (and the scheduler, if asked to
         # require it) that this host keeps tenants apart.

@@ -79,9 +79,10 @@ def _alive(pid):
         return False
 
 
-def _wait(predicate, timeout, what):
-    """Poll ``predicate`` until true or raise after ``timeout`` seconds:
-    waiting for an external daemon, which announces nothing else."""
+def wait_for(predicate, what, timeout, interval=0.05):
+    """Poll ``predicate`` until it returns something true, and return that;
+    TimeoutError naming ``what`` after ``timeout`` seconds. For daemons,
+    QEMU and Nova's API, which announce nothing else."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
@@ -90,7 +91,7 @@ def _wait(predicate, timeout, what):
         if time.monotonic() > deadline:
             raise TimeoutError('timed out after %ds waiting for %s'
                                % (timeout, what))
-        time.sleep(0.05)
+        time.sleep(interval)
 
 
 def _read_pid(path):
@@ -129,16 +130,17 @@ class LibvirtdFixture(fixtures.Fixture):
         subprocess.run([LIBVIRTD, '-d', '-f', conf, '-p', pidfile],
                        check=True, timeout=60)
         try:
-            self.libvirtd_pid = _wait(lambda: _read_pid(pidfile), 30,
-                                      'libvirtd to write its PID')
+            self.libvirtd_pid = wait_for(lambda: _read_pid(pidfile),
+                                         'libvirtd to write its PID', 30)
         except TimeoutError as e:
             # Most often another libvirtd holds the QEMU driver's state in
             # /run/libvirt/qemu: only one runs on a machine at a time.
             raise RuntimeError('%s; is another libvirtd running? Last log '
                                'lines: %s' % (e, self._log_tail()))
         self.addCleanup(self._stop, self.libvirtd_pid, 'libvirtd')
-        self.conn = _wait(self._connect, START_TIMEOUT,
-                          'libvirtd to answer on %s' % self.uri)
+        self.conn = wait_for(self._connect,
+                             'libvirtd to answer on %s' % self.uri,
+                             START_TIMEOUT)
         self.addCleanup(self._close)
         self.defined = []
 
@@ -164,8 +166,8 @@ class LibvirtdFixture(fixtures.Fixture):
                 return None
             raise RuntimeError('virtlogd did not start: %s'
                                % result.stderr.strip())
-        pid = _wait(lambda: _read_pid(pidfile), 30,
-                    'virtlogd to write its PID')
+        pid = wait_for(lambda: _read_pid(pidfile),
+                       'virtlogd to write its PID', 30)
         self.addCleanup(self._stop, pid, 'virtlogd')
         return pid
 
@@ -195,8 +197,8 @@ class LibvirtdFixture(fixtures.Fixture):
         if pid is None or not _alive(pid):
             return
         os.kill(pid, signal.SIGTERM)
-        _wait(lambda: not _alive(pid), 30, '%s (PID %d) to exit'
-              % (what, pid))
+        wait_for(lambda: not _alive(pid), '%s (PID %d) to exit'
+                 % (what, pid), 30)
 
     def define(self, xml, start=True):
         """Define (and start) a domain; clean-up removes it."""
@@ -382,12 +384,13 @@ class SecondHostFixture(fixtures.Fixture):
         subprocess.run(['sh', '-c', script], check=True, timeout=60)
         host_pidfile = os.path.join(copies['/run/libvirt'],
                                     'ntp-libvirtd.pid')
-        self.libvirtd_pid = _wait(lambda: _read_pid(host_pidfile), 30,
-                                  'host B libvirtd to write its PID')
+        self.libvirtd_pid = wait_for(lambda: _read_pid(host_pidfile),
+                                     'host B libvirtd to write its PID', 30)
         self.addCleanup(self._stop)
         self.uri = 'qemu+tcp://127.0.0.1:%d/system' % self.port
-        self.conn = _wait(self._connect, START_TIMEOUT,
-                          'host B libvirtd on %s' % self.uri)
+        self.conn = wait_for(self._connect,
+                             'host B libvirtd on %s' % self.uri,
+                             START_TIMEOUT)
         self.addCleanup(self._close)
         self.cgroup_prefix = '/' + self.name
 
@@ -411,8 +414,9 @@ class SecondHostFixture(fixtures.Fixture):
     def _stop(self):
         if _alive(self.libvirtd_pid):
             os.kill(self.libvirtd_pid, signal.SIGTERM)
-            _wait(lambda: not _alive(self.libvirtd_pid), 30,
-                  'host B libvirtd (PID %d) to exit' % self.libvirtd_pid)
+            wait_for(lambda: not _alive(self.libvirtd_pid),
+                     'host B libvirtd (PID %d) to exit' % self.libvirtd_pid,
+                     30)
 
     def _remove_cgroups(self):
         for path in self.cgroups:
@@ -437,13 +441,20 @@ def migrate(dom, target, dest_xml=None):
     dom.migrateToURI3(getattr(target, 'uri', target), params, MIGRATE_FLAGS)
 
 
-def require_real_host(test):
-    """Skip ``test``, with the reason, where real guests cannot run; else
-    say which virt type the guests use."""
+def require_real_host(test, min_cores=1):
+    """Skip ``test``, with the reason, where real guests cannot run or the
+    host has fewer than ``min_cores`` physical cores; else say which virt
+    type the guests use. Returns the host's topology."""
+    from nova_tenant_pin import topology
+
     reason = missing_requirements()
     if reason:
         test.skipTest(reason)
+    host = topology.HostTopology.from_sysfs()
+    if len(host.cores) < min_cores:
+        test.skipTest('needs %d physical cores' % min_cores)
     sys.stderr.write('guests run with virt type %s\n' % virt_type())
+    return host
 
 
 def boot_confined(conn, manager, tenant, vcpus=1, prefix='guest',

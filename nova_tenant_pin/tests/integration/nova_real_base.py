@@ -57,7 +57,6 @@ import shutil
 import sys
 import tempfile
 import threading
-import time
 import uuid
 
 import fixtures
@@ -136,17 +135,8 @@ def _no_libvirt_events(host):
 
 
 def wait_for(predicate, what, timeout=API_TIMEOUT, interval=0.1):
-    """Poll ``predicate`` until it returns something true; fail after
-    ``timeout`` seconds naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError('timed out after %ds waiting for %s'
-                                 % (timeout, what))
-        time.sleep(interval)
+    """:func:`libvirt_fixture.wait_for` with the API's timeout."""
+    return lvf.wait_for(predicate, what, timeout, interval)
 
 
 class _FreshAuditor:

@@ -22,7 +22,6 @@ same way.
 import os
 import sys
 import threading
-import time
 
 import libvirt
 
@@ -42,9 +41,8 @@ class TestRealGuests(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        lvf.require_real_host(self)
+        host = lvf.require_real_host(self)
         self.libvirt = self.useFixture(lvf.LibvirtdFixture())
-        host = topology.HostTopology.from_sysfs()
         self.cpus = sorted(host.online_cpus)
 
     def test_vcpu_cpuset_confines_every_qemu_thread(self):
@@ -86,10 +84,7 @@ class TestSamplerOnRealGuests(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        lvf.require_real_host(self)
-        self.host = topology.HostTopology.from_sysfs()
-        if len(self.host.cores) < 2:
-            self.skipTest('needs two physical cores')
+        self.host = lvf.require_real_host(self, min_cores=2)
         self.libvirt = self.useFixture(lvf.LibvirtdFixture())
         self.core_a, self.core_b = self.host.cores[0], self.host.cores[-1]
         suffix = os.getpid()
@@ -133,7 +128,8 @@ class TestSamplerOnRealGuests(base.TestCase):
                 self.dom_b.pinVcpuFlags(vcpu, everything,
                                         libvirt.VIR_DOMAIN_AFFECT_LIVE)
             # The window stays open until the sampler has seen it.
-            _wait_for(lambda: self.auditor.check(self.auditor.snapshot()))
+            lvf.wait_for(lambda: self.auditor.check(self.auditor.snapshot()),
+                         'the sampler to see the window', 10)
             for vcpu in range(2):
                 self.dom_b.pinVcpuFlags(vcpu, home,
                                         libvirt.VIR_DOMAIN_AFFECT_LIVE)
@@ -154,13 +150,6 @@ class TestSamplerOnRealGuests(base.TestCase):
 def _after_samples(n):
     calls = iter(range(n + 1))
     return lambda: next(calls) >= n
-
-
-def _wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError('condition not met in %ss' % timeout)
 
 
 class TestSecondHost(base.TestCase):

@@ -51,7 +51,6 @@ from nova_tenant_pin import procfs
 from nova_tenant_pin.tests import base
 from nova_tenant_pin.tests import enforcement_fixtures
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
-from nova_tenant_pin import topology
 
 
 class Host:
@@ -112,10 +111,7 @@ class TestLiveMigration(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        lvf.require_real_host(self)
-        self.topology = topology.HostTopology.from_sysfs()
-        if len(self.topology.cores) < 2:
-            self.skipTest('needs two physical cores')
+        self.topology = lvf.require_real_host(self, min_cores=2)
         a = self.useFixture(lvf.LibvirtdFixture())
         b = self.useFixture(lvf.SecondHostFixture(
             'ntp-hostb-%s' % uuid.uuid4().hex[:8]))

@@ -38,17 +38,13 @@ from nova_tenant_pin import procfs
 from nova_tenant_pin.tests import base
 from nova_tenant_pin.tests import enforcement_fixtures
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
-from nova_tenant_pin import topology
 
 
 class RealHostTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        lvf.require_real_host(self)
-        self.host = topology.HostTopology.from_sysfs()
-        if len(self.host.cores) < 2:
-            self.skipTest('needs two physical cores')
+        self.host = lvf.require_real_host(self, min_cores=2)
         self.libvirt = self.useFixture(lvf.LibvirtdFixture())
         self.useFixture(enforcement_fixtures.PrivsepDaemon(
             self.conf_fixture))

@@ -528,6 +528,16 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
             block_migration=block_migration,
             disk_over_commit=disk_over_commit)
         if is_dedicated(instance):
+            why = shares_tenant_cores(instance)
+            if why:
+                # As at spawn: Nova would run some of its threads on the
+                # shared CPUs, which are the tenants' cores here.
+                super().cleanup_live_migration_destination_check(context,
+                                                                 data)
+                raise exception.MigrationPreCheckError(
+                    reason='tenant-pin: instance %s of project %s: %s, '
+                           'which are other tenants\' cores on this host'
+                           % (instance.uuid, instance.project_id, why))
             return data
         try:
             # Creates or widens the tenant's partition now: the target QEMU

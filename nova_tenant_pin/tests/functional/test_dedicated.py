@@ -17,6 +17,8 @@ partition."""
 
 from unittest import mock
 
+from nova.tests.functional.api import client as api_client
+
 from nova_tenant_pin import driver as tp_driver
 from nova_tenant_pin import manager
 from nova_tenant_pin.tests.functional import base
@@ -98,3 +100,42 @@ class TestExempt(base.TenantPinTestBase):
         self.assertEqual(2, len(tenants[manager.EXEMPT_TENANT]))
         self.assertFalse(tenants[manager.EXEMPT_TENANT] &
                          tenants[self.project('a')])
+
+
+class TestNovaPinnedFromStockHost(base.TenantPinTestBase):
+    """host_a runs Nova's stock driver; host_b this one. An instance whose
+    emulator threads Nova runs on the shared CPUs is refused by host_b's
+    live-migration check, as it is at spawn, and stays where it is."""
+
+    def setUp(self):
+        super().setUp()
+        self.flags(cpu_shared_set='2-11', cpu_dedicated_set='12-15',
+                   group='compute')
+        self.flags(compute_driver='libvirt.LibvirtDriver')
+        self.start_compute('host_a')
+        self.flags(compute_driver=base.DRIVER)
+        self.start_compute('host_b')
+
+    def test_live_migration_in_is_refused(self):
+        flavor = self._create_flavor(
+            memory_mb=256, vcpu=2, disk=1, ephemeral=0,
+            extra_spec={'hw:cpu_policy': 'dedicated',
+                        'hw:emulator_threads_policy': 'share'})
+        server = self._create_server(flavor_id=flavor, networks='none',
+                                     api=self.tenant('d'), host='host_a')
+        self.assertEqual('host_a', self.host_of(server))
+        err = self.assertRaises(
+            api_client.OpenStackApiException, self.api.post_server_action,
+            server['id'], {'os-migrateLive': {'host': 'host_b',
+                                              'block_migration': 'auto'}})
+        self.assertIn('NoValidHost', str(err))
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual('host_a', self.host_of(server))
+        # host_b's check is what refused, and said why.
+        self.assertIn('tenant-pin: instance %s of project %s: '
+                      'hw:emulator_threads_policy=share runs emulator '
+                      'threads on the shared CPUs' % (server['id'],
+                                                      self.project('d')),
+                      self.stdlog.logger.output)
+        self.assertEqual({}, self.domains_of('host_b', active_only=False))
+        self.assertEqual({}, self.manager_of('host_b').claims())

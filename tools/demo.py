@@ -36,10 +36,8 @@ import warnings
 warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
 
 import fixtures  # noqa: E402
-import libvirt  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 from oslo_config import fixture as config_fixture  # noqa: E402
-from oslo_log import log as logging  # noqa: E402
 import prettytable  # noqa: E402
 
 from nova_tenant_pin import audit  # noqa: E402
@@ -190,15 +188,7 @@ def main():
     reason = lvf.missing_requirements()
     if reason:
         sys.exit('demo: %s' % reason)
-    logging.register_options(cfg.CONF)
-    cfg.CONF([], project='nova-tenant-pin-demo', default_config_files=[])
-    logging.set_defaults(default_log_levels=[
-        'nova_tenant_pin=WARN', 'oslo.privsep.daemon=ERROR',
-        'oslo_concurrency=WARN', 'oslo_service=WARN', 'nova=WARN'])
-    logging.setup(cfg.CONF, 'nova-tenant-pin-demo')
-    # Expected errors (a lookup of a guest that moved) are handled here;
-    # libvirt need not print them too.
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    lvf.quiet_logging('nova-tenant-pin-demo')
     demo = Demo()
     with demo:
         demo.run()

@@ -45,10 +45,8 @@ import warnings
 warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
 
 import fixtures  # noqa: E402
-import libvirt  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 from oslo_config import fixture as config_fixture  # noqa: E402
-from oslo_log import log as logging  # noqa: E402
 
 from nova_tenant_pin import audit  # noqa: E402
 from nova_tenant_pin import cgroupfs  # noqa: E402
@@ -187,13 +185,7 @@ def main():
     if os.geteuid() != 0 or lvf.missing_requirements():
         sys.exit('real_libvirt: %s' % (lvf.missing_requirements() or
                                        'needs root'))
-    logging.register_options(cfg.CONF)
-    cfg.CONF([], project='nova-tenant-pin-bench', default_config_files=[])
-    logging.set_defaults(default_log_levels=[
-        'nova_tenant_pin=WARN', 'oslo.privsep.daemon=ERROR',
-        'oslo_concurrency=WARN', 'oslo_service=WARN', 'nova=WARN'])
-    logging.setup(cfg.CONF, 'nova-tenant-pin-bench')
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    lvf.quiet_logging('nova-tenant-pin-bench')
 
     print('machine: %d CPUs, virt type %s, %d repeats'
           % (len(os.sched_getaffinity(0)), lvf.virt_type(), repeats))

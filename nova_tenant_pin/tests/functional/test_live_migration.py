@@ -194,17 +194,13 @@ class TestStrictLiveMigration(LiveMigrationBase):
         self.assertInvariants()
 
 
-class TestUnisolatedTarget(base.TenantPinTestBase):
-    """host_b runs Nova's stock LibvirtDriver without cpu_shared_set."""
+class _StockTarget(base.TenantPinTestBase):
+    """host_a runs this driver, host_b Nova's stock LibvirtDriver; the
+    migration stub records the destination XML."""
 
     def setUp(self):
         super().setUp()
-        self.flags(cpu_shared_set=None, group='compute')
-        self.flags(housekeeping_cpus='0-1', group='tenant_pin')
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.compute.manager.ComputeManager.'
-            '_live_migration_cleanup_flags',
-            lambda *args, **kwargs: (True, True)))
+        self._configure()
         self.useFixture(fixtures.MonkeyPatch(
             'nova.tests.fixtures.libvirt.Domain.migrateToURI3',
             self._migrate_stub))
@@ -213,6 +209,21 @@ class TestUnisolatedTarget(base.TenantPinTestBase):
         self.start_compute('host_b')
         self.flags(compute_driver=base.DRIVER)
         self.dest_xml = None
+
+    def _configure(self):
+        """Flags and patches before the computes start."""
+
+
+class TestUnisolatedTarget(_StockTarget):
+    """host_b runs Nova's stock LibvirtDriver without cpu_shared_set."""
+
+    def _configure(self):
+        self.flags(cpu_shared_set=None, group='compute')
+        self.flags(housekeeping_cpus='0-1', group='tenant_pin')
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.compute.manager.ComputeManager.'
+            '_live_migration_cleanup_flags',
+            lambda *args, **kwargs: (True, True)))
 
     def _migrate_stub(self, domain, destination, params, flags):
         self.dest_xml = params['destination_xml']
@@ -246,21 +257,10 @@ class TestUnisolatedTarget(base.TenantPinTestBase):
         self.assertEqual({}, self.partitions_of('host_a'))
 
 
-class TestStockTargetWithSharedSet(base.TenantPinTestBase):
+class TestStockTargetWithSharedSet(_StockTarget):
     """host_b runs Nova's stock LibvirtDriver with a cpu_shared_set: its
     destination check reports CPUs like ours, so only the placement trait
     tells the source it keeps no tenant apart."""
-
-    def setUp(self):
-        super().setUp()
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.tests.fixtures.libvirt.Domain.migrateToURI3',
-            self._migrate_stub))
-        self.start_compute('host_a')
-        self.flags(compute_driver='libvirt.LibvirtDriver')
-        self.start_compute('host_b')
-        self.flags(compute_driver=base.DRIVER)
-        self.dest_xml = None
 
     def _migrate_stub(self, domain, destination, params, flags):
         self.dest_xml = params['destination_xml']

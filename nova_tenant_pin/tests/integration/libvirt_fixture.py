@@ -441,6 +441,22 @@ def migrate(dom, target, dest_xml=None):
     dom.migrateToURI3(getattr(target, 'uri', target), params, MIGRATE_FLAGS)
 
 
+def quiet_logging(name):
+    """Logging for a tool that drives real hosts (the demo, a benchmark):
+    warnings and errors only, and libvirt's expected errors (a lookup of a
+    guest that moved) left to the caller instead of printed."""
+    from oslo_config import cfg
+    from oslo_log import log as logging
+
+    logging.register_options(cfg.CONF)
+    cfg.CONF([], project=name, default_config_files=[])
+    logging.set_defaults(default_log_levels=[
+        'nova_tenant_pin=WARN', 'oslo.privsep.daemon=ERROR',
+        'oslo_concurrency=WARN', 'oslo_service=WARN', 'nova=WARN'])
+    logging.setup(cfg.CONF, name)
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
 def require_real_host(test, min_cores=1):
     """Skip ``test``, with the reason, where real guests cannot run or the
     host has fewer than ``min_cores`` physical cores; else say which virt

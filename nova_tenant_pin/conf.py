@@ -132,11 +132,13 @@ to start otherwise, naming the option.
     cfg.ListOpt(
         'exempt_projects',
         default=[],
+        mutable=True,
         help="""
 Project ids exempt from isolation between themselves (trusted service
 projects, for example). Their instances share one partition,
 ``/machine/tenant-exempt``, and may share cores with each other, but never
-with any other tenant.
+with any other tenant. Changing it (SIGHUP) re-plans the host live, as
+for ``isolation_groups``.
 """),
     cfg.BoolOpt(
         'allow_migration_to_unisolated_hosts',

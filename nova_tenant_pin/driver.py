@@ -30,6 +30,7 @@ tiny module ``nova/virt/tenant_pin.py`` for that, see
 
 import threading
 import time
+import weakref
 
 from lxml import etree
 from nova import context as nova_context
@@ -46,6 +47,7 @@ from oslo_log import log as logging
 from nova_tenant_pin import cgroups
 from nova_tenant_pin import conf as tp_conf
 from nova_tenant_pin import manager as tp_manager
+from nova_tenant_pin import policy as tp_policy
 from nova_tenant_pin import topology as topo
 
 LOG = logging.getLogger(__name__)
@@ -56,6 +58,48 @@ NOVA_NS = tp_manager.NOVA_NS
 
 #: The placement trait every compute node running this driver reports.
 TRAIT = 'CUSTOM_TENANT_PIN'
+
+
+#: The drivers running in this process (one in nova-compute; several in
+#: tests), told when mutable options change.
+_DRIVERS = weakref.WeakSet()
+
+
+def _options_mutated(conf, fresh):
+    """oslo.config's mutate hook: nova-compute re-read its configuration
+    files (SIGHUP); the per-project settings may have changed."""
+    for drv in list(_DRIVERS):
+        drv._tp_settings_changed()
+
+
+CONF.register_mutate_hook(_options_mutated)
+
+
+def project_settings(conf):
+    """The per-project settings (``exempt_projects``,
+    ``isolation_groups``) as a :class:`policy.ProjectSettings`.
+
+    :raises nova.exception.InvalidConfiguration: naming the option.
+    """
+    group = conf.tenant_pin
+    for project in group.exempt_projects:
+        try:
+            cgroups.validate_tenant_id(project)
+        except cgroups.PartitionError as e:
+            raise _invalid('exempt_projects', e)
+    try:
+        return tp_policy.ProjectSettings.from_options(
+            group.exempt_projects, group.isolation_groups)
+    except tp_policy.PolicyError as e:
+        raise exception.InvalidConfiguration(str(e))
+
+
+def image_properties(instance):
+    """The instance's ``tenant_pin_*`` image properties, which Nova keeps
+    in its system metadata (``image_<property>``) at boot."""
+    sysmeta = instance.system_metadata or {}
+    return {k[len('image_'):]: v for k, v in sysmeta.items()
+            if k.startswith('image_tenant_pin_')}
 
 
 def _invalid(option, reason):
@@ -114,17 +158,12 @@ def load_options(conf, topology):
                            'online' % (entry, hardware.format_cpu_spec(
                                cpus - set(online))))
         static[project] = cpus
-    for project in group.exempt_projects:
-        try:
-            cgroups.validate_tenant_id(project)
-        except cgroups.PartitionError as e:
-            raise _invalid('exempt_projects', e)
     return {
         'housekeeping_cpus': frozenset(housekeeping),
         'pin_mode': group.pin_mode,
         'ratio': group.tenant_cpu_allocation_ratio,
         'static': static,
-        'exempt_projects': tuple(group.exempt_projects),
+        'settings': project_settings(conf),
         'reserved_cpus': frozenset(hardware.get_cpu_dedicated_set() or ()),
     }
 
@@ -161,14 +200,17 @@ def shares_tenant_cores(instance):
     return None
 
 
-def confine_domain_xml(xml, pins, project_id, project_name=None):
+def confine_domain_xml(xml, pins, project_id, project_name=None,
+                       metadata=None):
     """Rewrite Nova's domain XML to run in the tenant's partition.
 
     Sets ``<resource><partition>``, ``<vcpu cpuset>``, and replaces any
     ``<vcpupin>``/``<emulatorpin>``/``<iothreadpin>`` Nova wrote for its
     shared CPU set with the tenant's: per-vCPU pins and the emulator in
     strict mode, nothing more in float mode. Makes sure the owner project
-    is in the metadata, which the manager reads back after a restart.
+    is in the metadata, which the manager reads back after a restart, and
+    with it ``metadata`` (:func:`manager.metadata_xml`: the instance's
+    isolation key, pin mode and ratio).
     """
     root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
     vcpu = root.find('./vcpu')
@@ -199,7 +241,24 @@ def confine_domain_xml(xml, pins, project_id, project_name=None):
     elif cputune is not None and len(cputune) == 0:
         root.remove(cputune)
     _ensure_owner_project(root, project_id, project_name)
+    if metadata is not None:
+        _set_tenant_pin_metadata(root, metadata)
     return etree.tostring(root, encoding='unicode')
+
+
+def _set_tenant_pin_metadata(root, metadata):
+    meta = root.find('./metadata')
+    if meta is None:
+        meta = etree.SubElement(root, 'metadata')
+    for old in meta.findall('./{%s}instance' % tp_manager.TP_NS):
+        meta.remove(old)
+    if metadata is None:
+        return
+    elem = etree.fromstring(metadata)
+    new = etree.SubElement(meta, '{%s}instance' % tp_manager.TP_NS,
+                           nsmap={tp_manager.TP_PREFIX: tp_manager.TP_NS})
+    for name, value in elem.attrib.items():
+        new.set(name, value)
 
 
 def _ensure_owner_project(root, project_id, project_name):
@@ -237,6 +296,8 @@ def migration_source_xml(xml, to_isolated_target):
             for old in cputune.findall('./' + tag):
                 cputune.remove(old)
     if not to_isolated_target:
+        # Released on arrival: nothing of tenant-pin goes with it.
+        _set_tenant_pin_metadata(root, None)
         resource = root.find('./resource')
         if resource is not None:
             for part in resource.findall('./partition'):
@@ -286,6 +347,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         # file name (the only key cleanup_live_migration_destination_check
         # gets).
         self._tp_checks = {}
+        _DRIVERS.add(self)
 
     # -- start and periodic --------------------------------------------------
 
@@ -316,28 +378,77 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                  {t: topo.format_cpu_list(c) for t, c in
                   self.tenant_pin.tenant_map().items()})
 
+    def cleanup_host(self, host):
+        _DRIVERS.discard(self)
+        super().cleanup_host(host)
+
+    def _tp_settings_changed(self):
+        """Re-read ``exempt_projects`` and ``isolation_groups`` and re-plan
+        the host: instances whose key changed move live, without overlap.
+        A bad new value is refused with an error and the old one kept."""
+        if self.tenant_pin is None:
+            return
+        try:
+            settings = project_settings(CONF)
+        except exception.InvalidConfiguration as e:
+            LOG.error('tenant-pin: new per-project settings refused, the '
+                      'previous ones stay in force: %s', e)
+            return
+        if settings == self.tenant_pin.settings:
+            return
+        self.tenant_pin.update_settings(settings)
+        repairs = self._tp_reconcile()
+        LOG.info('tenant-pin on %s: re-planned for the new per-project '
+                 'settings (%d changes)', self._tp_host, len(repairs))
+
+    def _tp_policy(self, instance, flavor=None):
+        """The instance's tenant-pin policy, from its flavor's extra specs,
+        its image properties and the per-project settings.
+
+        :raises nova.exception.BuildAbortException: the flavor and the
+            image conflict (another host would refuse it too).
+        """
+        flavor = flavor or instance.flavor
+        try:
+            return self.tenant_pin.policy_of(
+                instance.project_id, flavor.extra_specs or {},
+                image_properties(instance))
+        except (tp_policy.PolicyError, cgroups.PartitionError) as e:
+            LOG.error('tenant-pin: instance %s of project %s: %s',
+                      instance.uuid, instance.project_id, e,
+                      instance=instance)
+            raise exception.BuildAbortException(
+                instance_uuid=instance.uuid, reason='tenant-pin: %s' % e)
+
     def _tp_host_instances(self):
         """The instances Nova places on this host: their uuids, with those
         of migrations in progress from or to it (a resize source keeps its
-        room until confirmed), and ``{uuid: cpus}`` of those with dedicated
-        CPUs."""
+        room until confirmed), ``{uuid: cpus}`` of those with dedicated
+        CPUs and ``{uuid: Policy}`` of the others."""
         ctxt = nova_context.get_admin_context()
-        known, dedicated = set(), {}
+        known, dedicated, policies = set(), {}, {}
         for inst in objects.InstanceList.get_by_host(
-                ctxt, self._tp_host, expected_attrs=['numa_topology']):
+                ctxt, self._tp_host, expected_attrs=[
+                    'numa_topology', 'flavor', 'system_metadata']):
             known.add(inst.uuid)
             if is_dedicated(inst):
                 dedicated[inst.uuid] = frozenset(
                     inst.numa_topology.cpu_pinning)
+                continue
+            try:
+                policies[inst.uuid] = self._tp_policy(inst)
+            except exception.BuildAbortException:
+                pass  # logged; its domain's metadata decides
         migrations = objects.MigrationList.get_in_progress_by_host_and_node(
             ctxt, self._tp_host, self._host.get_hostname())
         known.update(migration.instance_uuid for migration in migrations)
-        return known, dedicated
+        return known, dedicated, policies
 
     def _tp_reconcile(self):
         self._tp_last_reconcile = time.monotonic()
-        known, dedicated = self._tp_host_instances()
-        return self.tenant_pin.reconcile(dedicated=dedicated, known=known)
+        known, dedicated, policies = self._tp_host_instances()
+        return self.tenant_pin.reconcile(dedicated=dedicated, known=known,
+                                         policies=policies)
 
     def get_available_resource(self, nodename):
         # NOTE: the stranded threads reported to placement are refreshed
@@ -389,13 +500,15 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
             pins = self._tp_claim(instance)
         return confine_domain_xml(
             xml, pins, instance.project_id,
-            getattr(context, 'project_name', None))
+            getattr(context, 'project_name', None),
+            metadata=self.tenant_pin.metadata_of(instance.uuid))
 
     def _tp_claim(self, instance, vcpus=None):
+        policy = self._tp_policy(instance)
         try:
             return self.tenant_pin.claim(
                 instance.uuid, instance.project_id,
-                vcpus or instance.flavor.vcpus)
+                vcpus or instance.flavor.vcpus, policy=policy)
         except tp_manager.TenantDoesNotFit as e:
             raise exception.ComputeResourcesUnavailable(reason=e.reason)
 
@@ -540,10 +653,16 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                            % (instance.uuid, instance.project_id, why))
             return data
         try:
+            policy = self._tp_policy(instance)
+        except exception.BuildAbortException as e:
+            super().cleanup_live_migration_destination_check(context, data)
+            raise exception.MigrationPreCheckError(reason=e.kwargs['reason'])
+        try:
             # Creates or widens the tenant's partition now: the target QEMU
             # starts inside it, confined from its first instruction.
             pins = self.tenant_pin.claim_incoming_migration(
-                instance.uuid, instance.project_id, instance.flavor.vcpus)
+                instance.uuid, instance.project_id, instance.flavor.vcpus,
+                policy=policy)
         except tp_manager.TenantDoesNotFit as e:
             super().cleanup_live_migration_destination_check(context, data)
             raise exception.MigrationPreCheckError(

@@ -46,6 +46,7 @@ partitions and pins that drifted.
 """
 
 import collections
+import copy
 import dataclasses
 import itertools
 
@@ -55,12 +56,20 @@ from oslo_log import log as logging
 
 from nova_tenant_pin import allocator
 from nova_tenant_pin import cgroups
+from nova_tenant_pin import policy as tp_policy
 from nova_tenant_pin import topology as topo
 
 LOG = logging.getLogger(__name__)
 
 NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
 PARTITION_PREFIX = '/machine/tenant-'
+
+#: The namespace of the element this project keeps in each domain's
+#: ``<metadata>``: the instance's isolation key, pin mode and ratio, so that
+#: a restart (and the CLI, which has no Nova database) knows them even for
+#: a domain that runs outside its key's partition.
+TP_NS = 'http://openstack.org/xmlns/nova-tenant-pin/1.0'
+TP_PREFIX = 'tenantpin'
 
 #: The isolation key shared by all projects exempt from isolation: they may
 #: share cores with each other, never with any other tenant. It cannot clash
@@ -73,6 +82,7 @@ VIR_DOMAIN_AFFECT_LIVE = 1
 VIR_DOMAIN_AFFECT_CONFIG = 2
 VIR_CONNECT_LIST_DOMAINS_ACTIVE = 1
 VIR_CONNECT_LIST_DOMAINS_INACTIVE = 2
+VIR_DOMAIN_METADATA_ELEMENT = 2
 
 
 class TenantPinError(Exception):
@@ -109,6 +119,8 @@ class Claim:
     vcpus: int
     cell: object = None
     mode: str = allocator.FLOAT
+    ratio: float = None
+    isolation: str = None
     pending: bool = True
     incoming: bool = False
     confirmed: bool = False
@@ -148,6 +160,27 @@ class DomainInfo:
     vcpu_cpuset: frozenset = None
     vcpu_pins: dict = dataclasses.field(default_factory=dict)
     emulator_pins: frozenset = None
+    key: str = None
+    pin_mode: str = None
+    ratio: float = None
+    isolation: str = None
+
+    @property
+    def isolation_key(self):
+        """The key the domain is isolated on: what its metadata records,
+        else the tenant whose partition holds it, else None."""
+        return self.key or self.tenant
+
+    @property
+    def confinement(self):
+        """``partition``: in its own key's partition; ``pins``: confined
+        by its pins only (adopted, or its key changed since it started),
+        until its next hard reboot; ``none``: not known to tenant-pin."""
+        if self.tenant is not None and self.tenant == self.isolation_key:
+            return 'partition'
+        if self.isolation_key is not None:
+            return 'pins'
+        return 'none'
 
     @property
     def tenant(self):
@@ -202,6 +235,13 @@ def parse_domain_xml(xml, active=True, persistent=True):
         pins[int(pin.get('vcpu'))] = frozenset(
             topo.parse_cpu_list(pin.get('cpuset')))
     emulator = root.find('./cputune/emulatorpin')
+    meta = root.find('./metadata/{%s}instance' % TP_NS)
+    ratio = None
+    if meta is not None and meta.get('ratio'):
+        try:
+            ratio = float(meta.get('ratio'))
+        except ValueError:
+            ratio = None
     return DomainInfo(
         uuid=root.findtext('./uuid').strip(),
         name=root.findtext('./name').strip(),
@@ -213,7 +253,119 @@ def parse_domain_xml(xml, active=True, persistent=True):
                      if cpuset else None),
         vcpu_pins=pins,
         emulator_pins=(frozenset(topo.parse_cpu_list(emulator.get('cpuset')))
-                       if emulator is not None else None))
+                       if emulator is not None else None),
+        key=meta.get('key') or None if meta is not None else None,
+        pin_mode=meta.get('pin_mode') or None if meta is not None else None,
+        ratio=ratio,
+        isolation=meta.get('isolation') or None if meta is not None
+        else None)
+
+
+def metadata_xml(key, pin_mode, ratio, isolation=None):
+    """The tenant-pin metadata element of a domain (namespace
+    :data:`TP_NS`), as ``virDomain.setMetadata`` takes it.
+
+    ``isolation`` is what the flavor or image asked for (``required`` or
+    ``none``), None when they left it to the host: with it, the key can be
+    worked out again when the per-project settings change.
+    """
+    elem = etree.Element('instance', key=key, pin_mode=pin_mode,
+                         ratio=repr(float(ratio)))
+    if isolation:
+        elem.set('isolation', isolation)
+    return etree.tostring(elem, encoding='unicode')
+
+
+def isolation_request(policy):
+    """What the flavor or image of a :class:`policy.Policy` asked for
+    (``required``/``none``), or None when the host default decided."""
+    if dict(policy.sources).get('isolation') in ('flavor', 'image'):
+        return (tp_policy.REQUIRED if policy.isolated
+                else tp_policy.NONE)
+    return None
+
+
+class _Ops:
+    """The writes of one transition: done, or (dry run) only described.
+
+    Every write is also kept, as a line an operator reads, in ``actions``:
+    ``nova-tenant-pin adopt --dry-run`` prints them.
+    """
+
+    def __init__(self, mgr, dry_run):
+        self.mgr = mgr
+        self.dry_run = dry_run
+        self.actions = []
+        self.parts = {t: info.cpus for t, info in
+                      mgr.partitions.list_partitions().items()}
+
+    def _say(self, line):
+        self.actions.append(line)
+
+    def set_partition(self, tenant, cpus):
+        cpus = frozenset(cpus)
+        old = self.parts.get(tenant)
+        if old == cpus or not cpus:
+            return
+        if old is None:
+            self._say('create partition of tenant %s with CPUs %s'
+                      % (tenant, topo.format_cpu_list(cpus)))
+            if not self.dry_run:
+                self.mgr.partitions.ensure_partition(tenant, cpus,
+                                                     self.mgr._mems)
+        else:
+            self._say('set partition of tenant %s to CPUs %s (was %s)'
+                      % (tenant, topo.format_cpu_list(cpus),
+                         topo.format_cpu_list(old)))
+            if not self.dry_run:
+                self.mgr.partitions.set_partition_cpus(tenant, cpus)
+        self.parts[tenant] = cpus
+
+    def remove_partition(self, tenant):
+        if tenant not in self.parts:
+            return
+        self._say('remove partition of tenant %s' % tenant)
+        if not self.dry_run:
+            try:
+                self.mgr.partitions.remove_partition(tenant)
+            except cgroups.PartitionBusy as e:
+                # A domain we do not know about still runs there; keep it.
+                LOG.warning('%s: partition of tenant %s kept: %s',
+                            self.mgr.name, tenant, e)
+                return
+        del self.parts[tenant]
+
+    def pin(self, dom, info, vcpu, cpus, flags):
+        if vcpu is None:
+            self._say('pin emulator threads of instance %s to CPUs %s'
+                      % (info.uuid, topo.format_cpu_list(cpus)))
+            if not self.dry_run:
+                dom.pinEmulator(self.mgr._cpumap(cpus), flags)
+            info.emulator_pins = cpus
+        else:
+            self._say('pin vCPU %d of instance %s to CPUs %s'
+                      % (vcpu, info.uuid, topo.format_cpu_list(cpus)))
+            if not self.dry_run:
+                dom.pinVcpuFlags(vcpu, self.mgr._cpumap(cpus), flags)
+            info.vcpu_pins[vcpu] = cpus
+
+    def set_metadata(self, dom, info, xml, flags):
+        self._say('record %s in the metadata of instance %s'
+                  % (xml, info.uuid))
+        if not self.dry_run:
+            try:
+                dom.setMetadata(VIR_DOMAIN_METADATA_ELEMENT, xml, TP_PREFIX,
+                                TP_NS, flags)
+            except Exception as e:
+                # Only a hint for restarts; the pins are what confine.
+                LOG.warning('%s: cannot record the tenant-pin metadata of '
+                            'instance %s: %s', self.mgr.name, info.uuid, e)
+                return
+        meta = etree.fromstring(xml)
+        info.key = meta.get('key')
+        info.pin_mode = meta.get('pin_mode')
+        info.ratio = float(meta.get('ratio'))
+        info.isolation = meta.get('isolation')
 
 
 class TenantPinManager:
@@ -224,20 +376,29 @@ class TenantPinManager:
     :param partitions: a :class:`~nova_tenant_pin.cgroups.TenantPartitions`.
     :param get_connection: callable returning the libvirt connection.
     :param housekeeping_cpus: CPUs that no tenant ever gets (whole cores).
-    :param pin_mode: ``float`` or ``strict``.
-    :param ratio: the in-tenant CPU allocation ratio.
-    :param static: ``{tenant: cpus}`` fixed per-tenant cpusets.
+    :param pin_mode: the default pin mode, ``float`` or ``strict``.
+    :param ratio: the default in-tenant CPU allocation ratio.
+    :param static: ``{project or isolation key: cpus}`` fixed cpusets.
     :param exempt_projects: projects that share the :data:`EXEMPT_TENANT`
-        partition instead of getting one each.
+        partition instead of getting one each (when ``settings`` is not
+        given).
+    :param settings: the operator's per-project
+        :class:`~nova_tenant_pin.policy.ProjectSettings`.
     :param reserved_cpus: CPUs Nova keeps for itself (``[compute]
         cpu_dedicated_set``); no tenant gets a core that holds one.
     :param name: names the lock and the logs (the host name).
+
+    Each instance's isolation key, pin mode and ratio come from its
+    :class:`~nova_tenant_pin.policy.Policy` (the driver resolves it from
+    the flavor, the image and ``settings``; without one, the project and
+    the defaults decide). Instances with one key share that key's whole
+    cores; a key's in-tenant ratio is the smallest of its instances'.
     """
 
     def __init__(self, topology, partitions, get_connection,
                  housekeeping_cpus, pin_mode=allocator.FLOAT, ratio=1.0,
                  static=None, exempt_projects=(), reserved_cpus=(),
-                 name='host'):
+                 name='host', settings=None):
         if pin_mode not in allocator.MODES:
             raise ValueError('pin_mode must be one of %s, got %r'
                              % (', '.join(allocator.MODES), pin_mode))
@@ -247,8 +408,11 @@ class TenantPinManager:
         self.housekeeping_cpus = frozenset(housekeeping_cpus)
         self.pin_mode = pin_mode
         self.ratio = ratio
-        self.static = {t: frozenset(c) for t, c in (static or {}).items()}
-        self.exempt_projects = frozenset(exempt_projects)
+        self.settings = (settings if settings is not None else
+                         tp_policy.ProjectSettings.from_options(
+                             exempt_projects))
+        self._static_cfg = {t: frozenset(c)
+                            for t, c in (static or {}).items()}
         self.reserved_cpus = frozenset(reserved_cpus)
         self.name = name
         self._host_cpus = topology.online_cpus
@@ -261,18 +425,54 @@ class TenantPinManager:
         self._tenants = {}
         self._dedicated = {}
         self._last_plan = None
+        self._unfit = {}
+        self._pins_only_seen = set()
+        self.static = self._static_keys()
         # Validate the static configuration against the topology now, so a
         # bad option fails at start and not at the first spawn.
         self._plan(collections.OrderedDict(), {})
 
+    @property
+    def exempt_projects(self):
+        return self.settings.exempt_projects
+
+    def _static_keys(self):
+        """The static cpusets by isolation key (a project in a group gives
+        its cpuset to the group)."""
+        static = {}
+        for name, cpus in self._static_cfg.items():
+            key = name
+            if not (name == EXEMPT_TENANT or
+                    name.startswith(tp_policy.GROUP_PREFIX)):
+                key = self.tenant_of(name)
+            static[key] = static.get(key, frozenset()) | cpus
+        return static
+
     # -- queries -----------------------------------------------------------
 
+    def policy_of(self, project_id, extra_specs=None, image_properties=None,
+                  isolation=None, pin_mode=None, ratio=None):
+        """The :class:`~nova_tenant_pin.policy.Policy` of an instance of
+        ``project_id`` on this host.
+
+        :param isolation, pin_mode, ratio: what a domain's metadata
+            recorded (used when the flavor is not at hand).
+        :raises policy.PolicyError: a bad or conflicting setting.
+        """
+        specs = dict(extra_specs or {})
+        if isolation and tp_policy.ISOLATION_SPEC not in specs:
+            specs[tp_policy.ISOLATION_SPEC] = isolation
+        pol = tp_policy.resolve(
+            project_id, specs, image_properties, self.settings,
+            default_pin_mode=pin_mode or self.pin_mode,
+            default_ratio=ratio or self.ratio)
+        cgroups.validate_tenant_id(pol.isolation_key)
+        return pol
+
     def tenant_of(self, project_id):
-        """The isolation key of a Nova project."""
-        if project_id in self.exempt_projects:
-            return EXEMPT_TENANT
+        """The isolation key of a Nova project, by default."""
         cgroups.validate_tenant_id(project_id)
-        return project_id
+        return self.policy_of(project_id).isolation_key
 
     def tenant_map(self):
         """``{tenant: frozenset(cpus)}``: the whole cores each tenant holds."""
@@ -291,6 +491,17 @@ class TenantPinManager:
         with self._locked():
             return dict(self._dedicated)
 
+    def isolation(self):
+        """Whether every instance on the host runs on its key's cores:
+        ``{'isolated': bool, 'unfit': {key: [uuid, ...]}}``. Tenants in
+        ``unfit`` did not fit on whole cores (a host adopted with more
+        load than it holds); their instances share the cores no tenant
+        holds, the other tenants stay isolated."""
+        with self._locked():
+            return {'isolated': not self._unfit,
+                    'unfit': {k: sorted(v) for k, v in
+                              sorted(self._unfit.items())}}
+
     def pins_for(self, uuid):
         """The :class:`InstancePins` of a claimed instance, or None.
 
@@ -306,6 +517,16 @@ class TenantPinManager:
             if claim.pending:
                 claim.issued |= pins.cpus
             return pins
+
+    def metadata_of(self, uuid):
+        """The metadata element (:func:`metadata_xml`) of a claimed
+        instance, for its domain XML, or None."""
+        with self._locked():
+            claim = self._claims.get(uuid)
+            if claim is None:
+                return None
+            return metadata_xml(claim.tenant, claim.mode,
+                                claim.ratio or self.ratio, claim.isolation)
 
     def stranded_cpus(self):
         """Threads held by tenants but not needed by their vCPUs: the
@@ -323,17 +544,22 @@ class TenantPinManager:
                 'instances': {
                     u: {'tenant': c.tenant, 'project_id': c.project_id,
                         'vcpus': c.vcpus, 'pending': c.pending,
+                        'pin_mode': c.mode, 'ratio': c.ratio or self.ratio,
                         'cpus': sorted(plan.instances[u].cpus)
                         if plan and u in plan.instances else None}
                     for u, c in self._claims.items()},
                 'dedicated': {u: sorted(c) for u, c in
                               sorted(self._dedicated.items())},
                 'stranded_cpus': plan.stranded_cpus if plan else 0,
+                'isolated': not self._unfit,
+                'unfit': {k: sorted(v) for k, v in
+                          sorted(self._unfit.items())},
             }
 
     # -- changes -----------------------------------------------------------
 
-    def claim(self, uuid, project_id, vcpus, cell=None, incoming=False):
+    def claim(self, uuid, project_id, vcpus, cell=None, incoming=False,
+              policy=None):
         """Hold room for an instance and return its :class:`InstancePins`.
 
         The tenant's partition exists with the returned CPUs when this
@@ -341,40 +567,61 @@ class TenantPinManager:
         instance that already holds room (resize, rebuild, hard reboot)
         updates it in place.
 
-        :raises TenantDoesNotFit: the tenant cannot get the room; nothing
+        :param policy: the instance's
+            :class:`~nova_tenant_pin.policy.Policy`; by default the
+            project's (:meth:`policy_of`).
+        :raises TenantDoesNotFit: the tenant cannot get the room, or giving
+            it would push out an instance that has room now; nothing
             changed.
         """
-        tenant = self.tenant_of(project_id)
+        if policy is None:
+            cgroups.validate_tenant_id(project_id)
+            policy = self.policy_of(project_id)
+        else:
+            cgroups.validate_tenant_id(policy.isolation_key)
+        tenant = policy.isolation_key
         with self._locked():
             old = self._claims.get(uuid)
             claims = collections.OrderedDict(self._claims)
             claims[uuid] = Claim(
                 uuid=uuid, project_id=project_id, tenant=tenant, vcpus=vcpus,
-                cell=cell, mode=self.pin_mode,
+                cell=cell, mode=policy.pin_mode, ratio=policy.ratio,
+                isolation=isolation_request(policy),
                 pending=old.pending if old else True,
                 incoming=incoming, confirmed=False,
                 issued=old.issued if old else frozenset())
             plan = self._safe_plan(claims, self._tenants)
+            before = {i['uuid'] for i in self._last_plan.unplaced} \
+                if self._last_plan else set()
             for item in plan.unplaced:
                 if item['uuid'] == uuid:
                     raise TenantDoesNotFit(uuid, tenant, item['reason'])
+            pushed = sorted(i['uuid'] for i in plan.unplaced
+                            if i['uuid'] not in before)
+            if pushed:
+                raise TenantDoesNotFit(
+                    uuid, tenant, 'the instances %s already on the host '
+                    'would no longer fit' % ', '.join(pushed))
             self._transition(plan, claims, 'claim of instance %s' % uuid)
             pins = self._pins_from_plan(plan, uuid)
             if claims[uuid].pending:
                 claims[uuid].issued |= pins.cpus
             LOG.info('%s: instance %s of tenant %s (project %s) claimed %d '
-                     'vCPUs on CPUs %s%s', self.name, uuid, tenant,
+                     'vCPUs on CPUs %s (%s)%s', self.name, uuid, tenant,
                      project_id, vcpus, topo.format_cpu_list(pins.cpus),
+                     policy.describe(),
                      ' (incoming live migration)' if incoming else '')
             return pins
 
-    def claim_incoming_migration(self, uuid, project_id, vcpus, cell=None):
+    def claim_incoming_migration(self, uuid, project_id, vcpus, cell=None,
+                                 policy=None):
         """Claim room for an instance about to arrive by live migration.
 
         The tenant's partition is created or widened before this returns:
         the target QEMU starts inside it.
         """
-        return self.claim(uuid, project_id, vcpus, cell=cell, incoming=True)
+        return self.claim(uuid, project_id, vcpus, cell=cell, incoming=True,
+                          policy=policy)
 
     def confirm_incoming_migration(self, uuid):
         """Mark an incoming claim as accepted by the source, so that the
@@ -446,9 +693,37 @@ class TenantPinManager:
         with self._locked():
             self._dedicated[uuid] = frozenset(cpus)
 
-    def reconcile(self, dedicated=None, known=None):
+    def update_settings(self, settings):
+        """Take new per-project settings (``exempt_projects``,
+        ``isolation_groups`` re-read on SIGHUP). The keys of running
+        instances change at the next :meth:`reconcile`, which the caller
+        runs (the driver, with each instance's policy)."""
+        with self._locked():
+            old = self.settings
+            self.settings = settings
+            try:
+                self.static = self._static_keys()
+            except Exception:
+                self.settings = old
+                raise
+        LOG.info('%s: per-project settings changed: exempt projects %s, '
+                 'isolation groups %s', self.name,
+                 ', '.join(sorted(settings.exempt_projects)) or 'none',
+                 ', '.join('%s=%s' % (p, g) for p, g in
+                           sorted(settings.groups.items())) or 'none')
+
+    def reconcile(self, dedicated=None, known=None, policies=None,
+                  dry_run=False):
         """Rebuild the map from libvirt domains and the cgroup tree, and
-        repair what drifted. Returns the repairs made, as log lines.
+        repair what drifted. Returns the repairs made, as log lines (with
+        ``dry_run``: the writes it would make, and it makes none).
+
+        This is also how a host is adopted (guests started without
+        tenant-pin are pinned live to their tenant's cores) and how a
+        change of per-project settings takes effect (instances whose key
+        changed move to their new key's cores live; keys that merge keep
+        their cores; a key that splits off gets cores of its own before
+        anyone else may take the ones it leaves).
 
         :param dedicated: ``{uuid: cpus}`` of the instances with dedicated
             CPUs, when the caller knows them (the driver asks Nova). Without
@@ -460,12 +735,14 @@ class TenantPinManager:
             room, nor does a pending claim of one (an incoming live
             migration given up before it started). A running domain is
             always counted: its threads run here.
+        :param policies: ``{uuid: Policy}`` of the instances, when the
+            caller knows them (the driver resolves them from the flavors).
+            Without it, each domain's tenant-pin metadata and the present
+            settings decide.
         """
         with self._locked():
             repairs = []
             domains = self._read_domains()
-            truth = {t: info.cpus
-                     for t, info in self.partitions.list_partitions().items()}
             if known is not None:
                 known = set(known)
                 for uuid, (dom, info) in list(domains.items()):
@@ -477,7 +754,8 @@ class TenantPinManager:
                                  self.name, info.name, uuid)
                         del domains[uuid]
             claims, dedicated = self._claims_from_domains(
-                domains, repairs, dedicated, known)
+                domains, repairs, dedicated, known, policies or {})
+            truth = self._truth(domains, claims)
             for tenant in sorted(set(truth) | set(self._tenants)):
                 if truth.get(tenant) != self._tenants.get(tenant) and \
                         self._last_plan is not None:
@@ -487,29 +765,113 @@ class TenantPinManager:
                             truth.get(tenant, ())) or 'none',
                            topo.format_cpu_list(
                                self._tenants.get(tenant, ())) or 'none'))
+            current = self._relabel(truth, claims, domains, repairs)
+            saved = (self._dedicated, self._tenants)
             self._dedicated = dedicated
-            self._tenants = dict(truth)
-            plan = self._safe_plan(claims, truth)
-            for item in plan.unplaced:
-                repairs.append('instance %s of tenant %s does not fit any '
-                               'more: %s' % (item['uuid'],
-                                             item['project_id'],
-                                             item['reason']))
-            self._transition(plan, claims, 'reconcile', domains=domains,
-                             repairs=repairs)
+            self._tenants = dict(current)
+            try:
+                plan = self._safe_plan(claims, current)
+                for item in plan.unplaced:
+                    repairs.append('instance %s of tenant %s does not fit '
+                                   'on whole cores: %s'
+                                   % (item['uuid'], item['project_id'],
+                                      item['reason']))
+                actions = self._transition(
+                    plan, claims, 'reconcile', domains=domains,
+                    repairs=repairs, dry_run=dry_run)
+            finally:
+                if dry_run:
+                    self._dedicated, self._tenants = saved
+            if dry_run:
+                return actions
             for line in repairs:
                 LOG.warning('%s: reconcile repaired: %s', self.name, line)
             return repairs
+
+    def release_all(self, cpus=None, dry_run=False):
+        """Turn tenant isolation off on this host without restarting any
+        guest: every guest tenant-pin placed may run on ``cpus`` again
+        (default: the host's online CPUs; pass Nova's ``cpu_shared_set``),
+        partitions are widened to them and removed when empty, and the
+        tenant-pin metadata is dropped. Returns the writes, as lines (with
+        ``dry_run``: the writes it would make)."""
+        cpus = frozenset(cpus if cpus is not None else self._host_cpus)
+        with self._locked():
+            ops = _Ops(self, dry_run)
+            domains = self._read_domains()
+            if dry_run:
+                domains = {u: (d, copy.deepcopy(i))
+                           for u, (d, i) in domains.items()}
+            ours = [(dom, info) for dom, info in domains.values()
+                    if info.tenant is not None or info.key is not None or
+                    info.uuid in self._claims]
+            # Top-down: the partitions first, then the threads in them.
+            for tenant in sorted(ops.parts):
+                ops.set_partition(tenant, ops.parts[tenant] | cpus)
+            for dom, info in ours:
+                flags = self._flags(info)
+                if not flags:
+                    continue
+                for vcpu in range(info.vcpus):
+                    if info.effective_vcpu_cpus(vcpu, self._host_cpus) != \
+                            cpus:
+                        ops.pin(dom, info, vcpu, cpus, flags)
+                if info.effective_emulator_cpus(self._host_cpus) != cpus:
+                    ops.pin(dom, info, None, cpus, flags)
+                if info.key is not None:
+                    ops._say('drop the tenant-pin metadata of instance %s'
+                             % info.uuid)
+                    if not dry_run:
+                        try:
+                            dom.setMetadata(VIR_DOMAIN_METADATA_ELEMENT,
+                                            None, None, TP_NS, flags)
+                        except Exception as e:
+                            LOG.warning('%s: cannot drop the metadata of '
+                                        'instance %s: %s', self.name,
+                                        info.uuid, e)
+            # Partitions that hold no domain go; the others stay (a running
+            # domain cannot leave its cgroup) until their guests restart.
+            used = {info.tenant for _dom, info in domains.values()}
+            for tenant in sorted(ops.parts):
+                if tenant not in used:
+                    ops.remove_partition(tenant)
+            if not dry_run:
+                self._claims = collections.OrderedDict()
+                self._tenants = {}
+                self._last_plan = None
+                self._unfit = {}
+                LOG.warning('%s: tenant isolation released: %d guests may '
+                            'run on CPUs %s', self.name, len(ours),
+                            topo.format_cpu_list(cpus))
+            return ops.actions
 
     # -- internals -----------------------------------------------------------
 
     def _locked(self):
         return lockutils.lock(self._lock_name)
 
+    def _flags(self, info):
+        flags = 0
+        if info.active:
+            flags |= VIR_DOMAIN_AFFECT_LIVE
+        if info.persistent:
+            flags |= VIR_DOMAIN_AFFECT_CONFIG
+        return flags
+
     def _plan(self, claims, current, frozen=None):
         requests = [allocator.InstanceRequest(
             uuid=c.uuid, project_id=c.tenant, vcpus=c.vcpus, cell=c.cell,
             mode=c.mode) for c in claims.values()]
+        ratios = {}
+        for c in claims.values():
+            if c.ratio is not None:
+                ratios[c.tenant] = min(ratios.get(c.tenant, c.ratio),
+                                       c.ratio)
+        # A key whose instances do not all say otherwise keeps the default.
+        for c in claims.values():
+            if c.ratio is None:
+                ratios[c.tenant] = min(ratios.get(c.tenant, self.ratio),
+                                       self.ratio)
         dedicated = set(self.reserved_cpus)
         for cpus in self._dedicated.values():
             dedicated |= cpus
@@ -517,7 +879,8 @@ class TenantPinManager:
         return allocator.plan(
             self.topology, requests, housekeeping_cpus=self.housekeeping_cpus,
             current=current, ratio=self.ratio,
-            dedicated_cpus=dedicated, static={**self.static, **(frozen or {})})
+            dedicated_cpus=dedicated, static={**self.static, **(frozen or {})},
+            tenant_ratios=ratios)
 
     def _safe_plan(self, claims, current):
         """Plan, but never take from a tenant the CPUs already written into
@@ -567,58 +930,83 @@ class TenantPinManager:
             result[info.uuid] = (dom, info)
         return result
 
+    def _domain_policy(self, info, policies):
+        """The policy of a domain's instance: the caller's, else what its
+        metadata recorded under the present settings, else the project's
+        default. None when the domain names no project."""
+        if info.uuid in policies:
+            return policies[info.uuid]
+        if not info.project_id:
+            return None
+        try:
+            return self.policy_of(info.project_id, isolation=info.isolation,
+                                  pin_mode=info.pin_mode, ratio=info.ratio)
+        except (tp_policy.PolicyError, cgroups.PartitionError) as e:
+            LOG.warning('%s: instance %s: %s; it keeps the key %s', self.name,
+                        info.uuid, e, info.isolation_key)
+            return None
+
     def _claims_from_domains(self, domains, repairs, known_dedicated,
-                             known=None):
+                             known=None, policies=None):
         """Claims rebuilt from the domains, plus pending claims in memory."""
         claims = collections.OrderedDict()
         dedicated = {}
         found = []
+        policies = policies or {}
         for uuid, (dom, info) in domains.items():
             if known_dedicated is not None:
                 if uuid in known_dedicated:
                     dedicated[uuid] = frozenset(known_dedicated[uuid])
                     continue
-            elif info.dedicated and uuid not in self._claims:
+            elif info.dedicated and info.key is None and \
+                    uuid not in self._claims:
                 dedicated[uuid] = frozenset(
                     itertools.chain.from_iterable(info.vcpu_pins.values()))
                 continue
-            tenant = info.tenant
-            if info.project_id:
-                expected = self.tenant_of(info.project_id)
-                if tenant is None:
-                    repairs.append(
-                        'instance %s of tenant %s runs outside any tenant '
-                        'partition; its threads are pinned to the tenant\'s '
-                        'cores now and it is confined to the partition at '
-                        'its next hard reboot' % (uuid, expected))
-                    tenant = expected
-                elif tenant != expected:
-                    repairs.append(
-                        'instance %s of project %s runs in the partition of '
-                        'tenant %s; it stays there until its next hard '
-                        'reboot' % (uuid, info.project_id, tenant))
-            if tenant is None:
-                old = self._claims.get(uuid)
-                if old is None:
-                    LOG.warning('%s: domain %s (%s) names no project and no '
-                                'tenant partition; it is left alone',
-                                self.name, info.name, uuid)
-                    continue
-                tenant = old.tenant
             old = self._claims.get(uuid)
+            pol = self._domain_policy(info, policies)
+            if pol is not None:
+                tenant, mode, ratio = (pol.isolation_key, pol.pin_mode,
+                                       pol.ratio)
+                isolation = isolation_request(pol)
+            elif info.isolation_key is not None:
+                tenant = info.isolation_key
+                mode = info.pin_mode or self.pin_mode
+                ratio, isolation = info.ratio, info.isolation
+            elif old is not None:
+                tenant, mode, ratio = old.tenant, old.mode, old.ratio
+                isolation = old.isolation
+            else:
+                LOG.warning('%s: domain %s (%s) names no project and no '
+                            'tenant partition; it is left alone',
+                            self.name, info.name, uuid)
+                continue
+            if info.isolation_key is None:
+                repairs.append(
+                    'instance %s of tenant %s was started without '
+                    'tenant-pin: adopted, its threads are pinned to the '
+                    'tenant\'s cores live and it moves into the partition '
+                    'at its next hard reboot' % (uuid, tenant))
+            elif info.isolation_key != tenant:
+                repairs.append(
+                    'instance %s of project %s: its key changes from %s to '
+                    '%s; it is re-pinned live to the cores of %s' % (
+                        uuid, info.project_id, info.isolation_key, tenant,
+                        tenant))
             if old is not None and old.vcpus != info.vcpus and \
                     not old.pending:
                 repairs.append('instance %s of tenant %s has %d vCPUs, the '
                                'map said %d' % (uuid, tenant, info.vcpus,
                                                 old.vcpus))
-            if old is None and self._last_plan is not None:
+            if old is None and self._last_plan is not None and \
+                    info.isolation_key is not None:
                 repairs.append('instance %s of tenant %s was running without '
                                'a claim; claimed now' % (uuid, tenant))
             found.append(Claim(
                 uuid=uuid, project_id=info.project_id or tenant,
                 tenant=tenant, vcpus=max(1, info.vcpus),
-                cell=old.cell if old else None, mode=self.pin_mode,
-                pending=False, incoming=False,
+                cell=old.cell if old else None, mode=mode, ratio=ratio,
+                isolation=isolation, pending=False, incoming=False,
                 confirmed=old.confirmed if old else False))
         # Keep the order the instances were claimed in; instances found only
         # now go after them, ordered by the lowest CPU their first vCPU uses,
@@ -648,95 +1036,287 @@ class TenantPinManager:
                                % (uuid, old.tenant))
         return claims, dedicated
 
-    def _transition(self, plan, claims, what, domains=None, repairs=None):
-        """Apply ``plan`` (its moves, then any pins still off) and commit
-        ``claims`` and the new map. On failure the partial state is safe
-        (each step keeps the invariants); a reconcile finishes it."""
+    def _truth(self, domains, claims):
+        """The present map as the cgroup tree shows it: each partition's
+        CPUs, less those that only domains of other keys living in it use
+        (a partition keeps the domains that started in it when their key
+        changes, and holds their new cores for them)."""
+        parts = self.partitions.list_partitions()
+        foreign = collections.defaultdict(set)
+        own = collections.defaultdict(set)
+        for uuid, (dom, info) in domains.items():
+            if info.tenant is None or not (info.active or info.persistent):
+                continue
+            # The key the domain runs under now (its metadata), not the one
+            # it is about to get.
+            key = info.isolation_key
+            used = info.all_cpus(self._host_cpus)
+            if key == info.tenant:
+                own[info.tenant] |= used
+            else:
+                foreign[info.tenant] |= used
+        truth = {}
+        for tenant, info in parts.items():
+            cpus = set(info.cpus)
+            if foreign.get(tenant):
+                cpus -= foreign[tenant] - own.get(tenant, set())
+                cpus = self.topology.whole_core_cpus(cpus) & info.cpus
+                # Only whole cores that the partition alone uses.
+                cpus = frozenset(c for c in cpus if
+                                 self.topology.core_of(c).cpus <= cpus)
+            if cpus:
+                truth[tenant] = frozenset(cpus)
+        return truth
+
+    def _relabel(self, current, claims, domains, repairs):
+        """The present map with the cores of each key whose instances all
+        changed key given to their new key (the one with the most vCPUs
+        when they went to several): keys that merge keep their cores and
+        nothing moves; a key that splits off grows elsewhere first."""
+        current = dict(current)
+        by_old = collections.defaultdict(collections.Counter)
+        for uuid, claim in claims.items():
+            if uuid not in domains:
+                continue
+            old = domains[uuid][1].isolation_key
+            if old is not None and old in current:
+                by_old[old][claim.tenant] += claim.vcpus
+        for old, news in sorted(by_old.items()):
+            if old in news or old in self.static:
+                continue
+            heir = sorted(news.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+            if heir in self.static:
+                continue
+            current[heir] = current.get(heir, frozenset()) | current.pop(old)
+            repairs.append('tenant %s: its cores %s go to %s, which its '
+                           'instances now belong to' % (
+                               old, topo.format_cpu_list(current[heir]),
+                               heir))
+        return current
+
+    def _transition(self, plan, claims, what, domains=None, repairs=None,
+                    dry_run=False):
+        """Apply ``plan`` and commit ``claims`` and the new map; return the
+        writes made (with ``dry_run``: described, not made, nothing
+        committed).
+
+        Order, so that no intermediate state lets two keys share a core
+        that they did not share before:
+
+        1. shrinks and releases: a key's domains are re-pinned inside its
+           new CPUs, then its partition narrowed (bottom-up);
+        2. instances that do not fit (an adopted host with too much load)
+           are pinned to the cores no key holds, or to the housekeeping
+           cores when none is left: the others stay isolated;
+        3. grows: a key's partition widened, then its domains re-pinned
+           (top-down); keys whose instances changed key go first, so they
+           leave their old cores before anyone else may take them;
+        4. every domain re-pinned to its final placement and its metadata
+           recorded; every partition set to its final CPUs (shrinks before
+           widens) and partitions that hold nothing removed.
+
+        A domain lives in the partition it started in. When that is not
+        its key's (adopted, or its key changed), its pins confine it and
+        the partition is widened to hold them. On failure the partial state
+        is safe (each step keeps the invariants); a reconcile finishes it.
+        """
         if domains is None:
             domains = self._read_domains()
-        by_tenant = collections.defaultdict(list)
+        if dry_run:
+            domains = {u: (d, copy.deepcopy(i))
+                       for u, (d, i) in domains.items()}
+        ops = _Ops(self, dry_run)
+        keymap = dict(self._tenants)
+        overflow = plan.free_cpus or self.housekeeping_cpus
+        targets, unfit = {}, collections.defaultdict(list)
         for uuid, (dom, info) in domains.items():
+            claim = claims.get(uuid)
+            if claim is None or not (info.active or info.persistent):
+                continue
             if uuid in plan.instances:
-                by_tenant[plan.instances[uuid].project_id].append(uuid)
-        existing = set(self.partitions.list_partitions())
+                targets[uuid] = plan.instances[uuid]
+            else:
+                targets[uuid] = allocator.InstancePlacement(
+                    uuid, claim.tenant, frozenset(overflow), ())
+                unfit[claim.tenant].append(uuid)
+        by_key = collections.defaultdict(list)
+        for uuid in targets:
+            if uuid in plan.instances:
+                by_key[claims[uuid].tenant].append(uuid)
+        rekeyed = {claims[u].tenant for u in targets
+                   if domains[u][1].isolation_key != claims[u].tenant}
+
+        def hosted(tenant):
+            return [u for u in targets if domains[u][1].tenant == tenant and
+                    (claims[u].tenant != tenant or u not in plan.instances)]
+
+        def need(tenant):
+            cpus = set(keymap.get(tenant, ()))
+            for u in hosted(tenant):
+                cpus |= domains[u][1].all_cpus(self._host_cpus)
+            return frozenset(cpus) & self._host_cpus
+
+        def narrow(tenant):
+            if tenant in ops.parts:
+                cpus = ops.parts[tenant] & need(tenant)
+                if cpus and cpus != ops.parts[tenant]:
+                    ops.set_partition(tenant, cpus)
+
+        def pin(uuid, within):
+            entry = domains[uuid]
+            if entry[1].key != claims[uuid].tenant:
+                # Its new key first: from now on its threads are that key's.
+                self._record(ops, entry, claims[uuid])
+            part = entry[1].tenant
+            if part is not None and part != claims[uuid].tenant:
+                # Hosted: its partition must hold the pins first.
+                wanted = targets[uuid].cpus & frozenset(within)
+                if wanted and not wanted <= ops.parts.get(part, frozenset()):
+                    ops.set_partition(part, wanted | ops.parts.get(
+                        part, frozenset()))
+            self._pin_domain(ops, entry, targets[uuid], within, repairs)
+
+        # Partitions that must stay: a domain that holds room lives there.
+        # Any other (the source of a finished move) does not keep its
+        # partition; the kernel refuses to remove one with tasks in it.
+        used = {domains[u][1].tenant for u in targets}
+        # Instances whose key changed and that already run on their new
+        # key's cores (their old key's cores went to it) take the new key
+        # at once; the others take it when they move.
+        for uuid in targets:
+            info = domains[uuid][1]
+            key = claims[uuid].tenant
+            if info.key != key and info.isolation_key is not None and \
+                    info.all_cpus(self._host_cpus) <= keymap.get(
+                        key, frozenset()):
+                self._record(ops, domains[uuid], claims[uuid])
+        moves = list(plan.moves)
+        first_grow = next((i for i, m in enumerate(moves)
+                           if m.action in ('create', 'grow', 'widen')),
+                          len(moves))
+        shrinks = moves[:first_grow]
+        grows = sorted(moves[first_grow:],
+                       key=lambda m: m.project_id not in rekeyed)
         try:
-            for move in plan.moves:
+            for move in shrinks:
                 tenant = move.project_id
-                if move.removed:
-                    # Bottom-up: the domains first, then the partition.
-                    for uuid in by_tenant.get(tenant, ()):
-                        self._pin_domain(domains[uuid],
-                                         plan.instances[uuid], move.cpus,
-                                         repairs)
-                    if move.cpus:
-                        self.partitions.set_partition_cpus(tenant, move.cpus)
-                    else:
-                        self._remove_partition(tenant)
-                        existing.discard(tenant)
-                else:
-                    # Top-down: the partition first, then the domains.
-                    if tenant in existing:
-                        self.partitions.set_partition_cpus(tenant, move.cpus)
-                    else:
-                        self.partitions.ensure_partition(tenant, move.cpus,
-                                                         self._mems)
-                        existing.add(tenant)
-                    for uuid in by_tenant.get(tenant, ()):
-                        self._pin_domain(domains[uuid],
-                                         plan.instances[uuid], move.cpus,
-                                         repairs)
+                keymap[tenant] = move.cpus
+                for uuid in by_key.get(tenant, ()):
+                    pin(uuid, move.cpus)
                 if move.cpus:
-                    self._tenants[tenant] = move.cpus
-                else:
-                    self._tenants.pop(tenant, None)
-                if repairs is not None:
-                    repairs.append('tenant %s: %s to CPUs %s' % (
-                        tenant, move.action,
-                        topo.format_cpu_list(move.cpus) or 'none'))
-            # Partitions that exist with the right CPUs but were lost from
-            # the tree (reconcile) or tenants with no move: make sure every
-            # tenant of the plan has its partition.
-            for tenant, cpus in plan.tenant_map().items():
-                if tenant not in existing:
-                    self.partitions.ensure_partition(tenant, cpus,
-                                                     self._mems)
-                    existing.add(tenant)
+                    narrow(tenant)
+                elif tenant in ops.parts and tenant not in used:
+                    ops.remove_partition(tenant)
+                if not move.cpus:
+                    keymap.pop(tenant, None)
+                for part in {domains[u][1].tenant
+                             for u in by_key.get(tenant, ())} - {None}:
+                    narrow(part)
+                self._note_move(move, repairs)
+            for key in sorted(unfit):
+                for uuid in unfit[key]:
+                    pin(uuid, overflow)
+            for move in grows:
+                tenant = move.project_id
+                keymap[tenant] = move.cpus
+                ops.set_partition(tenant, move.cpus | ops.parts.get(
+                    tenant, frozenset()))
+                for uuid in by_key.get(tenant, ()):
+                    pin(uuid, move.cpus)
+                if move.removed:
+                    narrow(tenant)
+                self._note_move(move, repairs)
+            keymap = plan.tenant_map()
+            for tenant, cpus in sorted(keymap.items()):
+                if tenant not in ops.parts:
+                    ops.set_partition(tenant, cpus)
                     if repairs is not None:
                         repairs.append('tenant %s: partition recreated with '
                                        'CPUs %s' % (tenant,
                                                     topo.format_cpu_list(
                                                         cpus)))
-            for uuid, (dom, info) in domains.items():
-                if uuid in plan.instances:
-                    self._pin_domain(domains[uuid], plan.instances[uuid],
-                                     plan.instances[uuid].cpus, repairs)
+            for uuid in targets:
+                pin(uuid, targets[uuid].cpus)
+                self._record(ops, domains[uuid], claims[uuid])
+            # Final partition CPUs: shrinks first, then widens.
+            for tenant in sorted(ops.parts):
+                want = need(tenant)
+                if not want and tenant not in used:
+                    ops.remove_partition(tenant)
+                elif want and not want >= ops.parts[tenant]:
+                    ops.set_partition(tenant, want & ops.parts[tenant] or
+                                      want)
+            for tenant in sorted(ops.parts):
+                want = need(tenant)
+                if want and want != ops.parts[tenant]:
+                    ops.set_partition(tenant, want)
         except Exception:
             LOG.exception('%s: %s stopped half way; the host is in a safe '
                           'intermediate state and the next reconcile '
                           'finishes it', self.name, what)
             raise
+        if dry_run:
+            return ops.actions
         self._tenants = plan.tenant_map()
         self._claims = claims
         self._last_plan = plan
+        self._report(domains, claims, dict(unfit), overflow)
+        return ops.actions
 
-    def _remove_partition(self, tenant):
-        try:
-            self.partitions.remove_partition(tenant)
-        except cgroups.PartitionBusy as e:
-            # A domain we do not know about still runs there; keep it.
-            LOG.warning('%s: partition of tenant %s kept: %s', self.name,
-                        tenant, e)
+    def _note_move(self, move, repairs):
+        if repairs is not None:
+            repairs.append('tenant %s: %s to CPUs %s' % (
+                move.project_id, move.action,
+                topo.format_cpu_list(move.cpus) or 'none'))
 
-    def _pin_domain(self, entry, placement, within, repairs=None):
-        """Pin a domain's vCPUs and emulator to its placement, if they are
-        not already there. ``within`` is the partition's CPUs at this step:
-        a pin outside them would be refused by the kernel, so it waits for
-        a later step."""
+    def _report(self, domains, claims, unfit, overflow):
+        """Log, once per change, what is not confined by its partition and
+        whether the host is isolated."""
+        for uuid, (dom, info) in domains.items():
+            if uuid not in claims or info.confinement == 'partition' or \
+                    not info.active:
+                continue
+            if uuid not in self._pins_only_seen:
+                self._pins_only_seen.add(uuid)
+                LOG.info('%s: instance %s of tenant %s is confined by its '
+                         'pins (it runs in %s) until its next hard reboot',
+                         self.name, uuid, claims[uuid].tenant,
+                         info.partition and 'partition ' + info.partition or
+                         'no tenant partition')
+        if unfit and unfit != self._unfit:
+            LOG.error('%s: host NOT isolated: tenants %s do not fit on whole '
+                      'cores; their instances %s share CPUs %s, which no '
+                      'other tenant uses; the other tenants are isolated',
+                      self.name, ', '.join(sorted(unfit)),
+                      ', '.join(sorted(u for us in unfit.values()
+                                       for u in us)),
+                      topo.format_cpu_list(overflow))
+        elif self._unfit and not unfit:
+            LOG.info('%s: every tenant fits on whole cores again; the host '
+                     'is isolated', self.name)
+        self._unfit = unfit
+
+    def _record(self, ops, entry, claim):
+        """Keep the instance's key, pin mode and ratio in its metadata."""
         dom, info = entry
-        # At a step where the partition does not hold all of the final
-        # placement yet, pin inside what it holds; a later step finishes.
+        ratio = claim.ratio or self.ratio
+        if (info.key, info.pin_mode, info.ratio, info.isolation) == (
+                claim.tenant, claim.mode, ratio, claim.isolation):
+            return
+        flags = self._flags(info)
+        if flags:
+            ops.set_metadata(dom, info, metadata_xml(
+                claim.tenant, claim.mode, ratio, claim.isolation), flags)
+
+    def _pin_domain(self, ops, entry, placement, within, repairs=None):
+        """Pin a domain's vCPUs and emulator to its placement, if they are
+        not already there. ``within`` is the key's CPUs at this step: a
+        pin outside them would be refused by the kernel (or give the
+        domain another key's cores), so it waits for a later step."""
+        dom, info = entry
         allowed = placement.cpus & frozenset(within)
-        if not allowed or (not info.active and not info.persistent):
+        flags = self._flags(info)
+        if not allowed or not flags:
             return
         wanted = {}
         for vcpu in range(info.vcpus):
@@ -745,22 +1325,15 @@ class TenantPinManager:
                     vcpu in placement.vcpu_pins:
                 cpus = frozenset([placement.vcpu_pins[vcpu]])
             wanted[vcpu] = cpus if cpus <= allowed else allowed
-        flags = 0
-        if info.active:
-            flags |= VIR_DOMAIN_AFFECT_LIVE
-        if info.persistent:
-            flags |= VIR_DOMAIN_AFFECT_CONFIG
         changed = False
         for vcpu, cpus in sorted(wanted.items()):
             if info.effective_vcpu_cpus(vcpu, self._host_cpus) != cpus:
-                dom.pinVcpuFlags(vcpu, self._cpumap(cpus), flags)
-                info.vcpu_pins[vcpu] = cpus
+                ops.pin(dom, info, vcpu, cpus, flags)
                 changed = True
         if info.effective_emulator_cpus(self._host_cpus) != allowed:
-            dom.pinEmulator(self._cpumap(allowed), flags)
-            info.emulator_pins = allowed
+            ops.pin(dom, info, None, allowed, flags)
             changed = True
-        if changed:
+        if changed and not ops.dry_run:
             LOG.info('%s: instance %s of tenant %s re-pinned to CPUs %s',
                      self.name, info.uuid, placement.project_id,
                      topo.format_cpu_list(allowed))

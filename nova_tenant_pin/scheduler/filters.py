@@ -30,6 +30,7 @@ tenant-pin there) and a request for dedicated CPUs (Nova pins those) pass.
 from nova.scheduler import filters
 from oslo_log import log as logging
 
+from nova_tenant_pin import policy
 from nova_tenant_pin.scheduler import host_state as tenant_host
 
 LOG = logging.getLogger(__name__)
@@ -42,7 +43,15 @@ class TenantPinFilter(filters.BaseHostFilter):
     RUN_ON_REBUILD = False
 
     def host_passes(self, host_state, spec_obj):
-        request = tenant_host.request_of_spec(spec_obj)
+        try:
+            request = tenant_host.request_of_spec(spec_obj)
+        except policy.PolicyError as e:
+            # Every host would refuse it: say why once per host, loudly.
+            LOG.warning('%(host)s: instance %(uuid)s of project '
+                        '%(project)s: %(error)s',
+                        {'host': host_state, 'uuid': spec_obj.instance_uuid,
+                         'project': spec_obj.project_id, 'error': e})
+            return False
         if request is None:
             return True
         view = tenant_host.host_view(host_state, request,

@@ -56,7 +56,8 @@ class Fit:
 
 
 def check_fit(topology, running, new, housekeeping_cpus=(), ratio=1.0,
-              current=None, dedicated_cpus=(), before=None):
+              current=None, dedicated_cpus=(), before=None,
+              tenant_ratios=None):
     """Plan ``running`` + ``new`` on the host; does everything stay placed?
 
     :param topology: the host's :class:`topology.HostTopology`.
@@ -67,6 +68,9 @@ def check_fit(topology, running, new, housekeeping_cpus=(), ratio=1.0,
         the real one; the Nova filter, which cannot see it, passes the map
         of a fresh plan of ``running``.
     :param before: the plan of ``running`` alone, when the caller has it.
+    :param tenant_ratios: ``{tenant: ratio}`` for tenants whose in-tenant
+        ratio is not ``ratio`` (flavors with
+        ``tenant_pin:cpu_allocation_ratio``).
     :returns: a :class:`Fit`.
 
     A host whose present instances no longer all fit with the newcomer is
@@ -74,8 +78,10 @@ def check_fit(topology, running, new, housekeeping_cpus=(), ratio=1.0,
     instance may push out an older one of another tenant rather than be
     left out itself, and the compute host would then refuse the claim.
     """
+    tenant_ratios = dict(tenant_ratios or {})
     if before is not None:
-        room = room_for(before, new.project_id, ratio)
+        room = room_for(before, new.project_id,
+                        tenant_ratios.get(new.project_id, ratio), ratio)
         if room + _EPSILON < new.vcpus:
             return Fit(False, 'tenant %s has room for %d vCPUs on this host '
                        '(its idle threads and the free cores), not %d'
@@ -84,7 +90,8 @@ def check_fit(topology, running, new, housekeeping_cpus=(), ratio=1.0,
     result = allocator.plan(topology, list(running) + [new],
                             housekeeping_cpus=housekeeping_cpus,
                             current=current, ratio=ratio,
-                            dedicated_cpus=dedicated_cpus)
+                            dedicated_cpus=dedicated_cpus,
+                            tenant_ratios=tenant_ratios)
     for item in result.unplaced:
         if item['uuid'] == new.uuid:
             return Fit(False, item['reason'], result)
@@ -95,9 +102,12 @@ def check_fit(topology, running, new, housekeeping_cpus=(), ratio=1.0,
     return Fit(True, None, result)
 
 
-def room_for(before, project_id, ratio=1.0):
+def room_for(before, project_id, ratio=1.0, free_ratio=None):
     """vCPUs that ``project_id`` could add on the host at most: the spare
     room in the cores it holds plus every free core, by ``before``.
+    ``ratio`` is the tenant's in-tenant ratio (``free_ratio``, when given,
+    the larger of it and the host's, is used for free cores: a cautious
+    bound must not refuse what the allocator may place).
 
     The allocator cannot do better than that, except by moving another
     tenant that is split over NUMA cells into fewer cores, which it does
@@ -106,7 +116,7 @@ def room_for(before, project_id, ratio=1.0):
     """
     tenant = before.tenants.get(project_id)
     own = 0.0 if tenant is None else len(tenant.cpus) * ratio - tenant.vcpus
-    return own + len(before.free_cpus) * ratio
+    return own + len(before.free_cpus) * max(ratio, free_ratio or ratio)
 
 
 def stranded_change(before, new, threads_per_core, ratio=1.0):

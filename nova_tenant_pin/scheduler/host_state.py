@@ -29,13 +29,20 @@ knows about it, and from nothing else:
   thread that way shows up smaller than its neighbours; it is passed as
   housekeeping, as the compute host rounds housekeeping up to whole cores.
 * ``host_state.instances``: the instances on the host, each as an
-  :class:`~nova_tenant_pin.allocator.InstanceRequest` of its project and
-  vCPUs. Instances with dedicated or mixed CPUs (flavor ``hw:cpu_policy``)
+  :class:`~nova_tenant_pin.allocator.InstanceRequest` of its isolation key
+  and vCPUs, the key, pin mode and in-tenant ratio resolved by
+  :func:`nova_tenant_pin.policy.resolve` from the flavor and the
+  ``[tenant_pin]`` per-project settings, as the compute host resolves
+  them. Instances with dedicated or mixed CPUs (flavor ``hw:cpu_policy``)
   are Nova's and are left out. Nova fills what it knows of an instance
   lazily from the database (one query each) when the computes do not send
   their instance lists (``[filter_scheduler] track_instance_changes``).
 
-Known limits: the scheduler does not see a compute host's
+Known limits: image properties (``tenant_pin_isolation``,
+``tenant_pin_pin_mode``) are not in the scheduler's view of an image (Nova
+keeps only the properties it knows there); the compute host reads them and
+refuses a claim that does not fit, and Nova reschedules. The scheduler does
+not see a compute host's
 ``[tenant_pin] housekeeping_cpus`` when they are inside
 ``cpu_shared_set``, nor the instances it placed earlier in the same
 multi-create request unless the request is in a server group; in both
@@ -50,13 +57,17 @@ from nova.objects import fields
 from nova.virt import hardware
 from oslo_config import cfg
 
+from oslo_log import log as logging
+
 from nova_tenant_pin import allocator
 # Registers the [tenant_pin] options.
 from nova_tenant_pin import conf  # noqa: F401
+from nova_tenant_pin import policy
 from nova_tenant_pin.scheduler import fit
 from nova_tenant_pin import topology as topo
 
 CONF = cfg.CONF
+LOG = logging.getLogger(__name__)
 
 # The uuid of a request that has none yet (Nova sets one before it
 # schedules; a spec built by hand may not have it).
@@ -65,6 +76,48 @@ NEW_INSTANCE = 'new-instance'
 # CPU policies whose vCPUs Nova pins itself, on dedicated CPUs.
 _NOVA_PINNED = (fields.CPUAllocationPolicy.DEDICATED,
                 fields.CPUAllocationPolicy.MIXED)
+
+
+@dataclasses.dataclass(frozen=True)
+class TenantRequest(allocator.InstanceRequest):
+    """An :class:`~nova_tenant_pin.allocator.InstanceRequest` whose
+    ``project_id`` is the isolation key, with the instance's in-tenant
+    ``ratio`` (a key's ratio is the smallest of its instances', as on the
+    compute host)."""
+
+    ratio: float = None
+
+
+@functools.lru_cache(maxsize=8)
+def _settings(exempt, groups):
+    return policy.ProjectSettings.from_options(exempt, groups)
+
+
+def policy_of(project_id, extra_specs=None, image_properties=None):
+    """The tenant-pin policy of an instance, by the scheduler's
+    ``[tenant_pin]`` options: the same :func:`policy.resolve` the compute
+    host calls.
+
+    :raises policy.PolicyError: a bad value or a conflict.
+    """
+    group = CONF.tenant_pin
+    return policy.resolve(
+        project_id, extra_specs, image_properties,
+        _settings(tuple(group.exempt_projects),
+                  tuple(group.isolation_groups)),
+        default_pin_mode=group.pin_mode,
+        default_ratio=group.tenant_cpu_allocation_ratio)
+
+
+def tenant_ratios(requests, request=None):
+    """``{key: ratio}``: each key's smallest in-tenant ratio."""
+    ratios = {}
+    for r in list(requests) + ([request] if request is not None else []):
+        value = getattr(r, 'ratio', None)
+        if value is not None:
+            ratios[r.project_id] = min(ratios.get(r.project_id, value),
+                                       value)
+    return ratios
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,17 +152,21 @@ class HostView:
             self.topology, running, request,
             housekeeping_cpus=self.housekeeping_cpus, ratio=self.ratio,
             current=before.tenant_map(), dedicated_cpus=self.dedicated_cpus,
-            before=before)
+            before=before, tenant_ratios=tenant_ratios(running, request))
 
     def stranded_change(self, request):
         """:func:`fit.stranded_change` of ``request`` on this host."""
+        running = self._running_without(request)
+        ratio = tenant_ratios(running, request).get(request.project_id,
+                                                    self.ratio)
         return fit.stranded_change(
-            self._before(self._running_without(request)), request,
-            self.topology.max_threads_per_core, self.ratio)
+            self._before(running), request,
+            self.topology.max_threads_per_core, ratio)
 
     def _before(self, running):
         return _plan(self.cells, self.housekeeping_cpus, self.dedicated_cpus,
-                     running, self.ratio)
+                     running, self.ratio,
+                     tuple(sorted(tenant_ratios(running).items())))
 
     def _running_without(self, request):
         # A resize or migration to the same host lists the instance already.
@@ -124,10 +181,12 @@ def _topology(cells):
 # Hosts whose instances did not change since the last request plan the
 # same; the weigher asks this for every host of every request.
 @functools.lru_cache(maxsize=4096)
-def _plan(cells, housekeeping_cpus, dedicated_cpus, running, ratio):
+def _plan(cells, housekeeping_cpus, dedicated_cpus, running, ratio,
+          ratios=()):
     return allocator.plan(_topology(cells), running,
                           housekeeping_cpus=housekeeping_cpus,
-                          ratio=ratio, dedicated_cpus=dedicated_cpus)
+                          ratio=ratio, dedicated_cpus=dedicated_cpus,
+                          tenant_ratios=dict(ratios))
 
 
 def host_view(host_state, request=None, group_members=()):
@@ -188,6 +247,7 @@ def _request_of_instance(instance, request, group_members):
         if request is None or instance.uuid not in group_members:
             return None
         return dataclasses.replace(request, uuid=instance.uuid)
+    specs = {}
     if instance.obj_attr_is_set('flavor') and instance.flavor:
         specs = instance.flavor.extra_specs or {}
         if specs.get('hw:cpu_policy') in _NOVA_PINNED:
@@ -195,8 +255,15 @@ def _request_of_instance(instance, request, group_members):
         vcpus = instance.flavor.vcpus
     else:
         vcpus = instance.vcpus
-    return allocator.InstanceRequest(instance.uuid, instance.project_id,
-                                     vcpus)
+    try:
+        pol = policy_of(instance.project_id, specs)
+    except policy.PolicyError as e:
+        # The compute host refused or kept it by its own reading; count it
+        # as its project's.
+        LOG.debug('instance %s: %s', instance.uuid, e)
+        pol = policy_of(instance.project_id)
+    return TenantRequest(instance.uuid, pol.isolation_key, vcpus,
+                         mode=pol.pin_mode, ratio=pol.ratio)
 
 
 def group_members(spec_obj):
@@ -211,12 +278,16 @@ def group_members(spec_obj):
 def request_of_spec(spec_obj):
     """The instance being scheduled as the allocator sees it, or None when
     it asks for dedicated or mixed CPUs (Nova pins those; the tenant-pin
-    rules do not apply)."""
+    rules do not apply).
+
+    :raises policy.PolicyError: its flavor sets a bad tenant-pin value.
+    """
     image = spec_obj.image if spec_obj.obj_attr_is_set('image') else None
     if hardware.get_cpu_policy_constraint(
             spec_obj.flavor,
             image or objects.ImageMeta.from_dict({})) in _NOVA_PINNED:
         return None
-    return allocator.InstanceRequest(
-        spec_obj.instance_uuid or NEW_INSTANCE, spec_obj.project_id,
-        spec_obj.vcpus)
+    pol = policy_of(spec_obj.project_id, spec_obj.flavor.extra_specs or {})
+    return TenantRequest(
+        spec_obj.instance_uuid or NEW_INSTANCE, pol.isolation_key,
+        spec_obj.vcpus, mode=pol.pin_mode, ratio=pol.ratio)

@@ -36,6 +36,7 @@ from oslo_config import cfg
 
 # Registers [tenant_pin] weight_multiplier.
 from nova_tenant_pin import conf  # noqa: F401
+from nova_tenant_pin import policy
 from nova_tenant_pin.scheduler import host_state as tenant_host
 
 CONF = cfg.CONF
@@ -51,7 +52,10 @@ class TenantPinWeigher(weights.BaseHostWeigher):
             CONF.tenant_pin.weight_multiplier)
 
     def _weigh_object(self, host_state, spec_obj):
-        request = tenant_host.request_of_spec(spec_obj)
+        try:
+            request = tenant_host.request_of_spec(spec_obj)
+        except policy.PolicyError:
+            return 0.0  # the filter refused it, saying why
         if request is None:
             return 0.0
         view = tenant_host.host_view(host_state, request,

@@ -141,6 +141,29 @@ class FakeDomain:
         self.info = manager.parse_domain_xml(self.xml)
         self._conn.pin_calls.append((self.info.uuid, 'emulator', cpus))
 
+    def setMetadata(self, kind, metadata, key, uri, flags=0):
+        self.xml = set_metadata_in_xml(self.xml, metadata, key, uri)
+        self.info = manager.parse_domain_xml(self.xml)
+
+
+def set_metadata_in_xml(xml, metadata, key, uri):
+    """Return ``xml`` with the metadata element of namespace ``uri`` set
+    to ``metadata`` (removed when None), as libvirt's setMetadata does."""
+    root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
+    meta = root.find('./metadata')
+    if meta is None:
+        meta = etree.SubElement(root, 'metadata')
+    for old in list(meta):
+        if etree.QName(old).namespace == uri:
+            meta.remove(old)
+    if metadata is not None:
+        elem = etree.fromstring(metadata)
+        new = etree.SubElement(meta, '{%s}%s' % (uri, elem.tag),
+                               nsmap={key: uri})
+        for name, value in elem.attrib.items():
+            new.set(name, value)
+    return etree.tostring(root, encoding='unicode')
+
 
 class FakeConnection:
     """Enough of virConnect for the manager, with the kernel's checks."""
@@ -213,10 +236,31 @@ class CheckedPartitions(cgroups.MemoryPartitions):
     def _shared_cores(self):
         if self.topology is None:
             return set()
+        # A partition that holds domains of another key (their key changed
+        # while they ran) holds their cores for them; its own are only those
+        # its own key's domains use (see invariants.check_host).
+        hosting, own, keyed = set(), {}, []
+        if self.connection is not None:
+            for dom in list(self.connection.domains.values()):
+                info = dom.info
+                part = self.partitions.get(info.tenant)
+                if part is None:
+                    continue
+                cpus = info.all_cpus(self.topology.online_cpus) & part.cpus
+                if info.isolation_key != info.tenant:
+                    hosting.add(info.tenant)
+                    if dom.active:
+                        keyed.append((info.isolation_key, cpus))
+                else:
+                    own.setdefault(info.tenant, set()).update(cpus)
         owners = {}
         for tenant, info in self.partitions.items():
-            for core in self.topology.cores_of(info.cpus):
+            cpus = own.get(tenant, set()) if tenant in hosting else info.cpus
+            for core in self.topology.cores_of(cpus):
                 owners.setdefault(core, set()).add(tenant)
+        for key, cpus in keyed:
+            for core in self.topology.cores_of(cpus):
+                owners.setdefault(core, set()).add(key)
         return {(core.cpus, tuple(sorted(tenants)))
                 for core, tenants in owners.items() if len(tenants) > 1}
 

@@ -40,73 +40,100 @@ def check_host(topology, housekeeping_cpus, partitions, domains,
     errors = []
     host_cpus = topology.online_cpus
     hk_cores = topology.cores_of(housekeeping_cpus)
-    owner = {}
-    # 1 and 2 on the partitions: no core in two tenants, none in
-    # housekeeping.
+    # A partition keeps the domains that started in it when their key
+    # changes (isolation groups re-read, an adopted host); their pins
+    # confine them, and the partition holds their cores for them. Such a
+    # partition owns only the cores its own key's domains use.
+    hosting = set()
+    own_used = collections.defaultdict(set)
+    for dom in domains:
+        if dom.tenant is None or dom.tenant not in partitions:
+            continue
+        used = dom.all_cpus(host_cpus) & partitions[dom.tenant].cpus
+        if dom.isolation_key != dom.tenant:
+            hosting.add(dom.tenant)
+        else:
+            own_used[dom.tenant] |= used
+
+    def own_cpus(tenant, info):
+        return own_used[tenant] if tenant in hosting else set(info.cpus)
+
+    owners = collections.defaultdict(set)
     for tenant, info in sorted(partitions.items()):
-        for core in topology.cores_of(info.cpus):
-            if core in owner and owner[core] != tenant:
-                errors.append('tenants %s and %s share core %s'
-                              % (owner[core], tenant, list(core.cpus)))
-            owner[core] = tenant
-            if core in hk_cores:
-                errors.append('tenant %s holds housekeeping core %s'
-                              % (tenant, list(core.cpus)))
+        for core in topology.cores_of(own_cpus(tenant, info)):
+            owners[core].add(tenant)
         if not info.cpus <= info.effective_cpus | info.cpus:
             errors.append('tenant %s partition is inconsistent' % tenant)
     vcpus = collections.Counter()
+    key_cores = collections.defaultdict(set)
+    for tenant, info in partitions.items():
+        key_cores[tenant] |= set(topology.cores_of(own_cpus(tenant, info)))
     for dom in domains:
+        key = dom.isolation_key
         if not dom.active:
-            if dom.tenant is not None:
-                vcpus[dom.tenant] += dom.vcpus
+            if key is not None:
+                vcpus[key] += dom.vcpus
             continue
         used = dom.all_cpus(host_cpus)
-        if dom.tenant is None:
+        if dom.tenant is not None:
+            part = partitions.get(dom.tenant)
+            if part is None:
+                errors.append('instance %s runs in partition of tenant %s, '
+                              'which does not exist' % (dom.uuid, dom.tenant))
+                continue
+            if not used <= part.cpus:
+                errors.append('instance %s of tenant %s may run on CPUs %s '
+                              'outside its partition %s' % (
+                                  dom.uuid, dom.tenant,
+                                  sorted(used - part.cpus),
+                                  sorted(part.cpus)))
+            used = used & part.cpus
+        if key is None:
             if dom.dedicated:
                 for core in topology.cores_of(used):
-                    if core in owner:
+                    for owner in owners.get(core, ()):
                         errors.append(
                             'dedicated instance %s shares core %s with '
-                            'tenant %s' % (dom.uuid, list(core.cpus),
-                                           owner[core]))
+                            'tenant %s' % (dom.uuid, list(core.cpus), owner))
                 continue
             errors.append('instance %s (project %s) runs in no tenant '
                           'partition on CPUs %s' % (dom.uuid, dom.project_id,
                                                     sorted(used)))
             continue
-        part = partitions.get(dom.tenant)
-        if part is None:
-            errors.append('instance %s runs in partition of tenant %s, which '
-                          'does not exist' % (dom.uuid, dom.tenant))
-            continue
-        if not used <= part.cpus:
-            errors.append('instance %s of tenant %s may run on CPUs %s '
-                          'outside its partition %s' % (
-                              dom.uuid, dom.tenant, sorted(used - part.cpus),
-                              sorted(part.cpus)))
-        if dom.project_id and dom.project_id != dom.tenant and \
+        if dom.key is None and dom.project_id and \
+                dom.project_id != dom.tenant and \
                 dom.tenant != manager.EXEMPT_TENANT:
             errors.append('instance %s of project %s is in the partition of '
                           'tenant %s' % (dom.uuid, dom.project_id,
                                          dom.tenant))
-        vcpus[dom.tenant] += dom.vcpus
+        for core in topology.cores_of(used):
+            owners[core].add(key)
+            key_cores[key].add(core)
+        vcpus[key] += dom.vcpus
+    # 1 and 2: no core in two keys, none in housekeeping.
+    for core, keys in sorted(owners.items(), key=lambda kv: kv[0].cpus):
+        if len(keys) > 1:
+            errors.append('tenants %s share core %s'
+                          % (' and '.join(sorted(keys)), list(core.cpus)))
+        if core in hk_cores:
+            errors.append('tenant %s holds housekeeping core %s'
+                          % (', '.join(sorted(keys)), list(core.cpus)))
     # 3: fewest whole cores. Per cell the allocator takes
     # ceil(vcpus_in_cell / (threads * ratio)); summed over the cells a tenant
     # spans that is at most one core more per extra cell than the total.
     if check_fewest_cores:
         threads = topology.max_threads_per_core
-        for tenant, info in sorted(partitions.items()):
-            if tenant in static:
+        for tenant, cores in sorted(key_cores.items()):
+            if tenant in static or not cores:
                 continue
-            cores = topology.cores_of(info.cpus)
             cells = {core.cell for core in cores}
+            cpus = sorted(c for core in cores for c in core.cpus)
             need = math.ceil(vcpus[tenant] / (threads * ratio) - 1e-9)
             if vcpus[tenant] == 0:
                 errors.append('tenant %s holds cores %s with no instance'
-                              % (tenant, sorted(info.cpus)))
+                              % (tenant, cpus))
             elif not need <= len(cores) <= need + len(cells) - 1:
                 errors.append('tenant %s has %d vCPUs on %d cores (%s); '
                               'fewest is %d' % (tenant, vcpus[tenant],
-                                                len(cores), sorted(info.cpus),
-                                                need))
+                                                len(cores), cpus, need))
     return errors

@@ -132,10 +132,15 @@ class FakeLibvirtPinning(fixtures.Fixture):
         def pinEmulator(dom, cpumap, flags):
             pin(dom, fakes.cpus_of_cpumap(cpumap), None)
 
+        def setMetadata(dom, kind, metadata, key, uri, flags=0):
+            dom.tp_xml = fakes.set_metadata_in_xml(dom.tp_xml, metadata, key,
+                                                   uri)
+
         for name, value in [('__init__', __init__), ('XMLDesc', XMLDesc),
                             ('createWithFlags', createWithFlags),
                             ('pinVcpuFlags', pinVcpuFlags),
-                            ('pinEmulator', pinEmulator)]:
+                            ('pinEmulator', pinEmulator),
+                            ('setMetadata', setMetadata)]:
             self.useFixture(fixtures.MonkeyPatch(
                 'nova.tests.fixtures.libvirt.Domain.' + name, value))
         self.useFixture(fixtures.MonkeyPatch(

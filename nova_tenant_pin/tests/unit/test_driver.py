@@ -48,7 +48,8 @@ class TestLoadOptions(base.TestCase):
                    exempt_projects=['svc1', 'svc2'])
         opts = driver.load_options(self.conf, self.topology)
         self.assertEqual({'p1': {14, 15}, 'p2': {12, 13}}, opts['static'])
-        self.assertEqual(('svc1', 'svc2'), opts['exempt_projects'])
+        self.assertEqual(frozenset({'svc1', 'svc2'}),
+                         opts['settings'].exempt_projects)
 
     @ddt.data(
         ({'housekeeping_cpus': '0-1,x'}, 'housekeeping_cpus'),

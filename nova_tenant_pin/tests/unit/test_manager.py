@@ -380,7 +380,7 @@ class TestReconcile(ManagerTestCase):
         info = self.conn.domains[inst].info
         cpus = self.mgr.tenant_map()['p1']
         self.assertEqual(cpus, info.all_cpus(self.topology.online_cpus))
-        self.assertTrue(any('outside any tenant partition' in r and inst in r
+        self.assertTrue(any('started without tenant-pin' in r and inst in r
                             for r in repairs))
 
     def test_dedicated_instance_cores_are_never_given_to_a_tenant(self):

@@ -215,7 +215,8 @@ class HostViewTest(base.TestCase):
             topo.HostTopology({0: [[0, 4], [1, 5], [2, 6], [3, 7]],
                                1: [[8, 12], [9, 13], [10, 14], [11, 15]]}),
             view.topology)
-        self.assertEqual((allocator.InstanceRequest(uuid('h-0'), 'a', 3),),
+        self.assertEqual((tenant_host.TenantRequest(uuid('h-0'), 'a', 3,
+                                                    ratio=1.0),),
                          view.running)
         self.assertEqual(frozenset(), view.housekeeping_cpus)
 

@@ -1,0 +1,248 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Adopting a host whose guests Nova's stock driver started, with real
+libvirt, real cgroups and the real privsep daemon.
+
+The guests run as the stock driver leaves them: in libvirt's default
+``/machine`` partition, with no ``<vcpupin>``, floating on every host CPU,
+and with Nova's owner-project metadata. A TenantPinManager is then pointed
+at the host: a dry run describes the adoption and changes nothing; the
+adoption pins every guest live to its project's whole cores without
+restarting it; a second dry run finds nothing left to do; ``release_all``
+lets every guest run anywhere again. Each step is checked where it counts:
+the allowed CPUs of every QEMU thread in ``/proc``, the QEMU processes'
+identity (PID and start time), the domains' live and persistent XML, the
+cgroup tree, and the HostAuditor's invariant check.
+
+Needs root, libvirtd and QEMU (tools/setup-host.sh); CI runs it.
+"""
+
+import os
+import sys
+import uuid
+
+import libvirt
+
+from nova_tenant_pin import audit
+from nova_tenant_pin import cgroupfs
+from nova_tenant_pin import cgroups
+from nova_tenant_pin import manager as manager_mod
+from nova_tenant_pin import procfs
+from nova_tenant_pin.tests import base
+from nova_tenant_pin.tests import enforcement_fixtures
+from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
+
+# The cgroup root of the private libvirtd's guests (``/machine/...`` in
+# every hierarchy), and so of the tenant partitions made for them.
+CGROUP_ROOT = '/'
+QEMU_RUN_DIR = '/run/libvirt/qemu'
+
+
+class Guest:
+    """One stock guest: its project, instance uuid, domain and QEMU pid."""
+
+    def __init__(self, project, inst, dom, pid):
+        self.project = project
+        self.inst = inst
+        self.dom = dom
+        self.pid = pid
+
+
+def qemu_pid(dom):
+    """The PID of a running domain's QEMU, from libvirt's pidfile."""
+    with open(os.path.join(QEMU_RUN_DIR, dom.name() + '.pid')) as f:
+        return int(f.read())
+
+
+def process_identity(pid):
+    """``(pid, start time in clock ticks since boot)``: a PID that a new
+    process reused after the guest restarted gives another pair."""
+    with open('/proc/%d/stat' % pid) as f:
+        return pid, int(f.read().rsplit(')', 1)[1].split()[19])
+
+
+def guest_threads(pid):
+    """The guest's QEMU threads (vCPU, emulator and I/O threads) as /proc
+    has them, without the kernel workers KVM attaches to the process,
+    which the audit ignores too: they are not the tenant's to place."""
+    return [t for t in procfs.threads(pid)
+            if not t.comm.startswith(audit._KERNEL_WORKERS)]
+
+
+class TestAdoptStockGuests(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.host = lvf.require_real_host(self, min_cores=2)
+        self.libvirt = self.useFixture(lvf.LibvirtdFixture())
+        self.useFixture(enforcement_fixtures.PrivsepDaemon(
+            self.conf_fixture))
+        self.partitions = cgroups.CgroupPartitions(root=CGROUP_ROOT)
+        self.everything = frozenset(self.host.online_cpus)
+        # Nova project ids: the default isolation key of each instance.
+        self.projects = [uuid.uuid4().hex for _ in range(2)]
+        self.guests = []
+        # Runs before the libvirt fixture's clean-up (which undefines the
+        # domains and stops libvirtd by PID): the guests stop first, then
+        # the partitions go bottom-up, as only empty cgroups can.
+        self.addCleanup(self._cleanup)
+
+    def _cleanup(self):
+        for guest in self.guests:
+            try:
+                if guest.dom.isActive():
+                    guest.dom.destroy()
+            except libvirt.libvirtError:
+                continue
+        for project in self.projects:
+            for hierarchy in cgroupfs.detect_layout().ordered():
+                lvf.remove_cgroup_tree(hierarchy.path(
+                    CGROUP_ROOT, cgroupfs.partition_dir(project)))
+
+    def new_manager(self):
+        # A real host keeps housekeeping cores for its own daemons; this
+        # 2-core machine has none to spare, so each project gets a core.
+        return manager_mod.TenantPinManager(
+            self.host, self.partitions, lambda: self.libvirt.conn,
+            housekeeping_cpus=(), name='adopt-itest')
+
+    def start_stock_guest(self, project):
+        """Start a 1-vCPU guest as Nova's stock driver writes it: no
+        tenant partition, no vCPU or emulator pins, ``<vcpu cpuset>``
+        over every host CPU, and the owner-project metadata."""
+        inst = str(uuid.uuid4())
+        dom = self.libvirt.define(lvf.tiny_domain_xml(
+            'instance-%s' % inst[:8], vcpus=1, uuid_=inst,
+            cpuset=lvf.format_cpus(self.everything),
+            metadata=lvf.nova_owner_metadata(project)))
+        guest = Guest(project, inst, dom, qemu_pid(dom))
+        self.guests.append(guest)
+        info = manager_mod.parse_domain_xml(dom.XMLDesc(0))
+        self.assertEqual(project, info.project_id)
+        self.assertIsNone(info.tenant)
+        self.assertEqual({}, info.vcpu_pins)
+        self.assertIsNone(info.emulator_pins)
+        self.assertEqual('none', info.confinement)
+        return guest
+
+    def affinities(self):
+        """``{tid: allowed CPUs}`` of every QEMU thread of every guest."""
+        return {t.tid: t.allowed_cpus for g in self.guests
+                for t in guest_threads(g.pid)}
+
+    def identities(self):
+        """Each guest's QEMU process as libvirt names it (its pidfile)
+        and as the kernel knows it (PID and start time)."""
+        return [(qemu_pid(g.dom), process_identity(g.pid))
+                for g in self.guests]
+
+    def assert_all_may_run_everywhere(self):
+        for guest in self.guests:
+            threads = guest_threads(guest.pid)
+            self.assertTrue(any(t.vcpu is not None for t in threads),
+                            'no vCPU thread in %s' % threads)
+            for task in threads:
+                self.assertEqual(self.everything, task.allowed_cpus,
+                                 '%s of instance %s' % (task, guest.inst))
+
+    def assert_no_partitions_left(self):
+        self.assertFalse(set(self.projects) &
+                         set(self.partitions.list_partitions()))
+        for project in self.projects:
+            for hierarchy in self.partitions.layout.ordered():
+                path = hierarchy.path(CGROUP_ROOT,
+                                      cgroupfs.partition_dir(project))
+                self.assertFalse(os.path.exists(path), path)
+
+    def test_adopt_pins_running_guests_live_and_release_frees_them(self):
+        a, b = self.projects
+        self.start_stock_guest(a)
+        self.start_stock_guest(b)
+        identities = self.identities()
+        self.assert_all_may_run_everywhere()
+        before = self.affinities()
+        xml_before = [g.dom.XMLDesc(0) for g in self.guests]
+        mgr = self.new_manager()
+
+        # 1. A dry run names both instances and writes nothing.
+        actions = mgr.reconcile(dry_run=True)
+        sys.stderr.write('dry run:\n  %s\n' % '\n  '.join(actions))
+        for guest in self.guests:
+            self.assertTrue([line for line in actions if guest.inst in line],
+                            'no action names instance %s: %s'
+                            % (guest.inst, actions))
+        after = self.affinities()
+        self.assertEqual({t: before[t] for t in set(before) & set(after)},
+                         {t: after[t] for t in set(before) & set(after)})
+        self.assert_all_may_run_everywhere()
+        self.assertEqual(xml_before, [g.dom.XMLDesc(0) for g in self.guests])
+        self.assert_no_partitions_left()
+        self.assertEqual({}, mgr.tenant_map())
+
+        # 2. The adoption pins every thread live to its project's cores.
+        repairs = mgr.reconcile()
+        sys.stderr.write('adopted:\n  %s\n' % '\n  '.join(repairs))
+        self.assertEqual(identities, self.identities())
+        tenant_map = mgr.tenant_map()
+        cores = {g.project: tenant_map[g.project] for g in self.guests}
+        self.assertFalse(cores[a] & cores[b])
+        self.assertFalse(self.host.cores_of(cores[a]) &
+                         self.host.cores_of(cores[b]))
+        for guest in self.guests:
+            mine = cores[guest.project]
+            self.assertEqual(self.host.whole_core_cpus(mine), mine)
+            threads = guest_threads(guest.pid)
+            self.assertTrue(any(t.vcpu is not None for t in threads))
+            self.assertTrue(any(t.vcpu is None for t in threads))
+            for task in threads:
+                self.assertTrue(task.allowed_cpus, task)
+                self.assertLessEqual(task.allowed_cpus, mine,
+                                     '%s of project %s' % (task,
+                                                           guest.project))
+            # Recorded live and in the persistent definition (LIVE|CONFIG),
+            # so the pins and the key survive a restart of the manager.
+            for flags in (0, libvirt.VIR_DOMAIN_XML_INACTIVE):
+                info = manager_mod.parse_domain_xml(guest.dom.XMLDesc(flags))
+                self.assertEqual(guest.project, info.key)
+                self.assertLessEqual(info.all_cpus(self.everything), mine)
+            live = manager_mod.parse_domain_xml(guest.dom.XMLDesc(0))
+            self.assertEqual('pins', live.confinement)
+        self.assertTrue(mgr.isolation()['isolated'], mgr.isolation())
+        pid_tenants = {g.pid: g.project for g in self.guests}
+        report = audit.HostAuditor(
+            self.host, cgroup_prefix='/machine',
+            pid_tenants=pid_tenants.get).audit()
+        self.assertEqual([], report.violations,
+                         [str(v) for v in report.violations])
+        self.assertLessEqual({a, b}, set(report.tenants))
+        for project in (a, b):
+            self.assertLessEqual(report.tenants[project], cores[project])
+
+        # 3. Nothing is left to do, for this manager or a restarted one.
+        self.assertEqual([], mgr.reconcile(dry_run=True))
+        self.assertEqual([], self.new_manager().reconcile(dry_run=True))
+
+        # 4. Release: every thread may run anywhere again, no restart.
+        released = mgr.release_all()
+        sys.stderr.write('released:\n  %s\n' % '\n  '.join(released))
+        self.assertEqual(identities, self.identities())
+        self.assert_all_may_run_everywhere()
+        self.assert_no_partitions_left()
+        for guest in self.guests:
+            info = manager_mod.parse_domain_xml(guest.dom.XMLDesc(0))
+            self.assertIsNone(info.key)
+            self.assertEqual(self.everything,
+                             info.all_cpus(self.everything))
+        self.assertEqual({}, mgr.tenant_map())

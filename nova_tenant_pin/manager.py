@@ -1180,16 +1180,6 @@ class TenantPinManager:
         # Any other (the source of a finished move) does not keep its
         # partition; the kernel refuses to remove one with tasks in it.
         used = {domains[u][1].tenant for u in targets}
-        # Instances whose key changed and that already run on their new
-        # key's cores (their old key's cores went to it) take the new key
-        # at once; the others take it when they move.
-        for uuid in targets:
-            info = domains[uuid][1]
-            key = claims[uuid].tenant
-            if info.key != key and info.isolation_key is not None and \
-                    info.all_cpus(self._host_cpus) <= keymap.get(
-                        key, frozenset()):
-                self._record(ops, domains[uuid], claims[uuid])
         moves = list(plan.moves)
         first_grow = next((i for i, m in enumerate(moves)
                            if m.action in ('create', 'grow', 'widen')),
@@ -1198,6 +1188,15 @@ class TenantPinManager:
         grows = sorted(moves[first_grow:],
                        key=lambda m: m.project_id not in rekeyed)
         try:
+            # Partitions of keys that hold no cores any more (their cores
+            # went to the key their instances now belong to) keep only what
+            # their guests use, or go.
+            for tenant in sorted(ops.parts):
+                if tenant not in keymap:
+                    if tenant in used:
+                        narrow(tenant)
+                    else:
+                        ops.remove_partition(tenant)
             for move in shrinks:
                 tenant = move.project_id
                 keymap[tenant] = move.cpus
@@ -1213,12 +1212,27 @@ class TenantPinManager:
                              for u in by_key.get(tenant, ())} - {None}:
                     narrow(part)
                 self._note_move(move, repairs)
+            # Instances whose key changed and that already run on their new
+            # key's cores (their old key's cores went to it) take the new
+            # key now; the others take it when they move.
+            for uuid in targets:
+                info = domains[uuid][1]
+                key = claims[uuid].tenant
+                if info.key != key and info.isolation_key is not None and \
+                        info.all_cpus(self._host_cpus) <= keymap.get(
+                            key, frozenset()):
+                    self._record(ops, domains[uuid], claims[uuid])
             for key in sorted(unfit):
                 for uuid in unfit[key]:
                     pin(uuid, overflow)
             for move in grows:
                 tenant = move.project_id
                 keymap[tenant] = move.cpus
+                # Instances that split off to this key are its from now on
+                # (they still share their old key's cores, as they did).
+                for uuid in by_key.get(tenant, ()):
+                    if domains[uuid][1].key not in (None, tenant):
+                        self._record(ops, domains[uuid], claims[uuid])
                 ops.set_partition(tenant, move.cpus | ops.parts.get(
                     tenant, frozenset()))
                 for uuid in by_key.get(tenant, ()):

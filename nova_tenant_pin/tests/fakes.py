@@ -232,6 +232,18 @@ class CheckedPartitions(cgroups.MemoryPartitions):
         self.faults = None
         self.topology = topology
         self.overlaps = []
+        # A callable returning ``[(DomainInfo, active)]`` of the host's
+        # domains, when they are not in ``connection`` (Nova's fake
+        # libvirt in the functional tests).
+        self.domain_source = None
+
+    def _domains(self):
+        if self.domain_source is not None:
+            return self.domain_source()
+        if self.connection is None:
+            return []
+        return [(dom.info, dom.active)
+                for dom in list(self.connection.domains.values())]
 
     def _shared_cores(self):
         if self.topology is None:
@@ -240,19 +252,17 @@ class CheckedPartitions(cgroups.MemoryPartitions):
         # while they ran) holds their cores for them; its own are only those
         # its own key's domains use (see invariants.check_host).
         hosting, own, keyed = set(), {}, []
-        if self.connection is not None:
-            for dom in list(self.connection.domains.values()):
-                info = dom.info
-                part = self.partitions.get(info.tenant)
-                if part is None:
-                    continue
-                cpus = info.all_cpus(self.topology.online_cpus) & part.cpus
-                if info.isolation_key != info.tenant:
-                    hosting.add(info.tenant)
-                    if dom.active:
-                        keyed.append((info.isolation_key, cpus))
-                else:
-                    own.setdefault(info.tenant, set()).update(cpus)
+        for info, active in self._domains():
+            part = self.partitions.get(info.tenant)
+            if part is None:
+                continue
+            cpus = info.all_cpus(self.topology.online_cpus) & part.cpus
+            if info.isolation_key != info.tenant:
+                hosting.add(info.tenant)
+                if active:
+                    keyed.append((info.isolation_key, cpus))
+            else:
+                own.setdefault(info.tenant, set()).update(cpus)
         owners = {}
         for tenant, info in self.partitions.items():
             cpus = own.get(tenant, set()) if tenant in hosting else info.cpus

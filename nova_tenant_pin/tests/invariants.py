@@ -65,6 +65,13 @@ def check_host(topology, housekeeping_cpus, partitions, domains,
         if not info.cpus <= info.effective_cpus | info.cpus:
             errors.append('tenant %s partition is inconsistent' % tenant)
     vcpus = collections.Counter()
+    # A key's in-tenant ratio is its strictest instance's, as recorded in
+    # the domains' tenant-pin metadata; ``ratio`` for the others.
+    ratios = {}
+    for dom in domains:
+        if dom.ratio is not None and dom.isolation_key is not None:
+            ratios[dom.isolation_key] = min(
+                ratios.get(dom.isolation_key, dom.ratio), dom.ratio)
     key_cores = collections.defaultdict(set)
     for tenant, info in partitions.items():
         key_cores[tenant] |= set(topology.cores_of(own_cpus(tenant, info)))
@@ -128,7 +135,8 @@ def check_host(topology, housekeeping_cpus, partitions, domains,
                 continue
             cells = {core.cell for core in cores}
             cpus = sorted(c for core in cores for c in core.cpus)
-            need = math.ceil(vcpus[tenant] / (threads * ratio) - 1e-9)
+            need = math.ceil(vcpus[tenant] / (
+                threads * ratios.get(tenant, ratio)) - 1e-9)
             if vcpus[tenant] == 0:
                 errors.append('tenant %s holds cores %s with no instance'
                               % (tenant, cpus))

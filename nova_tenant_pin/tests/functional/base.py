@@ -205,6 +205,9 @@ class TenantPinTestBase(libvirt_base.ServersTestBase):
         if mgr is not None:
             # From now on every partition write is checked for overlap.
             conn.tp_partitions.topology = mgr.topology
+            conn.tp_partitions.domain_source = lambda: [
+                (manager.parse_domain_xml(d.tp_xml), bool(d.isActive()))
+                for d in list(conn._vms.values())]
         return name
 
     # -- tenants -----------------------------------------------------------

@@ -68,6 +68,41 @@ class TestLoadOptions(base.TestCase):
                                 driver.load_options, self.conf, self.topology)
         self.assertIn('[tenant_pin] %s' % option, str(err))
 
+    def test_isolation_groups_become_project_settings(self):
+        self.flags(isolation_groups=['acme:p1,p2'], exempt_projects=['svc'])
+        settings = driver.load_options(self.conf, self.topology)['settings']
+        self.assertEqual({'p1': 'acme', 'p2': 'acme'}, settings.groups)
+        self.assertEqual(frozenset({'svc'}), settings.exempt_projects)
+
+    @ddt.data(['acme'], ['acme:p1', 'other:p1'], ['bad name:p1'])
+    def test_bad_isolation_groups_are_refused_with_their_text(self, groups):
+        self.flags(isolation_groups=groups)
+        err = self.assertRaises(exception.InvalidConfiguration,
+                                driver.load_options, self.conf, self.topology)
+        self.assertIn('isolation_groups', str(err))
+
+    def test_project_both_exempt_and_grouped_is_refused(self):
+        self.flags(isolation_groups=['acme:p1'], exempt_projects=['p1'])
+        err = self.assertRaises(exception.InvalidConfiguration,
+                                driver.project_settings, self.conf)
+        self.assertIn('both exempt and in an isolation group', str(err))
+
+    def test_image_properties_come_from_system_metadata(self):
+        inst = mock.Mock(system_metadata={
+            'image_tenant_pin_pin_mode': 'strict', 'image_hw_cpu_policy': 'x',
+            'owner_project_name': 'demo'})
+        self.assertEqual({'tenant_pin_pin_mode': 'strict'},
+                         driver.image_properties(inst))
+
+    def test_mutate_hook_tells_every_running_driver(self):
+        drv = mock.Mock()
+        driver._DRIVERS.add(drv)
+        self.addCleanup(driver._DRIVERS.discard, drv)
+        driver._options_mutated(self.conf, {})
+        drv._tp_settings_changed.assert_called_once_with()
+        self.assertIn(driver._options_mutated,
+                      driver.CONF._mutate_hooks)
+
     def test_no_housekeeping_at_all_is_refused(self):
         self.flags(group='compute', cpu_shared_set=None)
         err = self.assertRaises(exception.InvalidConfiguration,
@@ -128,9 +163,26 @@ class TestDomainXml(base.TestCase):
     def test_migration_xml_to_unisolated_target_drops_the_partition(self):
         src = fakes.domain_xml(UUID, 2, project='p1',
                                partition='/machine/tenant-p1', cpuset={8, 9})
+        src = fakes.set_metadata_in_xml(
+            src, manager.metadata_xml('p1', 'float', 1.0),
+            manager.TP_PREFIX, manager.TP_NS)
         info = manager.parse_domain_xml(
             driver.migration_source_xml(src, to_isolated_target=False))
         self.assertIsNone(info.partition)
+        # Released on arrival: no tenant-pin key goes with it.
+        self.assertIsNone(info.key)
+        self.assertEqual('p1', info.project_id)
+
+    def test_metadata_records_key_mode_ratio_and_what_the_flavor_asked(self):
+        pins = manager.InstancePins(UUID, 'group-acme', frozenset({8, 9}))
+        meta = manager.metadata_xml('group-acme', 'strict', 1.5, 'required')
+        info = manager.parse_domain_xml(driver.confine_domain_xml(
+            self._nova_xml(project='p1'), pins, 'p1', metadata=meta))
+        self.assertEqual(('group-acme', 'strict', 1.5, 'required'),
+                         (info.key, info.pin_mode, info.ratio,
+                          info.isolation))
+        self.assertEqual('/machine/tenant-group-acme', info.partition)
+        self.assertEqual('partition', info.confinement)
 
     def test_migrating_guest_rewrites_only_the_migratable_xml(self):
         src = fakes.domain_xml(UUID, 1, partition='/machine/tenant-p1',

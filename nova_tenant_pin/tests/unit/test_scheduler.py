@@ -62,8 +62,10 @@ def uuid(name):
     return getattr(uuidsentinel, name)
 
 
-def instance(name, project, vcpus, cpu_policy=None):
-    specs = {'hw:cpu_policy': cpu_policy} if cpu_policy else {}
+def instance(name, project, vcpus, cpu_policy=None, specs=None):
+    specs = dict(specs or {})
+    if cpu_policy:
+        specs['hw:cpu_policy'] = cpu_policy
     return objects.Instance(
         uuid=uuid(name), project_id=project, vcpus=vcpus,
         flavor=objects.Flavor(vcpus=vcpus, extra_specs=specs))
@@ -79,8 +81,11 @@ def host(name, tenants=(), numa_topology=None, aggregates=()):
         'aggregates': list(aggregates)}, instances=instances)
 
 
-def spec(project, vcpus, name='new', cpu_policy=None, group=None):
-    specs = {'hw:cpu_policy': cpu_policy} if cpu_policy else {}
+def spec(project, vcpus, name='new', cpu_policy=None, group=None,
+         specs=None):
+    specs = dict(specs or {})
+    if cpu_policy:
+        specs['hw:cpu_policy'] = cpu_policy
     return objects.RequestSpec(
         instance_group=(None if group is None else objects.InstanceGroup(
             policy='affinity', members=[uuid(m) for m in group])),
@@ -111,6 +116,49 @@ class TenantPinFilterTest(base.TestCase):
     def test_fit(self, tenants, project, vcpus, passes):
         self.assertEqual(passes, filters.TenantPinFilter().host_passes(
             host('h', tenants), spec(project, vcpus)))
+
+    def _host_with(self, entries):
+        """A host with one instance per ``(project, vcpus, specs)``."""
+        return fakes.FakeHostState('h', 'h', {'numa_topology': numa(),
+                                              'aggregates': []},
+                                   instances=[
+            instance('h-%d' % n, project, vcpus, specs=specs)
+            for n, (project, vcpus, specs) in enumerate(entries)])
+
+    def test_flavor_policy_is_resolved_as_on_the_compute(self):
+        shared = {'tenant_pin:isolation': 'none'}
+        # b and c opted out of isolation: they share one core, so d fits.
+        state = self._host_with([('a', 4, {}), ('b', 1, shared),
+                                 ('c', 1, shared)])
+        self.assertTrue(filters.TenantPinFilter().host_passes(
+            state, spec('d', 2)))
+        view = tenant_host.host_view(state)
+        self.assertEqual(['a', 'exempt', 'exempt'],
+                         sorted(r.project_id for r in view.running))
+        # Overcommit from the flavor: 8 vCPUs of one tenant on 2 cores.
+        dense = {'tenant_pin:cpu_allocation_ratio': '2.0'}
+        self.assertTrue(filters.TenantPinFilter().host_passes(
+            self._host_with([('a', 8, dense)]), spec('b', 4)))
+        self.assertFalse(filters.TenantPinFilter().host_passes(
+            self._host_with([('a', 8, {})]), spec('b', 1)))
+
+    def test_isolation_groups_share_cores_in_the_scheduler_too(self):
+        full = host('h', [('a', 1), ('b', 1), ('c', 2), ('d', 2)])
+        self.assertFalse(filters.TenantPinFilter().host_passes(
+            full, spec('e', 2)))
+        self.flags(isolation_groups=['acme:a,b'], group='tenant_pin')
+        self.assertTrue(filters.TenantPinFilter().host_passes(
+            full, spec('e', 2)))
+
+    def test_bad_flavor_value_refused_with_a_reason(self):
+        with self.assertLogs('nova_tenant_pin.scheduler.filters',
+                             'WARNING') as logs:
+            self.assertFalse(filters.TenantPinFilter().host_passes(
+                host('h'), spec('a', 1, specs={
+                    'tenant_pin:pin_mode': 'sticky'})))
+        self.assertIn('tenant_pin:pin_mode', logs.output[0])
+        self.assertEqual(0.0, weights.TenantPinWeigher()._weigh_object(
+            host('h'), spec('a', 1, specs={'tenant_pin:pin_mode': 'x'})))
 
     def test_in_tenant_ratio_lets_a_tenant_share_its_threads(self):
         full = host('h', [('a', 2), ('b', 2), ('c', 2), ('d', 2)])

@@ -18,6 +18,7 @@ Reads the tenant partitions from the cgroup tree and the domains from
 libvirt (read-only connection); changes nothing.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -28,16 +29,20 @@ from nova_tenant_pin import conf
 HELP = """\
 Show who holds each thread of this host: per NUMA cell, each core's threads
 and their holder (tenant, housekeeping, dedicated, free); each tenant's
-instances, vCPUs, cores and stranded threads; totals. Read-only.
-Exit codes: 0 shown, 1 two tenants' partitions share a thread, 2 error
-(libvirt or the cgroup tree cannot be read).
+instances, vCPUs, cores and stranded threads; totals; whether the host is
+isolated. A guest's tenant is its isolation key; guests marked "(pins only)"
+are confined by their pins outside their tenant's partition and move into it
+at their next hard reboot. Read-only.
+Exit codes: 0 the host is isolated, 1 it is not (two tenants on one core, a
+tenant on a housekeeping core, an unconfined guest), 2 error (libvirt or the
+cgroup tree cannot be read).
 """
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         'status', help='show the tenant core map of this host',
-        description=HELP)
+        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--format', choices=['table', 'json'],
                         default='table',
                         help='table (with a per-core picture) or json')
@@ -106,4 +111,4 @@ def run(args, reader=read_host):
         print(status.render_picture(doc, color=_use_color(args.color,
                                                           sys.stdout)))
         print(status.render_table(doc))
-    return cli.EXIT_PROBLEM if doc['totals']['conflicts'] else cli.EXIT_OK
+    return cli.EXIT_OK if doc['isolated'] else cli.EXIT_PROBLEM

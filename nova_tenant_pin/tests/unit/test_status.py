@@ -35,14 +35,26 @@ def part(tenant, cpus):
                                  frozenset())
 
 
-def dom(name, vcpus, tenant=None, pins=None, active=True, cpuset=None):
+def dom(name, vcpus, tenant=None, pins=None, active=True, cpuset=None,
+        key=None, partition=None):
+    """A domain of project ``tenant``, in its partition unless ``pins`` or
+    ``partition`` (a tenant, or ``''`` for none) say otherwise; ``key`` is
+    the isolation key recorded in its tenant-pin metadata."""
+    if partition is None:
+        partition = tenant if tenant and not pins else ''
     return manager.DomainInfo(
         uuid='uuid-' + name, name=name, active=active, persistent=True,
         vcpus=vcpus, project_id=tenant,
-        partition=manager.PARTITION_PREFIX + tenant if tenant and
-        not pins else None,
+        partition=manager.PARTITION_PREFIX + partition if partition
+        else None,
         vcpu_cpuset=frozenset(cpuset) if cpuset else None,
-        vcpu_pins={v: frozenset([c]) for v, c in (pins or {}).items()})
+        vcpu_pins={v: frozenset([c]) for v, c in (pins or {}).items()},
+        key=key)
+
+
+def holders(doc):
+    return {t['cpu']: t.get('tenant', t['holder']) for cell in doc['cells']
+            for core in cell['cores'] for t in core['threads']}
 
 
 class TestCollect(base.TestCase):
@@ -111,14 +123,128 @@ class TestCollect(base.TestCase):
         self.assertIn('6 usable, 5 used, 1 stranded, 1 free', table)
 
 
+class TestIsolationKeys(base.TestCase):
+    """Domains belong to their isolation key, wherever they run."""
+
+    def test_merged_keys_are_held_by_pins_outside_their_partitions(self):
+        # p1 and p2 joined group "grp" while their guests ran: each guest
+        # stays in its old partition, confined by its pins, until its next
+        # hard reboot.
+        doc = status.collect(
+            HOST, {'p1': part('p1', [1, 5]), 'p2': part('p2', [2, 6]),
+                   'p3': part('p3', [3, 7])},
+            [dom('a', 1, 'p1', key='grp', cpuset=[1, 5]),
+             dom('b', 1, 'p2', key='grp', cpuset=[2, 6]),
+             dom('c', 2, 'p3', key='p3')],
+            housekeeping_cpus=[0])
+        self.assertTrue(doc['isolated'], doc['violations'])
+        grp = doc['tenants']['grp']
+        self.assertEqual([1, 2, 5, 6], grp['cpus'])
+        self.assertEqual((2, 2), (grp['vcpus'], grp['cores']))
+        self.assertIsNone(grp['partition'])
+        self.assertEqual([('a', 'pins', 'p1'), ('b', 'pins', 'p2')],
+                         [(i['name'], i['confinement'], i['partition'])
+                          for i in grp['instances']])
+        # The old partitions own nothing: they hold grp's cores for it.
+        for old in ('p1', 'p2'):
+            self.assertEqual(([], ['grp'], 0), (
+                doc['tenants'][old]['cpus'], doc['tenants'][old]['hosts'],
+                doc['tenants'][old]['vcpus']))
+        self.assertEqual('partition',
+                         doc['tenants']['p3']['instances'][0]['confinement'])
+        self.assertEqual({1: 'grp', 5: 'grp', 2: 'grp', 6: 'grp', 3: 'p3',
+                          7: 'p3', 0: 'housekeeping', 4: 'housekeeping'},
+                         holders(doc))
+        self.assertEqual(0, doc['totals']['conflicts'])
+        table = status.render_table(doc)
+        self.assertIn('a (pins only), b (pins only)', table)
+        self.assertIn('moves into the partition at its next hard reboot',
+                      table)
+        self.assertIn('partition of tenant p1 holds instances of grp',
+                      table)
+        self.assertTrue(table.endswith('host isolated'), table)
+
+    def test_partition_owns_only_what_its_own_key_uses(self):
+        # p1's partition was widened to hold its former guest's new cores.
+        doc = status.collect(
+            HOST, {'p1': part('p1', [1, 5, 2, 6])},
+            [dom('own', 2, 'p1', cpuset=[1, 5]),
+             dom('moved', 2, 'p1', key='p9', cpuset=[2, 6])])
+        self.assertTrue(doc['isolated'], doc['violations'])
+        self.assertEqual([1, 5], doc['tenants']['p1']['cpus'])
+        self.assertEqual([2, 6], doc['tenants']['p9']['cpus'])
+        self.assertEqual(['p9'], doc['tenants']['p1']['hosts'])
+        self.assertEqual([1, 2, 5, 6], doc['tenants']['p1']['partition'])
+
+    def test_adopted_guest_in_no_partition(self):
+        doc = status.collect(
+            HOST, {'p1': part('p1', [1, 5])},
+            [dom('adopted', 2, 'p1', key='p1', partition='',
+                 cpuset=[1, 5])])
+        self.assertTrue(doc['isolated'], doc['violations'])
+        entry = doc['tenants']['p1']['instances'][0]
+        self.assertEqual(('pins', None), (entry['confinement'],
+                                          entry['partition']))
+        self.assertEqual([], doc['unconfined'])
+
+    def test_two_keys_on_sibling_threads_are_not_isolated(self):
+        doc = status.collect(
+            HOST, {},
+            [dom('x', 1, 'a', key='a', partition='', cpuset=[1]),
+             dom('y', 1, 'b', key='b', partition='', cpuset=[5])])
+        # No thread has two holders, but the core does.
+        self.assertEqual(0, doc['totals']['conflicts'])
+        self.assertFalse(doc['isolated'])
+        self.assertEqual(['tenants a and b share core 1,5'],
+                         doc['violations'])
+        self.assertIn('host NOT isolated: tenants a and b share core 1,5',
+                      status.render_table(doc))
+
+    def test_running_pins_count_against_another_partition(self):
+        doc = status.collect(
+            HOST, {'a': part('a', [1, 5])},
+            [dom('y', 1, 'b', key='b', partition='', cpuset=[5])])
+        self.assertEqual(1, doc['totals']['conflicts'])
+        self.assertFalse(doc['isolated'])
+
+    def test_a_stopped_guest_holds_no_core(self):
+        doc = status.collect(
+            HOST, {'a': part('a', [1, 5])},
+            [dom('y', 1, 'b', key='b', partition='', cpuset=[1, 5],
+                 active=False)])
+        self.assertTrue(doc['isolated'], doc['violations'])
+        self.assertEqual(1, doc['tenants']['b']['vcpus'])
+        self.assertEqual([], doc['tenants']['b']['cpus'])
+
+    def test_unconfined_and_housekeeping_break_isolation(self):
+        doc = status.collect(
+            HOST, {'a': part('a', [0, 4])},
+            [dom('loose', 1, 'p', partition='', cpuset=[3, 7]),
+             dom('off', 1, 'q', partition='', active=False)],
+            housekeeping_cpus=[0])
+        self.assertFalse(doc['isolated'])
+        self.assertEqual(
+            ['tenant a holds housekeeping core 0,4',
+             'instance uuid-loose (loose) is not confined: it may run on '
+             'CPUs 3,7'], doc['violations'])
+
+    def test_dedicated_beside_a_tenant(self):
+        doc = status.collect(
+            HOST, {'a': part('a', [1])},
+            [dom('pinned', 1, 'd', pins={0: 5})])
+        self.assertEqual(['dedicated instance uuid-pinned shares core 1,5 '
+                          'with tenant a'], doc['violations'])
+
+
 class TestStatusCommand(base.TestCase):
 
-    def run_cmd(self, fmt, partitions):
+    def run_cmd(self, fmt, partitions, domains=None):
         out = io.StringIO()
         self.useFixture(fixtures.MonkeyPatch('sys.stdout', out))
         args = argparse.Namespace(format=fmt, color='never')
         rc = status_cmd.run(args, reader=lambda a: (
-            HOST, partitions, [dom('a1', 2, 'alpha')], [0], 1.0))
+            HOST, partitions, domains or [dom('a1', 2, 'alpha')], [0],
+            1.0))
         return rc, out.getvalue()
 
     def test_json(self):
@@ -127,9 +253,29 @@ class TestStatusCommand(base.TestCase):
         doc = json.loads(out)
         self.assertEqual([1, 5], doc['tenants']['alpha']['cpus'])
         self.assertEqual(0, doc['totals']['threads_stranded'])
+        self.assertTrue(doc['isolated'])
+        self.assertEqual('partition', doc['tenants']['alpha']['instances'][0][
+            'confinement'])
 
     def test_table_and_conflict_exit_code(self):
         rc, out = self.run_cmd('table', {'alpha': part('alpha', [1, 5]),
                                          'beta': part('beta', [1])})
         self.assertEqual(1, rc)
         self.assertIn('cell 0: [##][!A]', out)
+
+    def test_not_isolated_exits_1(self):
+        rc, out = self.run_cmd('table', {'alpha': part('alpha', [1, 5])},
+                               [dom('a1', 1, 'alpha'),
+                                dom('b1', 1, 'beta', key='beta',
+                                    partition='', cpuset=[2, 6]),
+                                dom('c1', 1, 'gamma', key='gamma',
+                                    partition='', cpuset=[6])])
+        self.assertEqual(1, rc)
+        self.assertIn('b1 (pins only)', out)
+        self.assertIn('host NOT isolated: tenants beta and gamma share core '
+                      '2,6', out)
+
+    def test_isolated_table(self):
+        rc, out = self.run_cmd('table', {'alpha': part('alpha', [1, 5])})
+        self.assertEqual(0, rc)
+        self.assertIn('host isolated', out)

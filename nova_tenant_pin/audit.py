@@ -16,13 +16,15 @@
 second.
 
 The audit reads every QEMU thread of a host from ``/proc``: where it may run
-(``Cpus_allowed_list``) and its cpuset cgroup. A thread belongs to the tenant
-whose partition (``.../tenant-<id>.partition/...``) holds it, or, for a guest
-not in a partition, to the tenant a caller maps its process to; a guest that
-is in neither counts as a tenant of its own, so it never hides a violation.
-It then checks invariant 1 (no physical core is in the allowed CPUs of two
-tenants' threads) and invariant 2 (no tenant thread may run on a
-housekeeping core).
+(``Cpus_allowed_list``) and its cpuset cgroup. A thread belongs to the
+isolation key a caller maps its process to (:class:`DomainKeys` maps QEMU
+processes to the keys libvirt's domains record), else to the tenant whose
+partition (``.../tenant-<id>.partition/...``) holds it: a guest whose key
+changed while it ran still lives in its old key's partition, so the key,
+when known, wins. A guest that is in neither counts as a tenant of its own,
+so it never hides a violation. It then checks invariant 1 (no physical core
+is in the allowed CPUs of two tenants' threads) and invariant 2 (no tenant
+thread may run on a housekeeping core).
 
 :class:`Sampler` repeats that check as fast as it can (the target is at
 least 1 kHz) while something happens, such as a live migration, and reports
@@ -62,6 +64,74 @@ def tenant_of_cgroup(path):
         return None
     match = _PARTITION_RE.search(path)
     return match.group(1) if match else None
+
+
+def qemu_domain_of(pid, proc_root='/proc'):
+    """``(name, uuid)`` of the libvirt domain a QEMU process runs, from its
+    command line (``-name guest=<name>,...`` or ``-name <name>``, and
+    ``-uuid <uuid>``); None for what it does not say or cannot be read."""
+    try:
+        with open(os.path.join(proc_root, str(pid), 'cmdline'), 'rb') as f:
+            args = f.read().decode(errors='replace').split('\0')
+    except OSError:
+        return None, None
+    name = uuid = None
+    for flag, value in zip(args, args[1:]):
+        if flag == '-name':
+            name = _qemu_guest_name(value)
+        elif flag == '-uuid':
+            uuid = value.strip().lower() or None
+    return name, uuid
+
+
+def _qemu_guest_name(value):
+    """The guest name in a QEMU ``-name`` value: comma-separated options
+    in which ``,,`` is a comma; ``guest=`` names the guest, or, in the
+    old form, the first option is the bare name."""
+    options = ['']
+    i = 0
+    while i < len(value):
+        if value[i] == ',':
+            if value[i + 1:i + 2] == ',':
+                options[-1] += ','
+                i += 2
+                continue
+            options.append('')
+        else:
+            options[-1] += value[i]
+        i += 1
+    for option in options:
+        if option.startswith('guest='):
+            return option[len('guest='):]
+    first = options[0]
+    return first if first and '=' not in first else None
+
+
+class DomainKeys:
+    """``pid -> isolation key`` of QEMU processes: a ``pid_tenants`` for
+    :class:`HostAuditor`.
+
+    Built from the host's domains (``manager.DomainInfo``), it reads a
+    process's domain from its command line (the UUID, else the name) and
+    returns the domain's isolation key; None for a process of no known
+    domain, or of a domain tenant-pin does not know.
+    """
+
+    def __init__(self, domains, proc_root='/proc'):
+        self.proc_root = proc_root
+        self.by_uuid = {}
+        self.by_name = {}
+        for dom in domains:
+            self.by_uuid[dom.uuid.lower()] = dom.isolation_key
+            self.by_name[dom.name] = dom.isolation_key
+
+    def __call__(self, pid):
+        name, uuid = qemu_domain_of(pid, self.proc_root)
+        if uuid is not None and uuid in self.by_uuid:
+            return self.by_uuid[uuid]
+        if name is not None:
+            return self.by_name.get(name)
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,8 +189,10 @@ class HostAuditor:
             cores are taken, as the allocator does.
         :param cgroup_prefix: only QEMU processes whose cpuset cgroup path
             starts with this prefix belong to this host.
-        :param pid_tenants: a callable ``pid -> tenant or None`` for guests
-            that are not in a tenant partition.
+        :param pid_tenants: a callable ``pid -> isolation key or None``
+            (for example a :class:`DomainKeys`); a key it returns wins over
+            the partition the process lives in, None leaves the partition
+            to decide.
         """
         self.topology = host_topology
         self.housekeeping = host_topology.whole_core_cpus(
@@ -202,9 +274,10 @@ class HostAuditor:
     def snapshot(self):
         """``{tenant: [ThreadInfo]}`` of this host's QEMU threads now.
 
-        A process's tenant and host are read from its cgroup once it is
-        seen in a tenant partition (a process never leaves its partition);
-        after that each sample reads only each thread's allowed CPUs.
+        A process's tenant (``pid_tenants``, else its partition) and host
+        (its cgroup) are read once the tenant is known (a process never
+        leaves its partition); after that each sample reads only each
+        thread's allowed CPUs.
         """
         by_tenant = {}
         for pid in self.qemu_pids():
@@ -221,16 +294,16 @@ class HostAuditor:
                     self._pid_tenant[pid] = (False, None)
                     continue
                 tenant = None
-                for task in tasks:
-                    tenant = tenant_of_cgroup(task.cpuset_cgroup)
-                    if tenant:
-                        self._pid_tenant[pid] = (True, tenant)
-                        break
-                if tenant is None and self.pid_tenants is not None:
+                if self.pid_tenants is not None:
                     tenant = self.pid_tenants(pid)
-                    if tenant is not None:
-                        self._pid_tenant[pid] = (True, tenant)
                 if tenant is None:
+                    for task in tasks:
+                        tenant = tenant_of_cgroup(task.cpuset_cgroup)
+                        if tenant:
+                            break
+                if tenant is not None:
+                    self._pid_tenant[pid] = (True, tenant)
+                else:
                     tenant = 'unknown-guest-pid-%d' % pid
             else:
                 included, tenant = known

@@ -22,6 +22,7 @@ import fixtures
 
 from nova_tenant_pin import audit
 from nova_tenant_pin.cmd import main as cli
+from nova_tenant_pin import manager
 from nova_tenant_pin.tests import base
 from nova_tenant_pin.tests.unit import test_topology
 from nova_tenant_pin import topology
@@ -35,13 +36,16 @@ class FakeProc:
         self.root = root
 
     def guest(self, pid, tenant=None, cpus='0,2', prefix='/machine',
-              extra_tasks=()):
+              extra_tasks=(), cmdline=None):
         """A QEMU process: a main thread, two vCPUs, and ``extra_tasks``
-        of (comm, cpus)."""
+        of (comm, cpus); ``cmdline`` its arguments, as libvirt starts it."""
         part = ('%s/tenant-%s.partition' % (prefix, tenant) if tenant
                 else prefix)
         cg = '%s/qemu-%d-guest.libvirt-qemu' % (part, pid)
         self._write('%d/comm' % pid, 'qemu-system-x86')
+        if cmdline is not None:
+            self._write('%d/cmdline' % pid, '\0'.join(cmdline) + '\0',
+                        newline=False)
         tasks = [('qemu-system-x86', cpus, cg + '/emulator'),
                  ('CPU 0/KVM', cpus, cg + '/vcpu0'),
                  ('CPU 1/KVM', cpus, cg + '/vcpu1')]
@@ -58,11 +62,29 @@ class FakeProc:
     def process(self, pid, comm):
         self._write('%d/comm' % pid, comm)
 
-    def _write(self, path, text):
+    def _write(self, path, text, newline=True):
         full = os.path.join(self.root, path)
         os.makedirs(os.path.dirname(full), exist_ok=True)
         with open(full, 'w') as f:
-            f.write(text + '\n')
+            f.write(text + ('\n' if newline else ''))
+
+
+def libvirt_cmdline(name, uuid):
+    """The start of the command line libvirt gives QEMU."""
+    return ['/usr/bin/qemu-system-x86_64', '-name',
+            'guest=%s,debug-threads=on' % name.replace(',', ',,'), '-S',
+            '-uuid', uuid, '-smp', '2']
+
+
+def domain(name, uuid, key=None, partition=None):
+    return manager.DomainInfo(
+        uuid=uuid, name=name, active=True, persistent=True, vcpus=2,
+        partition=manager.PARTITION_PREFIX + partition if partition
+        else None, key=key)
+
+
+UUID_A = '6c1f0d0e-8d4b-4a59-9a8e-0d5f0d7a0a01'
+UUID_B = '6c1f0d0e-8d4b-4a59-9a8e-0d5f0d7a0a02'
 
 
 @ddt.ddt
@@ -135,6 +157,39 @@ class TestHostAuditor(base.TestCase):
         mapping[200] = 'b'
         self.assertFalse(self.auditor(pid_tenants=mapping.get).audit().clean)
 
+    def test_isolation_key_wins_over_the_partition(self):
+        """Two guests of one isolation group, still in their projects' old
+        partitions, may share a core; a third key may not."""
+        self.proc.guest(100, 'p1', '0', cmdline=libvirt_cmdline(
+            'instance-a', UUID_A))
+        self.proc.guest(200, 'p2', '2', cmdline=libvirt_cmdline(
+            'instance-b', UUID_B))
+        self.assertFalse(self.auditor().audit().clean)
+        keys = audit.DomainKeys(
+            [domain('instance-a', UUID_A, key='grp', partition='p1'),
+             domain('instance-b', UUID_B, key='grp', partition='p2')],
+            self.proc.root)
+        report = self.auditor(pid_tenants=keys).audit()
+        self.assertTrue(report.clean, report.violations)
+        self.assertEqual({'grp': frozenset({0, 2})}, report.tenants)
+        self.proc.guest(300, 'p3', '1,3')
+        self.assertTrue(self.auditor(pid_tenants=keys).audit().clean)
+
+    def test_key_of_a_moved_guest_meets_its_new_neighbours(self):
+        """A guest whose key changed counts as its new key: beside a guest
+        of its old partition's tenant on one core, it is a violation."""
+        self.proc.guest(100, 'p1', '0', cmdline=libvirt_cmdline(
+            'instance-a', UUID_A))
+        self.proc.guest(200, 'p1', '2', cmdline=libvirt_cmdline(
+            'instance-b', UUID_B))
+        keys = audit.DomainKeys(
+            [domain('instance-a', UUID_A, key='grp', partition='p1'),
+             domain('instance-b', UUID_B, partition='p1')],
+            self.proc.root)
+        report = self.auditor(pid_tenants=keys).audit()
+        self.assertEqual([('grp', 'p1')],
+                         [v.tenants for v in report.violations])
+
     def test_cgroup_prefix_separates_hosts(self):
         self.proc.guest(100, 'a', '0,2', prefix='/machine')
         self.proc.guest(200, 'b', '0,2', prefix='/hostB/machine')
@@ -169,6 +224,52 @@ class TestHostAuditor(base.TestCase):
     def test_vanished_process_is_skipped(self):
         self.proc.process(100, 'qemu-system-x86')  # no task directory
         self.assertEqual(0, self.auditor().audit().threads)
+
+
+class TestDomainKeys(base.TestCase):
+    """QEMU processes to libvirt domains, through /proc/<pid>/cmdline."""
+
+    def setUp(self):
+        super().setUp()
+        self.proc = FakeProc(self.useFixture(fixtures.TempDir()).path)
+
+    def test_name_and_uuid_from_the_command_line(self):
+        self.proc.guest(100, cmdline=libvirt_cmdline('web,1', UUID_A))
+        self.assertEqual(('web,1', UUID_A),
+                         audit.qemu_domain_of(100, self.proc.root))
+
+    def test_old_bare_name_and_no_uuid(self):
+        self.proc.guest(100, cmdline=['qemu-kvm', '-name', 'web,process=x',
+                                      '-m', '512'])
+        self.assertEqual(('web', None),
+                         audit.qemu_domain_of(100, self.proc.root))
+
+    def test_gone_process(self):
+        self.assertEqual((None, None),
+                         audit.qemu_domain_of(999, self.proc.root))
+
+    def test_uuid_first_then_name(self):
+        keys = audit.DomainKeys(
+            [domain('a', UUID_A, key='k1'),
+             domain('b', UUID_B.upper(), key='k2'),
+             domain('loose', '6c1f0d0e-8d4b-4a59-9a8e-0d5f0d7a0a03')],
+            self.proc.root)
+        self.proc.guest(100, cmdline=libvirt_cmdline('renamed', UUID_A))
+        self.proc.guest(200, cmdline=['qemu-kvm', '-name', 'guest=b'])
+        self.proc.guest(300, cmdline=libvirt_cmdline(
+            'loose', '6c1f0d0e-8d4b-4a59-9a8e-0d5f0d7a0a03'))
+        self.proc.guest(400, cmdline=libvirt_cmdline(
+            'stranger', '6c1f0d0e-8d4b-4a59-9a8e-0d5f0d7a0a04'))
+        self.proc.guest(500)
+        self.assertEqual(['k1', 'k2', None, None, None],
+                         [keys(pid) for pid in (100, 200, 300, 400, 500)])
+        # Unknown to libvirt or to tenant-pin: the partition decides.
+        self.proc.guest(600, 'p6', '1,3', cmdline=libvirt_cmdline(
+            'stranger', '6c1f0d0e-8d4b-4a59-9a8e-0d5f0d7a0a04'))
+        report = audit.HostAuditor(HOST, proc_root=self.proc.root,
+                                   pid_tenants=keys).audit()
+        self.assertIn('p6', report.tenants)
+        self.assertIn('k1', report.tenants)
 
 
 class FakeAuditor:
@@ -217,8 +318,25 @@ class TestAuditCommand(base.TestCase):
         self.stdout = self.useFixture(fixtures.StringStream('stdout'))
         self.useFixture(fixtures.MonkeyPatch('sys.stdout',
                                              self.stdout.stream))
+        self.stderr = self.useFixture(fixtures.StringStream('stderr'))
+        self.useFixture(fixtures.MonkeyPatch('sys.stderr',
+                                             self.stderr.stream))
         self.useFixture(fixtures.MonkeyPatch(
             'nova_tenant_pin.cmd.main.load_config', lambda args: None))
+        self.domains = []
+        self.uris = []
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cmd.audit.read_domains', self.read_domains))
+
+    def read_domains(self, uri):
+        self.uris.append(uri)
+        if isinstance(self.domains, Exception):
+            raise self.domains
+        return self.domains
+
+    def err(self):
+        self.stderr.stream.flush()
+        return self.stderr.getDetails()['stderr'].as_text()
 
     def run_audit(self, *args):
         rc = cli.main(['audit', '--proc-root', self.proc.root,
@@ -246,6 +364,42 @@ class TestAuditCommand(base.TestCase):
         self.assertEqual(1, rc)
         self.assertEqual('housekeeping',
                          json.loads(out)['violations'][0]['kind'])
+
+    def test_keys_from_libvirt(self):
+        self.proc.guest(100, 'p1', '0', cmdline=libvirt_cmdline(
+            'instance-a', UUID_A))
+        self.proc.guest(200, 'p2', '2', cmdline=libvirt_cmdline(
+            'instance-b', UUID_B))
+        self.domains = [domain('instance-a', UUID_A, key='grp'),
+                        domain('instance-b', UUID_B, key='grp')]
+        rc, out = self.run_audit('--format', 'json', '--libvirt-uri',
+                                 'qemu:///x')
+        self.assertEqual(0, rc)
+        doc = json.loads(out)
+        self.assertEqual((True, 'libvirt', ['grp']), (
+            doc['isolated'], doc['tenants_from'], list(doc['tenants'])))
+        self.assertEqual(['qemu:///x'], self.uris)
+        self.assertEqual('', self.err())
+
+    def test_without_libvirt_the_partitions_decide(self):
+        self.proc.guest(100, 'p1', '0', cmdline=libvirt_cmdline(
+            'instance-a', UUID_A))
+        self.proc.guest(200, 'p2', '2', cmdline=libvirt_cmdline(
+            'instance-b', UUID_B))
+        self.domains = OSError('Failed to connect socket')
+        rc, out = self.run_audit()
+        self.assertEqual(1, rc)
+        self.assertIn('warning: cannot read the domains from libvirt at '
+                      'qemu:///system (Failed to connect socket)', self.err())
+        self.assertIn('tenants p1 and p2 may both run on core 0,2', out)
+        self.assertIn('(tenants from cgroup partitions)', out)
+        self.assertIn('host NOT isolated: 1 violation(s)', out)
+
+    def test_isolated_table(self):
+        self.proc.guest(100, 'a', '0,2')
+        rc, out = self.run_audit()
+        self.assertEqual(0, rc)
+        self.assertTrue(out.endswith('host isolated\n'), out)
 
     def test_bad_cpu_spec_exits_2(self):
         rc = cli.main(['audit', '--proc-root', self.proc.root,

@@ -23,7 +23,8 @@ compute service. Subcommand modules import Nova and libvirt only inside the
 functions that need them: ``plan`` runs without either.
 
 Exit codes: 0 success, 1 the check or operation found a problem (for
-example ``audit`` saw a violation), 2 bad input or usage.
+example ``audit`` saw a violation), 2 bad input or usage, 130 interrupted
+(Ctrl-C).
 """
 
 import argparse
@@ -35,11 +36,14 @@ from oslo_config import cfg
 
 from nova_tenant_pin import conf  # noqa: F401  (registers [tenant_pin])
 
-SUBCOMMANDS = ('plan', 'housekeeping', 'status', 'audit')
+SUBCOMMANDS = ('plan', 'housekeeping', 'status', 'audit', 'adopt',
+               'release')
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
 EXIT_USAGE = 2
+#: Interrupted by Ctrl-C (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
 
 
 class UsageError(Exception):
@@ -120,6 +124,23 @@ def housekeeping_cpus(value, online_cpus, conf_obj=None):
     return frozenset(online_cpus) - used
 
 
+def nova_cpu_set(name, online_cpus, conf_obj=None):
+    """``[compute] <name>`` (``cpu_shared_set`` or ``cpu_dedicated_set``)
+    as a set of online CPUs, or None when it is unset. Raises UsageError
+    for a CPU list that does not parse."""
+    from nova_tenant_pin import topology
+
+    spec = dict(zip(_NOVA_CPU_SETS, _nova_cpu_sets(conf_obj or cfg.CONF)))[
+        name]
+    if not spec:
+        return None
+    try:
+        return frozenset(topology.parse_cpu_list(spec)) & frozenset(
+            online_cpus)
+    except topology.TopologyError as e:
+        raise UsageError('[compute] %s: %s' % (name, e))
+
+
 def _nova_cpu_sets(conf_obj):
     """``[compute] cpu_shared_set`` and ``cpu_dedicated_set`` from the same
     files. Where Nova is imported its options are there already; elsewhere
@@ -151,3 +172,6 @@ def main(argv=None):
         sys.stderr.write('nova-tenant-pin %s: error: %s\n'
                          % (args.command, e))
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write('nova-tenant-pin %s: interrupted\n' % args.command)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,337 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``nova-tenant-pin adopt``: put the guests of a running host under
+tenant-pin, live.
+
+Builds the manager nova-compute would build on this host (the ``[tenant_pin]``
+options as the driver reads them, the sysfs topology, the real cgroup
+partitions, libvirt) and runs its reconcile: guests started without
+tenant-pin are pinned to their tenant's whole cores without a restart (they
+move into their tenant's partition at their next hard reboot), and drift is
+repaired. Every step keeps the host safe, so an interrupted run is finished
+by running the command again.
+
+A dry run works on a copy of the partitions and a libvirt connection whose
+writes are not made (read-only, too): it prints the writes adopt would make
+and, from the same reconcile applied to the copy, whether the host would be
+isolated. :func:`read_host`, :class:`Host`, :func:`make_manager` and
+:func:`quiet_logs` serve ``release`` as well.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import socket
+import sys
+
+from oslo_config import cfg
+
+from nova_tenant_pin import cgroups
+from nova_tenant_pin.cmd import main as cli
+from nova_tenant_pin import manager
+from nova_tenant_pin import topology as topo
+
+HELP = """\
+Confine every guest of this host to its tenant's whole cores, live, as
+nova-compute with the tenant-pin driver does when it starts: guests started
+without tenant-pin are pinned to their tenant's cores (they move into the
+tenant's partition at their next hard reboot), partitions are created or
+repaired. Reads the [tenant_pin] options from nova.conf. Running it again is
+safe: an interrupted run is finished, a finished one does nothing. Run it
+while nova-compute is stopped or still runs the stock driver.
+Exit codes: 0 done and the host is isolated, 1 the host is not isolated
+(tenants that do not fit on whole cores are named) or a write failed, 2 error
+(options, libvirt or the cgroup tree), 130 interrupted.
+"""
+
+SAFE_STATE = ('the host is in a safe intermediate state (no core is open to '
+              'two tenants); run "nova-tenant-pin %s" again to finish')
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        'adopt', help='confine the guests of this host to their tenants\' '
+        'whole cores, live', description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--dry-run', action='store_true',
+                        help='print the writes adopt would make, one a line, '
+                             'and whether the host would be isolated; change '
+                             'nothing')
+    add_common_arguments(parser)
+    parser.add_argument('--housekeeping-cpus', metavar='CPUS',
+                        help='CPU list reserved for housekeeping (default: '
+                             '[tenant_pin] housekeeping_cpus, else what '
+                             '[compute] cpu_shared_set and cpu_dedicated_set '
+                             'leave out)')
+    parser.set_defaults(func=run)
+
+
+def add_common_arguments(parser):
+    """The options ``adopt`` and ``release`` share."""
+    parser.add_argument('--libvirt-uri', default='qemu:///system',
+                        metavar='URI',
+                        help='libvirt connection (default qemu:///system)')
+    parser.add_argument('--verbose', action='store_true',
+                        help='also log what the manager does on stderr')
+
+
+@dataclasses.dataclass
+class Host:
+    """What ``adopt`` and ``release`` work on.
+
+    :param options: the manager's keyword arguments, as the driver reads
+        them from ``[tenant_pin]`` (empty when not read).
+    :param shared_cpus: ``[compute] cpu_shared_set`` (online CPUs), or None
+        when it is unset.
+    """
+
+    topology: object
+    partitions: object
+    connection: object
+    options: dict = dataclasses.field(default_factory=dict)
+    shared_cpus: frozenset = None
+
+    def close(self):
+        close = getattr(self.connection, 'close', None)
+        if close is not None:
+            close()
+
+
+def read_host(args, read_only, options=True):
+    """This host's topology, partitions and libvirt connection (read-only
+    for a dry run) and, with ``options``, the driver's options."""
+    try:
+        host = topo.HostTopology.from_sysfs()
+    except topo.TopologyError as e:
+        raise cli.UsageError('this host\'s topology: %s' % e)
+    opts = driver_options(args, host) if options else {}
+    shared = cli.nova_cpu_set('cpu_shared_set', host.online_cpus)
+    try:
+        partitions = cgroups.get_partitions()
+        partitions.list_partitions()
+    except Exception as e:
+        raise cli.UsageError('cannot read the tenant partitions: %s' % e)
+    if not read_only:
+        # The partition writes go through the privsep daemon; run as root,
+        # start it the way "housekeeping" does.
+        from nova_tenant_pin.cmd import housekeeping as housekeeping_cmd
+        housekeeping_cmd._default_helper_for_root()
+    return Host(host, partitions, connect(args.libvirt_uri, read_only),
+                opts, shared)
+
+
+def driver_options(args, host_topology):
+    """The manager's keyword arguments from ``[tenant_pin]``, read and
+    checked by the driver's own code (it imports Nova)."""
+    from nova import exception as nova_exception
+
+    from nova_tenant_pin import driver
+
+    value = getattr(args, 'housekeeping_cpus', None)
+    if value is not None:
+        cfg.CONF.set_override('housekeeping_cpus', value, group='tenant_pin')
+    try:
+        return driver.load_options(cfg.CONF, host_topology)
+    except nova_exception.NovaException as e:
+        raise cli.UsageError(str(e))
+
+
+def connect(uri, read_only):
+    import libvirt
+
+    # The error is reported once, by the caller; libvirt need not print it.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    try:
+        if read_only:
+            return libvirt.openReadOnly(uri)
+        return libvirt.open(uri)
+    except libvirt.libvirtError as e:
+        raise cli.UsageError('cannot connect to libvirt at %s: %s'
+                             % (uri, e))
+
+
+class _CopyDomain:
+    """A domain whose reads go to libvirt and whose writes are not made."""
+
+    def __init__(self, dom):
+        self._dom = dom
+
+    def XMLDesc(self, flags=0):
+        return self._dom.XMLDesc(flags)
+
+    def UUIDString(self):
+        return self._dom.UUIDString()
+
+    def name(self):
+        return self._dom.name()
+
+    def isActive(self):
+        return self._dom.isActive()
+
+    def isPersistent(self):
+        return self._dom.isPersistent()
+
+    def pinVcpuFlags(self, vcpu, cpumap, flags):
+        pass
+
+    def pinEmulator(self, cpumap, flags):
+        pass
+
+    def setMetadata(self, kind, metadata, key, uri, flags=0):
+        pass
+
+
+class _CopyConnection:
+    """A libvirt connection for a dry run: writes to its domains are not
+    made."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def listAllDomains(self, flags=0):
+        return [_CopyDomain(d) for d in self._conn.listAllDomains(flags)]
+
+    def lookupByUUIDString(self, uuid):
+        return _CopyDomain(self._conn.lookupByUUIDString(uuid))
+
+
+def _copy_partitions(partitions):
+    copy = cgroups.MemoryPartitions()
+    copy.partitions = dict(partitions.list_partitions())
+    return copy
+
+
+def make_manager(host, dry_run, **overrides):
+    """The manager of this host; for a dry run, on a copy of the
+    partitions and a connection whose writes are not made."""
+    partitions, conn = host.partitions, host.connection
+    if dry_run:
+        partitions, conn = _copy_partitions(partitions), _CopyConnection(conn)
+    kwargs = dict(host.options)
+    kwargs.setdefault('housekeeping_cpus', ())
+    kwargs.update(overrides)
+    try:
+        return manager.TenantPinManager(
+            host.topology, partitions, lambda: conn,
+            name=socket.gethostname(), **kwargs)
+    except ValueError as e:
+        # A static cpuset that breaks a rule (allocator.PlanError).
+        raise cli.UsageError('[tenant_pin] static_tenant_cpuset: %s' % e)
+
+
+@contextlib.contextmanager
+def quiet_logs(verbose):
+    """The command prints every outcome itself, so the manager's log lines
+    (which say the same) are dropped, unless ``verbose``: then they go to
+    stderr."""
+    logger = logging.getLogger('nova_tenant_pin')
+    saved = logger.propagate, logger.level
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(
+            '%(levelname)s %(name)s: %(message)s'))
+        logger.setLevel(logging.INFO)
+    else:
+        handler = logging.NullHandler()
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate, level = saved
+        logger.setLevel(level)
+
+
+def print_lines(lines):
+    for line in lines:
+        print(line)
+    if not lines:
+        print('nothing to do')
+
+
+def _left_alone(host):
+    """Running guests the manager leaves alone because they name no Nova
+    project and no tenant (not Nova's, or defined by hand): they may run
+    on any CPU they are given."""
+    found = []
+    for dom in host.connection.listAllDomains(
+            manager.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+        info = manager.parse_domain_xml(dom.XMLDesc(0), active=True,
+                                        persistent=bool(dom.isPersistent()))
+        if info.isolation_key is None and not info.project_id and \
+                not info.dedicated:
+            found.append(info)
+    return found
+
+
+def report_isolation(isolation, left_alone, would=False):
+    """Print whether the host is (``would``: would be) isolated; return
+    the exit code."""
+    problems = []
+    for key, uuids in isolation['unfit'].items():
+        problems.append('tenant %s (instances %s) does not fit on whole '
+                        'cores and shares the cores no tenant holds'
+                        % (key, ', '.join(uuids)))
+    for info in left_alone:
+        problems.append('instance %s (%s) names no Nova project: it is left '
+                        'alone, unconfined' % (info.uuid, info.name))
+    subject = 'after adopt the host would be' if would else 'host'
+    if not problems:
+        print('%s isolated' % subject)
+        return cli.EXIT_OK
+    print('%s NOT isolated: %s%s' % (
+        subject, '; '.join(problems), '; the other tenants are isolated'
+        if isolation['unfit'] else ''))
+    return cli.EXIT_PROBLEM
+
+
+def run(args, reader=None):
+    reader = reader or read_host
+    host = reader(args, read_only=args.dry_run)
+    try:
+        with quiet_logs(args.verbose):
+            return _adopt(args, host)
+    finally:
+        host.close()
+
+
+def _adopt(args, host):
+    mgr = make_manager(host, args.dry_run)
+    if args.dry_run:
+        try:
+            print_lines(mgr.reconcile(dry_run=True))
+            # The same reconcile applied to the copy tells whether the
+            # host would be isolated.
+            mgr.reconcile()
+        except Exception as e:
+            sys.stderr.write('nova-tenant-pin adopt: dry run failed: %s\n'
+                             % e)
+            return cli.EXIT_PROBLEM
+        return report_isolation(mgr.isolation(), _left_alone(host),
+                                would=True)
+    try:
+        lines = mgr.reconcile()
+    except KeyboardInterrupt:
+        sys.stderr.write('nova-tenant-pin adopt: interrupted: %s\n'
+                         % (SAFE_STATE % 'adopt'))
+        return cli.EXIT_INTERRUPTED
+    except Exception as e:
+        sys.stderr.write('nova-tenant-pin adopt: stopped: %s; %s\n'
+                         % (e, SAFE_STATE % 'adopt'))
+        return cli.EXIT_PROBLEM
+    print_lines(lines)
+    return report_isolation(mgr.isolation(), _left_alone(host))

@@ -1060,38 +1060,69 @@ class TenantPinManager:
             cpus = set(info.cpus)
             if foreign.get(tenant):
                 cpus -= foreign[tenant] - own.get(tenant, set())
-                cpus = self.topology.whole_core_cpus(cpus) & info.cpus
                 # Only whole cores that the partition alone uses.
                 cpus = frozenset(c for c in cpus if
-                                 self.topology.core_of(c).cpus <= cpus)
+                                 set(self.topology.core_of(c).cpus) <= cpus)
             if cpus:
                 truth[tenant] = frozenset(cpus)
         return truth
 
     def _relabel(self, current, claims, domains, repairs):
-        """The present map with the cores of each key whose instances all
-        changed key given to their new key (the one with the most vCPUs
-        when they went to several): keys that merge keep their cores and
-        nothing moves; a key that splits off grows elsewhere first."""
+        """The present map as the instances' new keys see it, with no core
+        moved: the cores of a key whose instances changed key are shared
+        out among their new keys. A core that only instances going to one
+        new key use goes to that key; the rest go to the heir (the old key
+        itself while some of its instances stay, else the new key with the
+        most vCPUs); a core that guests of several new keys use goes to the
+        one with the most vCPUs there.
+        Keys that merge keep their cores and nothing moves; a key that
+        splits off keeps the cores only it uses and grows elsewhere for the
+        rest."""
+        original = dict(current)
         current = dict(current)
         by_old = collections.defaultdict(collections.Counter)
+        users = collections.defaultdict(
+            lambda: collections.defaultdict(collections.Counter))
         for uuid, claim in claims.items():
             if uuid not in domains:
                 continue
-            old = domains[uuid][1].isolation_key
-            if old is not None and old in current:
-                by_old[old][claim.tenant] += claim.vcpus
+            info = domains[uuid][1]
+            old = info.isolation_key
+            if old is None or old not in current:
+                continue
+            by_old[old][claim.tenant] += claim.vcpus
+            for core in self.topology.cores_of(
+                    info.all_cpus(self._host_cpus) & current[old]):
+                users[old][core][claim.tenant] += claim.vcpus
         for old, news in sorted(by_old.items()):
-            if old in news or old in self.static:
+            if set(news) == {old} or old in self.static:
                 continue
-            heir = sorted(news.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
-            if heir in self.static:
-                continue
-            current[heir] = current.get(heir, frozenset()) | current.pop(old)
-            repairs.append('tenant %s: its cores %s go to %s, which its '
-                           'instances now belong to' % (
-                               old, topo.format_cpu_list(current[heir]),
-                               heir))
+            heir = old if old in news else sorted(
+                news.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+            # Only the cores the old key held before this relabelling (it
+            # may have been given others as the heir of another key).
+            cpus = original[old]
+            current[old] = current[old] - cpus
+            if not current[old]:
+                del current[old]
+            for core, keys in sorted(users[old].items(),
+                                     key=lambda kv: kv[0].cpus):
+                # A core that guests of several new keys use goes to the
+                # key with the most vCPUs there; the others' guests leave
+                # it before that key's other guests come.
+                key = sorted(keys.items(), key=lambda kv: (-kv[1], kv[0]))[
+                    0][0]
+                if key != heir and key not in self.static:
+                    current[key] = current.get(key, frozenset()) | \
+                        frozenset(core.cpus)
+                    cpus -= frozenset(core.cpus)
+            if cpus and heir not in self.static:
+                current[heir] = current.get(heir, frozenset()) | cpus
+            elif cpus:
+                current[old] = cpus
+            repairs.append('tenant %s: its instances now belong to %s; its '
+                           'cores go with them' % (
+                               old, ', '.join(sorted(news))))
         return current
 
     def _transition(self, plan, claims, what, domains=None, repairs=None,
@@ -1105,15 +1136,19 @@ class TenantPinManager:
 
         1. shrinks and releases: a key's domains are re-pinned inside its
            new CPUs, then its partition narrowed (bottom-up);
-        2. instances that do not fit (an adopted host with too much load)
-           are pinned to the cores no key holds, or to the housekeeping
-           cores when none is left: the others stay isolated;
-        3. grows: a key's partition widened, then its domains re-pinned
-           (top-down); keys whose instances changed key go first, so they
-           leave their old cores before anyone else may take them;
-        4. every domain re-pinned to its final placement and its metadata
+        2. grows: a key's partition widened, then its domains re-pinned
+           (top-down);
+        3. every domain re-pinned to its final placement and its metadata
            recorded; every partition set to its final CPUs (shrinks before
            widens) and partitions that hold nothing removed.
+
+        When guests change key (per-project settings re-read, guests
+        adopted from outside tenant-pin) or some do not fit,
+        :meth:`_move_guests` moves the guests one by one first and steps 1
+        and 2 are skipped: step 3 then sets the partitions. Guests that do
+        not fit (an adopted host with too much load) go to the cores no key
+        holds, or to the housekeeping cores when none is left: the others
+        stay isolated.
 
         A domain lives in the partition it started in. When that is not
         its key's (adopted, or its key changed), its pins confine it and
@@ -1146,19 +1181,23 @@ class TenantPinManager:
         rekeyed = {claims[u].tenant for u in targets
                    if domains[u][1].isolation_key != claims[u].tenant}
 
-        def hosted(tenant):
-            return [u for u in targets if domains[u][1].tenant == tenant and
-                    (claims[u].tenant != tenant or u not in plan.instances)]
-
         def need(tenant):
+            # The key's cores, and wherever the guests living in the
+            # partition run now (its own guests are inside the key's cores
+            # except while they wait to be re-pinned there).
             cpus = set(keymap.get(tenant, ()))
-            for u in hosted(tenant):
-                cpus |= domains[u][1].all_cpus(self._host_cpus)
+            for u in targets:
+                if domains[u][1].tenant == tenant:
+                    cpus |= domains[u][1].all_cpus(self._host_cpus)
             return frozenset(cpus) & self._host_cpus
 
         def narrow(tenant):
             if tenant in ops.parts:
-                cpus = ops.parts[tenant] & need(tenant)
+                want = need(tenant)
+                cpus = ops.parts[tenant] & want
+                if not cpus and tenant not in used:
+                    # No guest in it: straight to what its key holds now.
+                    cpus = want
                 if cpus and cpus != ops.parts[tenant]:
                     ops.set_partition(tenant, cpus)
 
@@ -1168,8 +1207,9 @@ class TenantPinManager:
                 # Its new key first: from now on its threads are that key's.
                 self._record(ops, entry, claims[uuid])
             part = entry[1].tenant
-            if part is not None and part != claims[uuid].tenant:
-                # Hosted: its partition must hold the pins first.
+            if part is not None:
+                # Its partition must hold the pins first (a hosted domain's
+                # new key's cores, or cores its own key got by relabelling).
                 wanted = targets[uuid].cpus & frozenset(within)
                 if wanted and not wanted <= ops.parts.get(part, frozenset()):
                     ops.set_partition(part, wanted | ops.parts.get(
@@ -1184,20 +1224,16 @@ class TenantPinManager:
         first_grow = next((i for i, m in enumerate(moves)
                            if m.action in ('create', 'grow', 'widen')),
                           len(moves))
-        shrinks = moves[:first_grow]
-        grows = sorted(moves[first_grow:],
-                       key=lambda m: m.project_id not in rekeyed)
+        # Guests whose key changes (per-project settings re-read, guests
+        # adopted from outside tenant-pin) or that do not fit are moved one
+        # by one first (_move_guests); the map's steps then only set the
+        # partitions.
+        settled = bool(rekeyed or unfit)
         try:
-            # Partitions of keys that hold no cores any more (their cores
-            # went to the key their instances now belong to) keep only what
-            # their guests use, or go.
-            for tenant in sorted(ops.parts):
-                if tenant not in keymap:
-                    if tenant in used:
-                        narrow(tenant)
-                    else:
-                        ops.remove_partition(tenant)
-            for move in shrinks:
+            if settled:
+                self._move_guests(ops, plan, targets, claims, domains,
+                                  used, repairs)
+            for move in moves[:first_grow] if not settled else ():
                 tenant = move.project_id
                 keymap[tenant] = move.cpus
                 for uuid in by_key.get(tenant, ()):
@@ -1208,31 +1244,10 @@ class TenantPinManager:
                     ops.remove_partition(tenant)
                 if not move.cpus:
                     keymap.pop(tenant, None)
-                for part in {domains[u][1].tenant
-                             for u in by_key.get(tenant, ())} - {None}:
-                    narrow(part)
                 self._note_move(move, repairs)
-            # Instances whose key changed and that already run on their new
-            # key's cores (their old key's cores went to it) take the new
-            # key now; the others take it when they move.
-            for uuid in targets:
-                info = domains[uuid][1]
-                key = claims[uuid].tenant
-                if info.key != key and info.isolation_key is not None and \
-                        info.all_cpus(self._host_cpus) <= keymap.get(
-                            key, frozenset()):
-                    self._record(ops, domains[uuid], claims[uuid])
-            for key in sorted(unfit):
-                for uuid in unfit[key]:
-                    pin(uuid, overflow)
-            for move in grows:
+            for move in moves[first_grow:] if not settled else ():
                 tenant = move.project_id
                 keymap[tenant] = move.cpus
-                # Instances that split off to this key are its from now on
-                # (they still share their old key's cores, as they did).
-                for uuid in by_key.get(tenant, ()):
-                    if domains[uuid][1].key not in (None, tenant):
-                        self._record(ops, domains[uuid], claims[uuid])
                 ops.set_partition(tenant, move.cpus | ops.parts.get(
                     tenant, frozenset()))
                 for uuid in by_key.get(tenant, ()):
@@ -1276,6 +1291,150 @@ class TenantPinManager:
         self._last_plan = plan
         self._report(domains, claims, dict(unfit), overflow)
         return ops.actions
+
+    def _move_guests(self, ops, plan, targets, claims, domains, used,
+                     repairs):
+        """Move every guest to its final placement, one at a time, when
+        keys change (per-project settings re-read, guests adopted from
+        outside tenant-pin) or some guests do not fit.
+
+        A guest moves only when no guest of another key runs on its new
+        cores, unless the two share a core already (they trusted each other
+        until a moment ago: moving does not expose either to anyone new).
+        When guests wait on each other (they swap places), one of them
+        first narrows onto the part of its present cores that nobody waits
+        for; only when none can does one move anyway, with a warning.
+
+        Before anything moves, each guest takes its new key (its metadata)
+        and each partition keeps only what its guests use (and the CPUs
+        issued to instances being defined): a partition never holds a core
+        for nobody while another key's guest arrives there. The map's
+        partitions are set afterwards, by the caller's final step.
+        """
+        host = self._host_cpus
+        issued = collections.defaultdict(frozenset)
+        for claim in claims.values():
+            if claim.pending and claim.issued:
+                issued[claim.tenant] |= claim.issued
+
+        def now(uuid):
+            return domains[uuid][1].all_cpus(host)
+
+        def keep(tenant):
+            cpus = set(issued.get(tenant, ()))
+            for u in targets:
+                if domains[u][1].tenant == tenant:
+                    cpus |= now(u)
+            return frozenset(cpus)
+
+        def narrow(tenant):
+            if tenant not in ops.parts:
+                return
+            cpus = ops.parts[tenant] & keep(tenant)
+            if cpus:
+                if cpus != ops.parts[tenant]:
+                    ops.set_partition(tenant, cpus)
+            elif tenant not in used:
+                ops.remove_partition(tenant)
+
+        for uuid in targets:
+            info = domains[uuid][1]
+            if info.isolation_key is not None and \
+                    info.key != claims[uuid].tenant:
+                self._record(ops, domains[uuid], claims[uuid])
+        for tenant in sorted(ops.parts):
+            narrow(tenant)
+
+        def placed(uuid):
+            placement = targets[uuid]
+            info = domains[uuid][1]
+            if info.effective_emulator_cpus(host) != placement.cpus:
+                return False
+            for vcpu in range(info.vcpus):
+                want = placement.cpus
+                if placement.vcpu_pins and vcpu in placement.vcpu_pins:
+                    want = frozenset([placement.vcpu_pins[vcpu]])
+                if info.effective_vcpu_cpus(vcpu, host) != want:
+                    return False
+            return True
+
+        def move(uuid, placement):
+            entry = domains[uuid]
+            if entry[1].key != claims[uuid].tenant:
+                self._record(ops, entry, claims[uuid])
+            part = entry[1].tenant
+            if part is not None and not placement.cpus <= ops.parts.get(
+                    part, frozenset()):
+                ops.set_partition(part, placement.cpus | ops.parts.get(
+                    part, frozenset()))
+            self._pin_domain(ops, entry, placement, placement.cpus, repairs)
+            if part is not None:
+                narrow(part)
+
+        pending = [u for u in targets if not placed(u)]
+        while pending:
+            # Which keys' guests may run on each core now (guests adopted
+            # from outside tenant-pin float everywhere and are not counted).
+            on_core = collections.defaultdict(set)
+            for u in targets:
+                if domains[u][1].isolation_key is not None:
+                    for core in self.topology.cores_of(now(u)):
+                        on_core[core].add(claims[u].tenant)
+
+            def free_part(uuid):
+                """The part of its final cores it may move onto now."""
+                key = claims[uuid].tenant
+                shares = set()
+                for core in self.topology.cores_of(now(uuid)):
+                    shares |= on_core[core]
+                return frozenset(
+                    cpu for core in self.topology.cores_of(
+                        targets[uuid].cpus)
+                    if not on_core[core] - {key} - shares
+                    for cpu in core.cpus) & targets[uuid].cpus
+
+            ready = next((u for u in pending
+                          if free_part(u) == targets[u].cpus), None)
+            if ready is not None:
+                move(ready, targets[ready])
+                pending.remove(ready)
+                continue
+
+            def wanted_by_others(uuid):
+                key = claims[uuid].tenant
+                return frozenset(self.topology.whole_core_cpus(
+                    frozenset().union(*(targets[v].cpus for v in pending
+                                        if claims[v].tenant != key))))
+
+            # Guests that wait on each other: one moves first onto the part
+            # of its final cores that is free for it, leaving cores others
+            # wait for; else one narrows onto the part of its present cores
+            # that nobody waits for.
+            step = None
+            for uuid in pending:
+                part = free_part(uuid)
+                if part and part != now(uuid) and \
+                        (now(uuid) - part) & wanted_by_others(uuid):
+                    step = uuid, part
+                    break
+            else:
+                for uuid in pending:
+                    rest = now(uuid) - wanted_by_others(uuid)
+                    if rest and rest != now(uuid):
+                        step = uuid, rest
+                        break
+            if step is not None:
+                uuid, cpus = step
+                move(uuid, dataclasses.replace(targets[uuid], cpus=cpus,
+                                               vcpu_pins=None))
+                continue
+            uuid = pending.pop(0)
+            LOG.warning('%s: instance %s of tenant %s moves to CPUs %s, '
+                        'where guests of other tenants that wait for its '
+                        'present cores still run', self.name, uuid,
+                        claims[uuid].tenant,
+                        topo.format_cpu_list(targets[uuid].cpus))
+            move(uuid, targets[uuid])
 
     def _note_move(self, move, repairs):
         if repairs is not None:

@@ -16,6 +16,9 @@
 ratios), per-project settings that change while guests run, adoption of
 guests started without tenant-pin, and release."""
 
+import os
+import random
+
 from nova_tenant_pin import allocator
 from nova_tenant_pin import manager
 from nova_tenant_pin import policy
@@ -259,4 +262,62 @@ class TestRelease(PolicyTestCase):
 
 
 class TestStrictAdopt(TestAdopt):
+    pin_mode = allocator.STRICT
+
+
+class TestRandomSettingsChanges(PolicyTestCase):
+    """Random hosts through random sequences of group and exemption
+    changes (fixed seeds; ``TENANT_PIN_SEEDS`` sets how many, 40 by
+    default): after every change the invariants hold, every
+    guest carries its new key, and no partition write ever made two keys
+    share a core that they did not share before."""
+
+    PROJECTS = ['p%d' % i for i in range(6)]
+
+    def _random_settings(self, rng):
+        projects = list(self.PROJECTS)
+        rng.shuffle(projects)
+        groups, exempt = [], []
+        while projects:
+            take = projects[:rng.choice([1, 1, 2, 3])]
+            projects = projects[len(take):]
+            roll = rng.random()
+            if len(take) > 1 and roll < 0.5:
+                groups.append('g%d:%s' % (len(groups), ','.join(take)))
+            elif roll < 0.65:
+                exempt.extend(take)
+        return policy.ProjectSettings.from_options(exempt, groups)
+
+    def test_random_sequences(self):
+        for seed in range(int(os.environ.get('TENANT_PIN_SEEDS', 40))):
+            rng = random.Random(seed)
+            self.fresh_host()
+            self.mgr = self.make_manager(settings=self._random_settings(rng))
+            insts = {}
+            for _ in range(rng.randint(2, 7)):
+                project = rng.choice(self.PROJECTS)
+                try:
+                    inst = self.spawn_with(project, rng.choice([1, 1, 2, 3]))
+                except manager.TenantDoesNotFit:
+                    continue
+                insts[inst] = project
+            for step in range(3):
+                settings = self._random_settings(rng)
+                self.mgr.update_settings(settings)
+                self.mgr.reconcile()
+                where = 'seed %d step %d' % (seed, step)
+                self.assertEqual([], self.partitions.overlaps, where)
+                errors = tm.invariants.check_host(
+                    self.topology, HOUSEKEEPING,
+                    self.partitions.list_partitions(),
+                    [d.info for d in self.conn.domains.values()],
+                    check_fewest_cores=False)
+                if self.mgr.isolation()['isolated']:
+                    self.assertEqual([], errors, where)
+                for inst, project in insts.items():
+                    self.assertEqual(self.mgr.tenant_of(project),
+                                     self.conn.domains[inst].info.key, where)
+
+
+class TestRandomSettingsChangesStrict(TestRandomSettingsChanges):
     pin_mode = allocator.STRICT

@@ -120,6 +120,7 @@ driver_opts = [
     cfg.MultiStrOpt(
         'static_tenant_cpuset',
         default=[],
+        mutable=True,
         help="""
 A fixed set of whole cores for one tenant, as ``PROJECT_ID:CPU_SPEC`` (for
 example ``3f1c...:4-7,36-39``); repeat the option for more tenants. The
@@ -127,7 +128,9 @@ tenant's instances on this host run there and nowhere else, and no other
 tenant gets those cores even while the tenant has no instance here. Each
 spec must cover whole cores, outside the housekeeping and dedicated CPUs,
 and two tenants' specs must not share a core: the compute service refuses
-to start otherwise, naming the option.
+to start otherwise, naming the option. Changing it (SIGHUP) moves the
+tenant live to its new cores, as for ``isolation_groups``; a bad new value
+is refused with an error and the old one kept.
 """),
     cfg.ListOpt(
         'exempt_projects',

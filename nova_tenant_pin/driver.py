@@ -383,20 +383,23 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         super().cleanup_host(host)
 
     def _tp_settings_changed(self):
-        """Re-read ``exempt_projects`` and ``isolation_groups`` and re-plan
-        the host: instances whose key changed move live, without overlap.
-        A bad new value is refused with an error and the old one kept."""
+        """Re-read ``exempt_projects``, ``isolation_groups`` and
+        ``static_tenant_cpuset`` and re-plan the host: instances whose key
+        or cores changed move live, without overlap. A bad new value is
+        refused with an error and the old ones kept."""
         if self.tenant_pin is None:
             return
         try:
-            settings = project_settings(CONF)
-        except exception.InvalidConfiguration as e:
+            options = load_options(CONF, self.tenant_pin.topology)
+            settings, static = options['settings'], options['static']
+            if settings == self.tenant_pin.settings and \
+                    static == self.tenant_pin.static_config:
+                return
+            self.tenant_pin.update_settings(settings, static=static)
+        except (exception.InvalidConfiguration, ValueError) as e:
             LOG.error('tenant-pin: new per-project settings refused, the '
                       'previous ones stay in force: %s', e)
             return
-        if settings == self.tenant_pin.settings:
-            return
-        self.tenant_pin.update_settings(settings)
         repairs = self._tp_reconcile()
         LOG.info('tenant-pin on %s: re-planned for the new per-project '
                  'settings (%d changes)', self._tp_host, len(repairs))

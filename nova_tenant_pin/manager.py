@@ -693,24 +693,42 @@ class TenantPinManager:
         with self._locked():
             self._dedicated[uuid] = frozenset(cpus)
 
-    def update_settings(self, settings):
+    @property
+    def static_config(self):
+        """The static cpusets as configured (``{project or key: cpus}``)."""
+        return dict(self._static_cfg)
+
+    def update_settings(self, settings, static=None):
         """Take new per-project settings (``exempt_projects``,
-        ``isolation_groups`` re-read on SIGHUP). The keys of running
+        ``isolation_groups``, and ``static_tenant_cpuset`` when ``static``
+        is given) re-read on SIGHUP. The keys and cores of running
         instances change at the next :meth:`reconcile`, which the caller
-        runs (the driver, with each instance's policy)."""
+        runs (the driver, with each instance's policy).
+
+        :raises allocator.PlanError: a static cpuset that breaks a rule;
+            nothing changed.
+        """
         with self._locked():
-            old = self.settings
+            old = (self.settings, self._static_cfg, self.static)
             self.settings = settings
+            if static is not None:
+                self._static_cfg = {t: frozenset(c)
+                                    for t, c in static.items()}
             try:
                 self.static = self._static_keys()
+                # The same check as at start: whole cores, off housekeeping
+                # and dedicated CPUs, no two keys on one core.
+                self._plan(collections.OrderedDict(), {})
             except Exception:
-                self.settings = old
+                self.settings, self._static_cfg, self.static = old
                 raise
         LOG.info('%s: per-project settings changed: exempt projects %s, '
-                 'isolation groups %s', self.name,
+                 'isolation groups %s, static cpusets %s', self.name,
                  ', '.join(sorted(settings.exempt_projects)) or 'none',
                  ', '.join('%s=%s' % (p, g) for p, g in
-                           sorted(settings.groups.items())) or 'none')
+                           sorted(settings.groups.items())) or 'none',
+                 ', '.join('%s:%s' % (t, topo.format_cpu_list(c)) for t, c in
+                           sorted(self._static_cfg.items())) or 'none')
 
     def reconcile(self, dedicated=None, known=None, policies=None,
                   dry_run=False):

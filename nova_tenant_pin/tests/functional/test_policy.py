@@ -183,6 +183,24 @@ class TestSettingsReload(PolicyBase):
         self.assertNoRestart()
         self.assertInvariants()
 
+    def test_static_cpuset_reloaded_moves_the_tenant_live(self):
+        c = self.project('c')
+        self.reload(static_tenant_cpuset=['%s:12-15' % c])
+        self.assertEqual(frozenset(range(12, 16)),
+                         self.manager_of('host1').tenant_map()[c])
+        info = self.domain(self.c)
+        self.assertLessEqual(info.all_cpus(frozenset()),
+                             frozenset(range(12, 16)))
+        self.assertNoRestart()
+        self.assertInvariants(check_fewest_cores=False)
+        # A static cpuset on the housekeeping cores is refused; the
+        # previous one stays in force.
+        with self.assertLogs('nova_tenant_pin.driver', 'ERROR') as logs:
+            self.reload(static_tenant_cpuset=['%s:0-3' % c])
+        self.assertIn('static', logs.output[0])
+        self.assertEqual(frozenset(range(12, 16)),
+                         self.manager_of('host1').tenant_map()[c])
+
     def test_bad_new_settings_are_refused_and_the_old_ones_kept(self):
         group = 'acme:%s,%s' % (self.project('a'), self.project('b'))
         self.reload(isolation_groups=[group])

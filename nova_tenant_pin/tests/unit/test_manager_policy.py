@@ -174,6 +174,28 @@ class TestSettingsChange(PolicyTestCase):
         self.assertInvariants()
 
 
+class TestStaticReload(PolicyTestCase):
+
+    def test_new_static_cpuset_moves_the_tenant_and_a_bad_one_is_refused(
+            self):
+        a = self.spawn_with('p1', 2)
+        b = self.spawn_with('p2', 2)
+        self.mgr.update_settings(policy.ProjectSettings(),
+                                 static={'p1': {14, 15}})
+        self.mgr.reconcile()
+        self.assertEqual(frozenset({14, 15}), self.mgr.tenant_map()['p1'])
+        self.assertEqual(frozenset({14, 15}),
+                         self.conn.domains[a].info.all_cpus(ONLINE))
+        self.assertApart([a], [b])
+        self.assertEqual([], self.partitions.overlaps)
+        # On housekeeping cores: refused, and nothing changed.
+        self.assertRaises(allocator.PlanError, self.mgr.update_settings,
+                          policy.ProjectSettings(), static={'p1': {0, 1}})
+        self.assertEqual({'p1': frozenset({14, 15})},
+                         self.mgr.static_config)
+        self.assertEqual([], self.mgr.reconcile())
+
+
 class TestAdopt(PolicyTestCase):
     """Guests started without tenant-pin, as the stock driver leaves them:
     no partition, floating on Nova's shared CPUs."""

@@ -1274,14 +1274,19 @@ class TenantPinManager:
                     narrow(tenant)
                 self._note_move(move, repairs)
             keymap = plan.tenant_map()
+            # A key the previous plan had and whose partition is missing
+            # lost it from the tree; any other is new.
+            last_map = (self._last_plan.tenant_map()
+                        if self._last_plan is not None else {})
             for tenant, cpus in sorted(keymap.items()):
                 if tenant not in ops.parts:
                     ops.set_partition(tenant, cpus)
                     if repairs is not None:
-                        repairs.append('tenant %s: partition recreated with '
-                                       'CPUs %s' % (tenant,
-                                                    topo.format_cpu_list(
-                                                        cpus)))
+                        repairs.append('tenant %s: partition %s with CPUs '
+                                       '%s' % (tenant, 'recreated'
+                                               if tenant in last_map
+                                               else 'created',
+                                               topo.format_cpu_list(cpus)))
             for uuid in targets:
                 pin(uuid, targets[uuid].cpus)
                 self._record(ops, domains[uuid], claims[uuid])

@@ -1343,11 +1343,22 @@ class TenantPinManager:
         def now(uuid):
             return domains[uuid][1].all_cpus(host)
 
+        final = plan.tenant_map()
+
         def keep(tenant):
+            # What its guests use, the CPUs issued to its instances being
+            # defined, and its key's final cores where no other key's guest
+            # runs now (so a partition that changes nothing is not
+            # narrowed and widened again).
             cpus = set(issued.get(tenant, ()))
+            others = set()
             for u in targets:
                 if domains[u][1].tenant == tenant:
                     cpus |= now(u)
+                elif claims[u].tenant != tenant:
+                    others |= now(u)
+            others = self.topology.whole_core_cpus(others)
+            cpus |= set(final.get(tenant, ())) - set(others)
             return frozenset(cpus)
 
         def narrow(tenant):

@@ -249,6 +249,8 @@ class TestAdopt(PolicyTestCase):
         # The tenants that fit share no core with anyone.
         self.assertApart([placed[0]], [placed[1]], unfit_insts)
         self.assertFalse(self.mgr.snapshot()['isolated'])
+        # The periodic reconcile of a host in this state writes nothing.
+        self.assertEqual([], self.mgr.reconcile(dry_run=True))
 
 
 class TestRelease(PolicyTestCase):

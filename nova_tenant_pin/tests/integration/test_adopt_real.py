@@ -29,94 +29,25 @@ cgroup tree, and the HostAuditor's invariant check.
 Needs root, libvirtd and QEMU (tools/setup-host.sh); CI runs it.
 """
 
-import os
 import sys
 import uuid
 
 import libvirt
 
 from nova_tenant_pin import audit
-from nova_tenant_pin import cgroupfs
-from nova_tenant_pin import cgroups
 from nova_tenant_pin import manager as manager_mod
-from nova_tenant_pin import procfs
-from nova_tenant_pin.tests import base
-from nova_tenant_pin.tests import enforcement_fixtures
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
-
-# The cgroup root of the private libvirtd's guests (``/machine/...`` in
-# every hierarchy), and so of the tenant partitions made for them.
-CGROUP_ROOT = '/'
-QEMU_RUN_DIR = '/run/libvirt/qemu'
+from nova_tenant_pin.tests.integration import real_guests
+from nova_tenant_pin.tests.integration.real_guests import guest_threads
 
 
-class Guest:
-    """One stock guest: its project, instance uuid, domain and QEMU pid."""
+class TestAdoptStockGuests(real_guests.TwoProjectsTestCase):
 
-    def __init__(self, project, inst, dom, pid):
-        self.project = project
-        self.inst = inst
-        self.dom = dom
-        self.pid = pid
-
-
-def qemu_pid(dom):
-    """The PID of a running domain's QEMU, from libvirt's pidfile."""
-    with open(os.path.join(QEMU_RUN_DIR, dom.name() + '.pid')) as f:
-        return int(f.read())
-
-
-def process_identity(pid):
-    """``(pid, start time in clock ticks since boot)``: a PID that a new
-    process reused after the guest restarted gives another pair."""
-    with open('/proc/%d/stat' % pid) as f:
-        return pid, int(f.read().rsplit(')', 1)[1].split()[19])
-
-
-def guest_threads(pid):
-    """The guest's QEMU threads (vCPU, emulator and I/O threads) as /proc
-    has them, without the kernel workers KVM attaches to the process,
-    which the audit ignores too: they are not the tenant's to place."""
-    return [t for t in procfs.threads(pid)
-            if not t.comm.startswith(audit._KERNEL_WORKERS)]
-
-
-class TestAdoptStockGuests(base.TestCase):
+    MANAGER_NAME = 'adopt-itest'
 
     def setUp(self):
         super().setUp()
-        self.host = lvf.require_real_host(self, min_cores=2)
-        self.libvirt = self.useFixture(lvf.LibvirtdFixture())
-        self.useFixture(enforcement_fixtures.PrivsepDaemon(
-            self.conf_fixture))
-        self.partitions = cgroups.CgroupPartitions(root=CGROUP_ROOT)
         self.everything = frozenset(self.host.online_cpus)
-        # Nova project ids: the default isolation key of each instance.
-        self.projects = [uuid.uuid4().hex for _ in range(2)]
-        self.guests = []
-        # Runs before the libvirt fixture's clean-up (which undefines the
-        # domains and stops libvirtd by PID): the guests stop first, then
-        # the partitions go bottom-up, as only empty cgroups can.
-        self.addCleanup(self._cleanup)
-
-    def _cleanup(self):
-        for guest in self.guests:
-            try:
-                if guest.dom.isActive():
-                    guest.dom.destroy()
-            except libvirt.libvirtError:
-                continue
-        for project in self.projects:
-            for hierarchy in cgroupfs.detect_layout().ordered():
-                lvf.remove_cgroup_tree(hierarchy.path(
-                    CGROUP_ROOT, cgroupfs.partition_dir(project)))
-
-    def new_manager(self):
-        # A real host keeps housekeeping cores for its own daemons; this
-        # 2-core machine has none to spare, so each project gets a core.
-        return manager_mod.TenantPinManager(
-            self.host, self.partitions, lambda: self.libvirt.conn,
-            housekeeping_cpus=(), name='adopt-itest')
 
     def start_stock_guest(self, project):
         """Start a 1-vCPU guest as Nova's stock driver writes it: no
@@ -127,7 +58,8 @@ class TestAdoptStockGuests(base.TestCase):
             'instance-%s' % inst[:8], vcpus=1, uuid_=inst,
             cpuset=lvf.format_cpus(self.everything),
             metadata=lvf.nova_owner_metadata(project)))
-        guest = Guest(project, inst, dom, qemu_pid(dom))
+        guest = real_guests.Guest(project, inst, dom,
+                                  real_guests.qemu_pid(dom))
         self.guests.append(guest)
         info = manager_mod.parse_domain_xml(dom.XMLDesc(0))
         self.assertEqual(project, info.project_id)
@@ -142,12 +74,6 @@ class TestAdoptStockGuests(base.TestCase):
         return {t.tid: t.allowed_cpus for g in self.guests
                 for t in guest_threads(g.pid)}
 
-    def identities(self):
-        """Each guest's QEMU process as libvirt names it (its pidfile)
-        and as the kernel knows it (PID and start time)."""
-        return [(qemu_pid(g.dom), process_identity(g.pid))
-                for g in self.guests]
-
     def assert_all_may_run_everywhere(self):
         for guest in self.guests:
             threads = guest_threads(guest.pid)
@@ -158,13 +84,8 @@ class TestAdoptStockGuests(base.TestCase):
                                  '%s of instance %s' % (task, guest.inst))
 
     def assert_no_partitions_left(self):
-        self.assertFalse(set(self.projects) &
-                         set(self.partitions.list_partitions()))
         for project in self.projects:
-            for hierarchy in self.partitions.layout.ordered():
-                path = hierarchy.path(CGROUP_ROOT,
-                                      cgroupfs.partition_dir(project))
-                self.assertFalse(os.path.exists(path), path)
+            self.assert_no_partition(project)
 
     def test_adopt_pins_running_guests_live_and_release_frees_them(self):
         a, b = self.projects

@@ -30,91 +30,39 @@ and the HostAuditor's invariant check with each process's recorded key.
 Needs root, libvirtd and QEMU (tools/setup-host.sh); CI runs it.
 """
 
-import os
 import sys
-import uuid
 
 import libvirt
 
 from nova_tenant_pin import audit
-from nova_tenant_pin import cgroupfs
 from nova_tenant_pin import cgroups
 from nova_tenant_pin import manager as manager_mod
 from nova_tenant_pin import policy
-from nova_tenant_pin.tests import base
-from nova_tenant_pin.tests import enforcement_fixtures
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
-from nova_tenant_pin.tests.integration import test_adopt_real as adopt
+from nova_tenant_pin.tests.integration import real_guests
+from nova_tenant_pin.tests.integration.real_guests import guest_threads
 
-# The cgroup root of the private libvirtd's guests (``/machine/...`` in
-# every hierarchy), and so of the tenant partitions made for them.
-CGROUP_ROOT = '/'
 GROUP = 'acme'
 GROUP_KEY = policy.GROUP_PREFIX + GROUP
 
 
-class Guest:
-    """One confined guest: its project, instance uuid, domain, QEMU pid."""
+class TestRekeyRealGuests(real_guests.TwoProjectsTestCase):
 
-    def __init__(self, project, inst, dom, pid):
-        self.project = project
-        self.inst = inst
-        self.dom = dom
-        self.pid = pid
-
-
-class TestRekeyRealGuests(base.TestCase):
+    MANAGER_NAME = 'rekey-itest'
+    EXTRA_TENANTS = (GROUP_KEY,)
 
     def setUp(self):
         super().setUp()
-        self.host = lvf.require_real_host(self, min_cores=2)
-        self.libvirt = self.useFixture(lvf.LibvirtdFixture())
-        self.useFixture(enforcement_fixtures.PrivsepDaemon(
-            self.conf_fixture))
-        self.partitions = cgroups.CgroupPartitions(root=CGROUP_ROOT)
-        # Nova project ids: each instance's isolation key by default.
-        self.projects = [uuid.uuid4().hex for _ in range(2)]
-        self.guests = []
-        # Runs before the libvirt fixture's clean-up (which stops libvirtd
-        # by PID): the guests stop first, then the partitions go
-        # bottom-up, as only empty cgroups can.
-        self.addCleanup(self._cleanup)
         self.mgr = self.new_manager()
-
-    def new_manager(self, settings=None):
-        # A real host keeps housekeeping cores for its own daemons; this
-        # 2-core machine has none to spare, so each project gets a core.
-        return manager_mod.TenantPinManager(
-            self.host, self.partitions, lambda: self.libvirt.conn,
-            housekeeping_cpus=(), name='rekey-itest', settings=settings)
-
-    def _cleanup(self):
-        # The libvirt fixture undefines the domains (boot() lists them in
-        # its ``defined``) after this has run.
-        for guest in self.guests:
-            try:
-                if guest.dom.isActive():
-                    guest.dom.destroy()
-            except libvirt.libvirtError:
-                continue
-        for tenant in self.projects + [GROUP_KEY]:
-            for hierarchy in cgroupfs.detect_layout().ordered():
-                lvf.remove_cgroup_tree(hierarchy.path(
-                    CGROUP_ROOT, cgroupfs.partition_dir(tenant)))
 
     def boot(self, project):
         inst, dom = lvf.boot_confined(
             self.libvirt.conn, self.mgr, project, vcpus=1, prefix='rekey',
             defined=self.libvirt.defined)
-        guest = Guest(project, inst, dom, adopt.qemu_pid(dom))
+        guest = real_guests.Guest(project, inst, dom,
+                                  real_guests.qemu_pid(dom))
         self.guests.append(guest)
         return guest
-
-    def identities(self):
-        """Each guest's QEMU process as libvirt names it (its pidfile)
-        and as the kernel knows it (PID and start time)."""
-        return [(adopt.qemu_pid(g.dom), adopt.process_identity(g.pid))
-                for g in self.guests]
 
     def recorded(self, guest, flags=0):
         """What the domain's XML records (live by default)."""
@@ -124,7 +72,7 @@ class TestRekeyRealGuests(base.TestCase):
         """Every CPU any QEMU thread of the guest may run on, from /proc;
         each thread is checked to still live in the partition the guest
         started in, and a vCPU thread to be among them."""
-        threads = adopt.guest_threads(guest.pid)
+        threads = guest_threads(guest.pid)
         self.assertTrue(any(t.vcpu is not None for t in threads),
                         'no vCPU thread in %s' % threads)
         self.assertTrue(any(t.vcpu is None for t in threads),
@@ -139,7 +87,7 @@ class TestRekeyRealGuests(base.TestCase):
 
     def assert_lives_in(self, guest, partition):
         """Every QEMU thread of the guest is a task of the partition."""
-        tids = {t.tid for t in adopt.guest_threads(guest.pid)}
+        tids = {t.tid for t in guest_threads(guest.pid)}
         self.assertLessEqual(tids, partition.tasks,
                              'instance %s' % guest.inst)
 
@@ -264,11 +212,7 @@ class TestRekeyRealGuests(base.TestCase):
         for guest in self.guests:
             self.assertEqual(after[guest.project], parts[guest.project].cpus)
             self.assert_lives_in(guest, parts[guest.project])
-        self.assertNotIn(GROUP_KEY, parts)
-        for hierarchy in self.partitions.layout.ordered():
-            path = hierarchy.path(CGROUP_ROOT,
-                                  cgroupfs.partition_dir(GROUP_KEY))
-            self.assertFalse(os.path.exists(path), path)
+        self.assert_no_partition(GROUP_KEY)
 
         # 3. Nothing is left to do.
         self.assertEqual([], self.mgr.reconcile(dry_run=True))

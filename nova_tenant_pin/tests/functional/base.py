@@ -177,6 +177,18 @@ class TenantPinTestBase(libvirt_base.ServersTestBase):
             '_tp_make_partitions', make_partitions))
         self.tenants = {}
 
+    def stub_live_migration(self, stub, cleanup=True):
+        """Replace fakelibvirt's ``migrateToURI3`` with ``stub`` and, with
+        ``cleanup``, make the source clean up (driver.cleanup) as it does
+        without shared storage, as in Nova's NUMA live migration tests."""
+        if cleanup:
+            self.useFixture(fixtures.MonkeyPatch(
+                'nova.compute.manager.ComputeManager.'
+                '_live_migration_cleanup_flags',
+                lambda *args, **kwargs: (True, True)))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.migrateToURI3', stub))
+
     def _setup_compute_service(self):
         # What an operator writes in nova.conf; Nova's own loader imports it.
         self.flags(compute_driver=DRIVER)
@@ -260,6 +272,12 @@ class TenantPinTestBase(libvirt_base.ServersTestBase):
             d.UUIDString(): manager.parse_domain_xml(
                 d.tp_xml, active=bool(d.isActive()))
             for d in conn.listAllDomains(flags)}
+
+    def server_cores(self, host, server):
+        """The cores any thread of the server's domain may run on."""
+        topology = self.manager_of(host).topology
+        return topology.cores_of(self.domains_of(host)[server['id']].all_cpus(
+            topology.online_cpus))
 
     def partitions_of(self, host):
         return self._partitions_of(host).list_partitions()

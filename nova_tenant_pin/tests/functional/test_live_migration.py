@@ -33,15 +33,7 @@ class LiveMigrationBase(base.TenantPinTestBase):
 
     def setUp(self):
         super().setUp()
-        # As in Nova's NUMA live migration tests: make the source clean up
-        # (driver.cleanup) as it does without shared storage.
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.compute.manager.ComputeManager.'
-            '_live_migration_cleanup_flags',
-            lambda *args, **kwargs: (True, True)))
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.tests.fixtures.libvirt.Domain.migrateToURI3',
-            self._migrate_stub))
+        self.stub_live_migration(self._migrate_stub)
         self.seen = None
         self.fail_migration = False
         self.start_compute('host_a')
@@ -198,12 +190,14 @@ class _StockTarget(base.TenantPinTestBase):
     """host_a runs this driver, host_b Nova's stock LibvirtDriver; the
     migration stub records the destination XML."""
 
+    #: Whether the source cleans up as it does without shared storage.
+    SOURCE_CLEANS_UP = False
+
     def setUp(self):
         super().setUp()
         self._configure()
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.tests.fixtures.libvirt.Domain.migrateToURI3',
-            self._migrate_stub))
+        self.stub_live_migration(self._migrate_stub,
+                                 cleanup=self.SOURCE_CLEANS_UP)
         self.start_compute('host_a')
         self.flags(compute_driver='libvirt.LibvirtDriver')
         self.start_compute('host_b')
@@ -217,13 +211,11 @@ class _StockTarget(base.TenantPinTestBase):
 class TestUnisolatedTarget(_StockTarget):
     """host_b runs Nova's stock LibvirtDriver without cpu_shared_set."""
 
+    SOURCE_CLEANS_UP = True
+
     def _configure(self):
         self.flags(cpu_shared_set=None, group='compute')
         self.flags(housekeeping_cpus='0-1', group='tenant_pin')
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.compute.manager.ComputeManager.'
-            '_live_migration_cleanup_flags',
-            lambda *args, **kwargs: (True, True)))
 
     def _migrate_stub(self, domain, destination, params, flags):
         self.dest_xml = params['destination_xml']

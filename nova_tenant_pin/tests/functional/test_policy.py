@@ -58,9 +58,7 @@ class PolicyBase(base.TenantPinTestBase):
         return self.domains_of('host1')[server['id']]
 
     def cores(self, server):
-        mgr = self.manager_of('host1')
-        return mgr.topology.cores_of(self.domain(server).all_cpus(
-            mgr.topology.online_cpus))
+        return self.server_cores('host1', server)
 
 
 class TestFlavorAndImagePolicy(PolicyBase):

@@ -17,8 +17,6 @@ back, and live migration between hosts with and without it."""
 
 from unittest import mock
 
-import fixtures
-
 from nova_tenant_pin import manager
 from nova_tenant_pin.tests.functional import base
 
@@ -36,12 +34,6 @@ class RolloutBase(base.TenantPinTestBase):
             self.restart_compute_service(host)
         self.flags(compute_driver=base.DRIVER)
         return log
-
-    def cores(self, host, server):
-        info = self.domains_of(host)[server['id']]
-        mgr_topology = self.manager_of(host).topology if \
-            self.manager_of(host) else None
-        return mgr_topology.cores_of(info.all_cpus(frozenset(range(16))))
 
 
 class TestEnableOnLiveHost(RolloutBase):
@@ -107,8 +99,8 @@ class TestEnableOnLiveHost(RolloutBase):
         self.assertIn(unfit, errors)
         placed = [s for label, s in servers.items()
                   if self.project(label) != unfit]
-        cores = [self.cores('host1', s) for s in placed]
-        unfit_cores = self.cores('host1', next(
+        cores = [self.server_cores('host1', s) for s in placed]
+        unfit_cores = self.server_cores('host1', next(
             s for label, s in servers.items()
             if self.project(label) == unfit))
         for i, these in enumerate(cores):
@@ -161,13 +153,7 @@ class TestMigrationFromStockHost(RolloutBase):
 
     def setUp(self):
         super().setUp()
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.compute.manager.ComputeManager.'
-            '_live_migration_cleanup_flags',
-            lambda *args, **kwargs: (True, True)))
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.tests.fixtures.libvirt.Domain.migrateToURI3',
-            self._migrate_stub))
+        self.stub_live_migration(self._migrate_stub)
         self.flags(compute_driver=STOCK)
         self.start_compute('host_a')
         self.flags(compute_driver=base.DRIVER)
@@ -198,6 +184,6 @@ class TestMigrationFromStockHost(RolloutBase):
         info = self.domains_of('host_b')[server['id']]
         self.assertEqual('pins', info.confinement)
         self.assertEqual(self.project('a'), info.key)
-        self.assertFalse(self.cores('host_b', server) &
-                         self.cores('host_b', other))
+        self.assertFalse(self.server_cores('host_b', server) &
+                         self.server_cores('host_b', other))
         self.assertInvariants()

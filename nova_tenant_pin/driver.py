@@ -38,6 +38,7 @@ from nova import exception
 from nova import objects
 from nova.objects import fields
 from nova.scheduler.client import report
+from nova import utils as nova_utils
 from nova.virt import hardware
 from nova.virt.libvirt import driver as libvirt_driver
 import os_resource_classes as orc
@@ -97,9 +98,9 @@ def project_settings(conf):
 def image_properties(instance):
     """The instance's ``tenant_pin_*`` image properties, which Nova keeps
     in its system metadata (``image_<property>``) at boot."""
-    sysmeta = instance.system_metadata or {}
-    return {k[len('image_'):]: v for k, v in sysmeta.items()
-            if k.startswith('image_tenant_pin_')}
+    props = nova_utils.get_image_from_system_metadata(
+        instance.system_metadata or {})['properties']
+    return {k: v for k, v in props.items() if k.startswith('tenant_pin_')}
 
 
 def _invalid(option, reason):
@@ -242,23 +243,8 @@ def confine_domain_xml(xml, pins, project_id, project_name=None,
         root.remove(cputune)
     _ensure_owner_project(root, project_id, project_name)
     if metadata is not None:
-        _set_tenant_pin_metadata(root, metadata)
+        tp_manager.set_metadata_element(root, metadata)
     return etree.tostring(root, encoding='unicode')
-
-
-def _set_tenant_pin_metadata(root, metadata):
-    meta = root.find('./metadata')
-    if meta is None:
-        meta = etree.SubElement(root, 'metadata')
-    for old in meta.findall('./{%s}instance' % tp_manager.TP_NS):
-        meta.remove(old)
-    if metadata is None:
-        return
-    elem = etree.fromstring(metadata)
-    new = etree.SubElement(meta, '{%s}instance' % tp_manager.TP_NS,
-                           nsmap={tp_manager.TP_PREFIX: tp_manager.TP_NS})
-    for name, value in elem.attrib.items():
-        new.set(name, value)
 
 
 def _ensure_owner_project(root, project_id, project_name):
@@ -297,7 +283,7 @@ def migration_source_xml(xml, to_isolated_target):
                 cputune.remove(old)
     if not to_isolated_target:
         # Released on arrival: nothing of tenant-pin goes with it.
-        _set_tenant_pin_metadata(root, None)
+        tp_manager.set_metadata_element(root, None)
         resource = root.find('./resource')
         if resource is not None:
             for part in resource.findall('./partition'):

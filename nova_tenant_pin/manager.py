@@ -276,6 +276,24 @@ def metadata_xml(key, pin_mode, ratio, isolation=None):
     return etree.tostring(elem, encoding='unicode')
 
 
+def set_metadata_element(root, metadata, key=TP_PREFIX, uri=TP_NS):
+    """Set, in a domain XML tree, the ``<metadata>`` element of namespace
+    ``uri`` to the element ``metadata`` (an XML string; removed when None),
+    as ``virDomain.setMetadata`` does with prefix ``key``."""
+    meta = root.find('./metadata')
+    if meta is None:
+        meta = etree.SubElement(root, 'metadata')
+    for old in list(meta):
+        if etree.QName(old).namespace == uri:
+            meta.remove(old)
+    if metadata is not None:
+        elem = etree.fromstring(metadata)
+        new = etree.SubElement(meta, '{%s}%s' % (uri, elem.tag),
+                               nsmap={key: uri})
+        for name, value in elem.attrib.items():
+            new.set(name, value)
+
+
 def isolation_request(policy):
     """What the flavor or image of a :class:`policy.Policy` asked for
     (``required``/``none``), or None when the host default decided."""
@@ -1196,8 +1214,6 @@ class TenantPinManager:
         for uuid in targets:
             if uuid in plan.instances:
                 by_key[claims[uuid].tenant].append(uuid)
-        rekeyed = {claims[u].tenant for u in targets
-                   if domains[u][1].isolation_key != claims[u].tenant}
 
         def need(tenant):
             # The key's cores, and wherever the guests living in the
@@ -1211,28 +1227,13 @@ class TenantPinManager:
 
         def narrow(tenant):
             if tenant in ops.parts:
-                want = need(tenant)
-                cpus = ops.parts[tenant] & want
-                if not cpus and tenant not in used:
-                    # No guest in it: straight to what its key holds now.
-                    cpus = want
+                cpus = ops.parts[tenant] & need(tenant)
                 if cpus and cpus != ops.parts[tenant]:
                     ops.set_partition(tenant, cpus)
 
         def pin(uuid, within):
-            entry = domains[uuid]
-            if entry[1].key != claims[uuid].tenant:
-                # Its new key first: from now on its threads are that key's.
-                self._record(ops, entry, claims[uuid])
-            part = entry[1].tenant
-            if part is not None:
-                # Its partition must hold the pins first (a hosted domain's
-                # new key's cores, or cores its own key got by relabelling).
-                wanted = targets[uuid].cpus & frozenset(within)
-                if wanted and not wanted <= ops.parts.get(part, frozenset()):
-                    ops.set_partition(part, wanted | ops.parts.get(
-                        part, frozenset()))
-            self._pin_domain(ops, entry, targets[uuid], within, repairs)
+            self._place(ops, domains[uuid], claims[uuid], targets[uuid],
+                        within, repairs)
 
         # Partitions that must stay: a domain that holds room lives there.
         # Any other (the source of a finished move) does not keep its
@@ -1246,33 +1247,35 @@ class TenantPinManager:
         # adopted from outside tenant-pin) or that do not fit are moved one
         # by one first (_move_guests); the map's steps then only set the
         # partitions.
-        settled = bool(rekeyed or unfit)
+        rekeyed = any(domains[u][1].isolation_key != claims[u].tenant
+                      for u in targets)
         try:
-            if settled:
+            if rekeyed or unfit:
                 self._move_guests(ops, plan, targets, claims, domains,
                                   used, repairs)
-            for move in moves[:first_grow] if not settled else ():
-                tenant = move.project_id
-                keymap[tenant] = move.cpus
-                for uuid in by_key.get(tenant, ()):
-                    pin(uuid, move.cpus)
-                if move.cpus:
-                    narrow(tenant)
-                elif tenant in ops.parts and tenant not in used:
-                    ops.remove_partition(tenant)
-                if not move.cpus:
-                    keymap.pop(tenant, None)
-                self._note_move(move, repairs)
-            for move in moves[first_grow:] if not settled else ():
-                tenant = move.project_id
-                keymap[tenant] = move.cpus
-                ops.set_partition(tenant, move.cpus | ops.parts.get(
-                    tenant, frozenset()))
-                for uuid in by_key.get(tenant, ()):
-                    pin(uuid, move.cpus)
-                if move.removed:
-                    narrow(tenant)
-                self._note_move(move, repairs)
+            else:
+                for move in moves[:first_grow]:
+                    tenant = move.project_id
+                    keymap[tenant] = move.cpus
+                    for uuid in by_key.get(tenant, ()):
+                        pin(uuid, move.cpus)
+                    if move.cpus:
+                        narrow(tenant)
+                    else:
+                        if tenant in ops.parts and tenant not in used:
+                            ops.remove_partition(tenant)
+                        keymap.pop(tenant, None)
+                    self._note_move(move, repairs)
+                for move in moves[first_grow:]:
+                    tenant = move.project_id
+                    keymap[tenant] = move.cpus
+                    ops.set_partition(tenant, move.cpus | ops.parts.get(
+                        tenant, frozenset()))
+                    for uuid in by_key.get(tenant, ()):
+                        pin(uuid, move.cpus)
+                    if move.removed:
+                        narrow(tenant)
+                    self._note_move(move, repairs)
             keymap = plan.tenant_map()
             # A key the previous plan had and whose partition is missing
             # lost it from the tree; any other is new.
@@ -1393,17 +1396,10 @@ class TenantPinManager:
             return True
 
         def move(uuid, placement):
-            entry = domains[uuid]
-            if entry[1].key != claims[uuid].tenant:
-                self._record(ops, entry, claims[uuid])
-            part = entry[1].tenant
-            if part is not None and not placement.cpus <= ops.parts.get(
-                    part, frozenset()):
-                ops.set_partition(part, placement.cpus | ops.parts.get(
-                    part, frozenset()))
-            self._pin_domain(ops, entry, placement, placement.cpus, repairs)
-            if part is not None:
-                narrow(part)
+            self._place(ops, domains[uuid], claims[uuid], placement,
+                        placement.cpus, repairs)
+            if domains[uuid][1].tenant is not None:
+                narrow(domains[uuid][1].tenant)
 
         pending = [u for u in targets if not placed(u)]
         while pending:
@@ -1502,6 +1498,21 @@ class TenantPinManager:
             LOG.info('%s: every tenant fits on whole cores again; the host '
                      'is isolated', self.name)
         self._unfit = unfit
+
+    def _place(self, ops, entry, claim, placement, within, repairs):
+        """Pin a domain to ``placement`` inside ``within``: its new key is
+        recorded first (from then on its threads are that key's), and the
+        partition it lives in widened to hold the pins (a hosted domain's
+        new key's cores, or cores its own key got by relabelling)."""
+        if entry[1].key != claim.tenant:
+            self._record(ops, entry, claim)
+        part = entry[1].tenant
+        if part is not None:
+            wanted = placement.cpus & frozenset(within)
+            held = ops.parts.get(part, frozenset())
+            if wanted and not wanted <= held:
+                ops.set_partition(part, wanted | held)
+        self._pin_domain(ops, entry, placement, within, repairs)
 
     def _record(self, ops, entry, claim):
         """Keep the instance's key, pin mode and ratio in its metadata."""

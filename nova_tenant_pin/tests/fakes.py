@@ -151,18 +151,7 @@ def set_metadata_in_xml(xml, metadata, key, uri):
     """Return ``xml`` with the metadata element of namespace ``uri`` set
     to ``metadata`` (removed when None), as libvirt's setMetadata does."""
     root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
-    meta = root.find('./metadata')
-    if meta is None:
-        meta = etree.SubElement(root, 'metadata')
-    for old in list(meta):
-        if etree.QName(old).namespace == uri:
-            meta.remove(old)
-    if metadata is not None:
-        elem = etree.fromstring(metadata)
-        new = etree.SubElement(meta, '{%s}%s' % (uri, elem.tag),
-                               nsmap={key: uri})
-        for name, value in elem.attrib.items():
-            new.set(name, value)
+    manager.set_metadata_element(root, metadata, key, uri)
     return etree.tostring(root, encoding='unicode')
 
 

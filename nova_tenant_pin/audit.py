@@ -39,6 +39,7 @@ import os
 import re
 import time
 
+from nova_tenant_pin import coresched
 from nova_tenant_pin import procfs
 from nova_tenant_pin import topology as topo
 
@@ -140,8 +141,12 @@ class Violation:
     tenants: tuple
     cpus: tuple
     tids: tuple
+    detail: str = None
 
     def __str__(self):
+        if self.detail:
+            return '%s (threads %s)' % (self.detail,
+                                        ', '.join(map(str, self.tids)))
         if self.kind == SHARED_CORE:
             return ('tenants %s may both run on core %s (threads %s)'
                     % (' and '.join(self.tenants),
@@ -152,8 +157,11 @@ class Violation:
                    ', '.join(map(str, self.tids))))
 
     def to_dict(self):
-        return {'kind': self.kind, 'tenants': list(self.tenants),
-                'cpus': list(self.cpus), 'tids': list(self.tids)}
+        doc = {'kind': self.kind, 'tenants': list(self.tenants),
+               'cpus': list(self.cpus), 'tids': list(self.tids)}
+        if self.detail:
+            doc['detail'] = self.detail
+        return doc
 
 
 @dataclasses.dataclass
@@ -181,7 +189,8 @@ class HostAuditor:
     """Reads one host's QEMU threads and checks the invariants."""
 
     def __init__(self, host_topology, housekeeping_cpus=(),
-                 cgroup_prefix='/', proc_root='/proc', pid_tenants=None):
+                 cgroup_prefix='/', proc_root='/proc', pid_tenants=None,
+                 cookie_reader=None):
         """Prepare to audit one host.
 
         :param host_topology: the host's HostTopology (for cores).
@@ -193,6 +202,9 @@ class HostAuditor:
             (for example a :class:`DomainKeys`); a key it returns wins over
             the partition the process lives in, None leaves the partition
             to decide.
+        :param cookie_reader: a callable ``pid -> {tid: cookie}`` (core
+            scheduling is on: :meth:`audit` then also checks that each
+            key's threads hold one core-scheduling cookie of their own).
         """
         self.topology = host_topology
         self.housekeeping = host_topology.whole_core_cpus(
@@ -200,6 +212,7 @@ class HostAuditor:
         self.cgroup_prefix = cgroup_prefix.rstrip('/') + '/'
         self.proc_root = proc_root
         self.pid_tenants = pid_tenants
+        self.cookie_reader = cookie_reader
         self._is_qemu = {}
         self._pid_tenant = {}
         # The boot on the monotonic clock, to date processes from the
@@ -353,10 +366,33 @@ class HostAuditor:
                                  for t in tids))))
         return violations
 
+    def check_cookies(self, by_tenant):
+        """The core-scheduling violations of a snapshot: a key whose
+        threads hold several cookies (or none), two keys holding one. Each
+        thread's cookie is read now (``PR_SCHED_CORE_GET``)."""
+        guests = []
+        for tenant, tasks in sorted(by_tenant.items()):
+            by_pid = {}
+            for task in tasks:
+                by_pid.setdefault(task.pid, set()).add(task.tid)
+            for pid, tids in sorted(by_pid.items()):
+                try:
+                    cookies = self.cookie_reader(pid)
+                except (ProcessLookupError, FileNotFoundError):
+                    continue
+                guests.append(coresched.Guest(
+                    None, None, tenant, pid,
+                    {t: c for t, c in cookies.items() if t in tids}))
+        return [Violation(kind, keys, (), tids, detail)
+                for kind, keys, tids, detail in
+                coresched.violations(guests)]
+
     def audit(self):
         start = time.perf_counter()
         by_tenant = self.snapshot()
         violations = self.check(by_tenant)
+        if self.cookie_reader is not None:
+            violations += self.check_cookies(by_tenant)
         tenants = {t: frozenset(c for task in tasks
                                 for c in task.allowed_cpus)
                    for t, tasks in by_tenant.items()}

@@ -101,6 +101,30 @@ If it does not match where libvirtd puts ``machine``, instances fail to
 start because their partition is missing.
 """),
     cfg.StrOpt(
+        'core_scheduling',
+        default='auto',
+        choices=[
+            ('off', 'Guests carry no core-scheduling cookie.'),
+            ('auto', 'Use core scheduling where the kernel offers it '
+                     '(Linux 5.14+ built with CONFIG_SCHED_CORE, on a host '
+                     'with SMT); elsewhere do nothing and log so once at '
+                     'start.'),
+            ('required', 'Refuse to start the compute service where the '
+                         'kernel does not offer core scheduling.'),
+        ],
+        help="""
+Linux core scheduling as a second line of isolation, on top of the tenant
+partitions: every thread of every guest of one isolation key carries one
+core-scheduling cookie of that key, so the kernel never runs threads of two
+keys on the SMT siblings of one core at the same moment, even where their
+cpusets overlap (tenants that do not fit on whole cores, the unisolated pool
+of an adopted host). A guest gets its key's cookie after its domain starts
+paused and before it runs; a guest arriving by live migration gets it when
+libvirt starts its QEMU on this host (see the admin guide for the exact
+window). Setting cookies needs the privileged helper to hold CAP_SYS_PTRACE
+(context ``nova_tenant_pin_core_sched``).
+"""),
+    cfg.StrOpt(
         'housekeeping_state_file',
         default='/var/lib/nova-tenant-pin/housekeeping.json',
         help="""

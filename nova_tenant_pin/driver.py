@@ -39,6 +39,7 @@ from nova import objects
 from nova.objects import fields
 from nova.scheduler.client import report
 from nova import utils as nova_utils
+from nova.virt import event as virtevent
 from nova.virt import hardware
 from nova.virt.libvirt import driver as libvirt_driver
 import os_resource_classes as orc
@@ -47,6 +48,7 @@ from oslo_log import log as logging
 
 from nova_tenant_pin import cgroups
 from nova_tenant_pin import conf as tp_conf
+from nova_tenant_pin import coresched
 from nova_tenant_pin import manager as tp_manager
 from nova_tenant_pin import policy as tp_policy
 from nova_tenant_pin import topology as topo
@@ -333,6 +335,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         # file name (the only key cleanup_live_migration_destination_check
         # gets).
         self._tp_checks = {}
+        self._tp_cookies = None
         _DRIVERS.add(self)
 
     # -- start and periodic --------------------------------------------------
@@ -351,6 +354,12 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         self._tp_host = host
         topology = self._tp_topology()
         options = load_options(CONF, topology)
+        try:
+            self._tp_cookies = coresched.CoreCookies(
+                CONF.tenant_pin.core_scheduling, self._tp_running_domains,
+                name=host)
+        except coresched.Unsupported as e:
+            raise _invalid('core_scheduling', e)
         try:
             self.tenant_pin = tp_manager.TenantPinManager(
                 topology, self._tp_make_partitions(host),
@@ -436,8 +445,69 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
     def _tp_reconcile(self):
         self._tp_last_reconcile = time.monotonic()
         known, dedicated, policies = self._tp_host_instances()
-        return self.tenant_pin.reconcile(dedicated=dedicated, known=known,
-                                         policies=policies)
+        repairs = self.tenant_pin.reconcile(dedicated=dedicated, known=known,
+                                            policies=policies)
+        # Restart, adoption and key changes: cookies follow the keys.
+        self._tp_sync_cookies('reconcile')
+        return repairs
+
+    # -- core scheduling -----------------------------------------------------
+
+    def _tp_running_domains(self):
+        conn = self._host.get_connection()
+        return [tp_manager.parse_domain_xml(dom.XMLDesc(0))
+                for dom in conn.listAllDomains(
+                    tp_manager.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+
+    def _tp_sync_cookies(self, why, instance=None):
+        """Give every running guest its isolation key's core-scheduling
+        cookie. Returns False when that failed (logged)."""
+        if self._tp_cookies is None or not self._tp_cookies.active:
+            return True
+        try:
+            self._tp_cookies.sync()
+        except Exception as e:
+            LOG.error('tenant-pin: core-scheduling cookies at %s: %s', why,
+                      e, instance=instance)
+            return False
+        return True
+
+    def _create_guest(self, context, xml, instance, power_on=True,
+                      pause=False, post_xml_callback=None):
+        # Every start of a domain (spawn, hard reboot, power on, rescue,
+        # resize) ends here: the domain starts paused, its QEMU gets its
+        # key's cookie, and only then do its vCPUs run.
+        if self._tp_cookies is None or not self._tp_cookies.active or \
+                not (power_on or pause) or is_dedicated(instance):
+            return super()._create_guest(
+                context, xml, instance, power_on=power_on, pause=pause,
+                post_xml_callback=post_xml_callback)
+        guest = super()._create_guest(
+            context, xml, instance, power_on=power_on, pause=True,
+            post_xml_callback=post_xml_callback)
+        if not self._tp_sync_cookies('start of instance %s' % instance.uuid,
+                                     instance) and \
+                self._tp_cookies.mode == coresched.REQUIRED:
+            raise exception.InternalError(
+                'tenant-pin: instance %s was not given its isolation key\'s '
+                'core-scheduling cookie and [tenant_pin] core_scheduling = '
+                'required: it is left paused' % instance.uuid)
+        if not pause:
+            guest.resume()
+        return guest
+
+    def emit_event(self, event):
+        # An incoming live migration's QEMU on this host: libvirt started it
+        # (paused, waiting for the guest's memory); give it its key's cookie
+        # while the memory is copied, before the guest resumes here.
+        if isinstance(event, virtevent.LifecycleEvent) and \
+                event.transition == virtevent.EVENT_LIFECYCLE_STARTED and \
+                self.tenant_pin is not None and self._tp_cookies is not None \
+                and self._tp_cookies.active:
+            claim = self.tenant_pin.claims().get(event.uuid)
+            if claim is not None and claim.incoming:
+                self._tp_sync_cookies('arrival of instance %s' % event.uuid)
+        super().emit_event(event)
 
     def get_available_resource(self, nodename):
         # NOTE: the stranded threads reported to placement are refreshed
@@ -743,6 +813,10 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         # The instance arrived with <vcpu cpuset> = its tenant's CPUs: now
         # compute and apply the optimal pins live.
         self._tp_started(instance)
+        # Its cookie was set when its QEMU started here (emit_event); this
+        # catches a start event that came late or not at all.
+        self._tp_sync_cookies('arrival of instance %s' % instance.uuid,
+                              instance)
 
     def post_live_migration_at_source(self, context, instance, network_info):
         super().post_live_migration_at_source(context, instance, network_info)

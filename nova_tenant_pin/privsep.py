@@ -578,3 +578,125 @@ def set_systemd_allowed_cpus(unit, cpus):
         _cpus(cpus, 'AllowedCPUs'))
     processutils.execute('systemctl', 'set-property', '--runtime', unit,
                          'AllowedCPUs=%s' % value)
+
+
+# -- core scheduling -------------------------------------------------------
+#
+# Reading or changing another process's core-scheduling cookie needs ptrace
+# read access to it (kernel/sched/core_sched.c): QEMU runs as its own user
+# (libvirt-qemu, qemu), so only CAP_SYS_PTRACE opens it, and so does
+# /proc/PID/exe. That capability lives in a context of its own, so that the
+# daemon that writes cgroups never holds it. The daemon's euid 0 reads
+# libvirt's root-owned status files. A root process (the CLI, the test host)
+# calls the same functions in-process.
+core_sched_pctxt = priv_context.PrivContext(
+    'nova_tenant_pin',
+    cfg_section='nova_tenant_pin_core_sched',
+    pypath=__name__ + '.core_sched_pctxt',
+    capabilities=[capabilities.CAP_SYS_PTRACE],
+)
+
+#: Where libvirt's QEMU driver keeps each running domain's PID file and
+#: status XML (the live definition, metadata included).
+LIBVIRT_QEMU_RUN = '/run/libvirt/qemu'
+# The namespace of the metadata manager.metadata_xml writes (not imported:
+# the manager imports this module through cgroups).
+_TP_NS = 'http://openstack.org/xmlns/nova-tenant-pin/1.0'
+_DOMAIN_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$')
+_QEMU_BINARIES = ('qemu-system-', 'qemu-kvm')
+
+
+def _read_run_file(name, suffix, limit):
+    """A file of libvirt's run directory, opened without following a
+    symlink, at most ``limit`` bytes."""
+    path = _host(os.path.join(LIBVIRT_QEMU_RUN, name + suffix))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        _refuse('domain', name, 'no %s in %s (not running under libvirt?): '
+                '%s' % (suffix, LIBVIRT_QEMU_RUN, os.strerror(e.errno)))
+    with os.fdopen(fd, 'rb') as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        _refuse('domain', name, '%s%s is too large' % (name, suffix))
+    return data
+
+
+def _qemu_pid(value):
+    """``value`` if it is a running QEMU process (by its executable)."""
+    pid = _pid(value)
+    try:
+        exe = os.readlink(_host('/proc/%d/exe' % pid))
+    except OSError as e:
+        _refuse('PID', pid, 'cannot read its executable: %s'
+                % os.strerror(e.errno))
+    if not os.path.basename(exe).startswith(_QEMU_BINARIES):
+        _refuse('PID', pid, 'not a QEMU process (%s)' % exe)
+    return pid
+
+
+def _libvirt_domain_qemu(name, key):
+    """The PID of the QEMU of running libvirt domain ``name``, after
+    checking that the PID is libvirt's (its PID file), the process a QEMU
+    started for that domain (executable and ``-name``), and that the
+    domain's recorded isolation key is ``key``."""
+    from lxml import etree
+
+    from nova_tenant_pin import audit
+
+    if not isinstance(name, str) or not _DOMAIN_NAME_RE.match(name):
+        _refuse('domain', name, 'not a libvirt domain name')
+    key = _tenant(key)
+    try:
+        pid = int(_read_run_file(name, '.pid', 32).decode().strip())
+    except ValueError:
+        _refuse('domain', name, 'its PID file holds no PID')
+    pid = _qemu_pid(pid)
+    running, _uuid = audit.qemu_domain_of(pid, _host('/proc'))
+    if running != name:
+        _refuse('domain', name, 'QEMU %d runs domain %r' % (pid, running))
+    try:
+        root = etree.fromstring(_read_run_file(name, '.xml', 1 << 22),
+                                etree.XMLParser(resolve_entities=False,
+                                                no_network=True))
+    except etree.XMLSyntaxError as e:
+        _refuse('domain', name, 'unreadable status XML: %s' % e)
+    domain = root if root.tag == 'domain' else root.find('./domain')
+    meta = None if domain is None else domain.find(
+        './metadata/{%s}instance' % _TP_NS)
+    recorded = None if meta is None else meta.get('key')
+    if recorded != key:
+        _refuse('isolation key', key, 'domain %s records key %r' % (
+            name, recorded))
+    return pid
+
+
+@core_sched_pctxt.entrypoint
+def set_core_cookie(name, key, source=None):
+    """Give every thread of the QEMU of libvirt domain ``name`` (and its
+    vhost kernel workers) the core-scheduling cookie of isolation key
+    ``key``: a new cookie when ``source`` is None, else the cookie the QEMU
+    of domain ``source`` holds on its main thread. Both domains must record
+    ``key`` in their tenant-pin metadata. The daemon holds the shared
+    cookie only in a thread that exits before this returns.
+
+    :returns: ``{"cookie": cookie, "threads": count}``
+    """
+    from nova_tenant_pin import coresched
+
+    pid = _libvirt_domain_qemu(name, key)
+    source_pid = None
+    if source is not None:
+        source_pid = _libvirt_domain_qemu(source, key)
+    return coresched.assign(pid, coresched.Prctl(), source_pid,
+                            proc_root=_host('/proc'))
+
+
+@core_sched_pctxt.entrypoint
+def read_core_cookies(pid):
+    """``{tid (str): cookie}`` of every thread of QEMU process ``pid``."""
+    from nova_tenant_pin import coresched
+
+    pid = _qemu_pid(pid)
+    return {str(t): c for t, c in coresched.thread_cookies(
+        pid, coresched.Prctl(), _host('/proc')).items()}

@@ -20,6 +20,8 @@ import sys
 
 from nova_tenant_pin import audit
 from nova_tenant_pin.cmd import main as cli
+from nova_tenant_pin import conf
+from nova_tenant_pin import coresched
 from nova_tenant_pin import topology
 
 HELP = """\
@@ -28,6 +30,9 @@ cgroup) and check that no physical core is open to two tenants' threads and
 that no tenant thread may run on a housekeeping core. A guest's tenant is the
 isolation key its libvirt domain records (read-only connection), else the
 tenant partition its cgroup lies in; without libvirt, the partition alone.
+Where core scheduling is active ([tenant_pin] core_scheduling not off and
+the kernel offers it), it also reads each QEMU thread's core-scheduling cookie
+and checks that every key's threads hold one cookie, shared with no other key.
 Exit codes: 0 clean (host isolated), 1 a violation was found, 2 error (bad
 option, unreadable topology).
 """
@@ -100,15 +105,18 @@ def run(args):
     housekeeping = cli.housekeeping_cpus(args.housekeeping_cpus,
                                          host.online_cpus) or ()
     pid_tenants, source = _pid_tenants(args)
-    auditor = audit.HostAuditor(host, housekeeping,
-                                cgroup_prefix=args.cgroup_prefix,
-                                proc_root=args.proc_root,
-                                pid_tenants=pid_tenants)
+    cookies = coresched.host_state(conf.cfg.CONF.tenant_pin.core_scheduling)
+    auditor = audit.HostAuditor(
+        host, housekeeping, cgroup_prefix=args.cgroup_prefix,
+        proc_root=args.proc_root, pid_tenants=pid_tenants,
+        cookie_reader=coresched.direct_reader(args.proc_root)
+        if cookies['active'] else None)
     report = auditor.audit()
     if args.format == 'json':
         doc = report.to_dict()
         doc['isolated'] = report.clean
         doc['tenants_from'] = source
+        doc['core_scheduling'] = cookies
         json.dump(doc, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write('\n')
     else:
@@ -121,6 +129,7 @@ def run(args):
               % (report.guests, report.threads, report.seconds * 1000,
                  'libvirt\'s isolation keys' if source == 'libvirt' else
                  'cgroup partitions'))
+        print(coresched.describe(cookies))
         for violation in report.violations:
             print('VIOLATION: %s' % violation)
         print('host isolated' if report.clean else

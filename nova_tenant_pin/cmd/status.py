@@ -25,6 +25,7 @@ import sys
 
 from nova_tenant_pin.cmd import main as cli
 from nova_tenant_pin import conf
+from nova_tenant_pin import coresched
 
 HELP = """\
 Show who holds each thread of this host: per NUMA cell, each core's threads
@@ -104,6 +105,8 @@ def run(args, reader=read_host):
 
     host, partitions, domains, housekeeping, ratio = reader(args)
     doc = status.collect(host, partitions, domains, housekeeping, ratio)
+    doc['core_scheduling'] = coresched.host_state(
+        conf.cfg.CONF.tenant_pin.core_scheduling)
     if args.format == 'json':
         json.dump(doc, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write('\n')
@@ -111,4 +114,5 @@ def run(args, reader=read_host):
         print(status.render_picture(doc, color=_use_color(args.color,
                                                           sys.stdout)))
         print(status.render_table(doc))
+        print(coresched.describe(doc['core_scheduling']))
     return cli.EXIT_OK if doc['isolated'] else cli.EXIT_PROBLEM

@@ -482,3 +482,60 @@ class TestPrivsepEntrypoints(_Base):
         os.symlink(os.path.join(self.root, 'elsewhere.pid'),
                    os.path.join(self.run_dir, 'instance-1.pid'))
         self._refused('instance-1', 'A')
+
+
+class TestDriverHooks(base.TestCase):
+    """The driver's live-migration hook: an incoming QEMU gets its key's
+    cookie on libvirt's STARTED event, before the migration completes."""
+
+    def _driver(self, incoming):
+        from nova_tenant_pin import driver
+
+        drv = driver.TenantPinLibvirtDriver.__new__(
+            driver.TenantPinLibvirtDriver)
+        drv.tenant_pin = mock.Mock()
+        drv.tenant_pin.claims.return_value = {
+            'u1': manager.Claim(uuid='u1', project_id='p', tenant='p',
+                                vcpus=1, incoming=incoming)}
+        drv._tp_cookies = mock.Mock(active=True, mode='auto')
+        return drv
+
+    def _event(self, transition):
+        from nova.virt import event as virtevent
+        return virtevent.LifecycleEvent('u1', transition)
+
+    def test_incoming_qemu_gets_its_cookie_on_start(self):
+        from nova.virt import event as virtevent
+        from nova.virt.libvirt import driver as libvirt_driver
+
+        drv = self._driver(incoming=True)
+        with mock.patch.object(libvirt_driver.LibvirtDriver,
+                               'emit_event') as parent:
+            drv.emit_event(self._event(virtevent.EVENT_LIFECYCLE_STARTED))
+        drv._tp_cookies.sync.assert_called_once_with()
+        parent.assert_called_once()
+
+    def test_other_events_and_guests_set_nothing(self):
+        from nova.virt import event as virtevent
+        from nova.virt.libvirt import driver as libvirt_driver
+
+        with mock.patch.object(libvirt_driver.LibvirtDriver, 'emit_event'):
+            drv = self._driver(incoming=False)
+            drv.emit_event(self._event(virtevent.EVENT_LIFECYCLE_STARTED))
+            drv._tp_cookies.sync.assert_not_called()
+            drv = self._driver(incoming=True)
+            drv.emit_event(self._event(virtevent.EVENT_LIFECYCLE_RESUMED))
+            drv._tp_cookies.sync.assert_not_called()
+
+    def test_a_failed_sync_is_logged_not_raised(self):
+        from nova.virt import event as virtevent
+        from nova.virt.libvirt import driver as libvirt_driver
+
+        drv = self._driver(incoming=True)
+        drv._tp_cookies.sync.side_effect = RuntimeError('kernel said no')
+        with mock.patch.object(libvirt_driver.LibvirtDriver,
+                               'emit_event') as parent, \
+                self.assertLogs('nova_tenant_pin.driver', 'ERROR') as logs:
+            drv.emit_event(self._event(virtevent.EVENT_LIFECYCLE_STARTED))
+        parent.assert_called_once()
+        self.assertIn('kernel said no', logs.output[0])

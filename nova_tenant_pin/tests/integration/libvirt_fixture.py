@@ -22,6 +22,7 @@ clean-up destroys the domains the test defined, stops both daemons by the
 PIDs they wrote, and waits for them to exit.
 """
 
+import errno
 import grp
 import os
 import shutil
@@ -296,15 +297,54 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def remove_cgroup_tree(path):
+#: How long clean-up waits for a cgroup to empty before it gives up.
+CGROUP_EMPTY_TIMEOUT = 30
+
+
+def _rmdir_if_empty(path):
+    """rmdir a cgroup; False while it is still busy (EBUSY)."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        if e.errno != errno.EBUSY:
+            raise
+        return False
+    return True
+
+
+def _cgroup_tasks(path):
+    for name in ('cgroup.procs', 'tasks'):
+        try:
+            with open(os.path.join(path, name)) as f:
+                return f.read().split()
+        except FileNotFoundError:
+            continue
+    return []
+
+
+def remove_cgroup_tree(path, timeout=CGROUP_EMPTY_TIMEOUT):
     """Remove a cgroup directory and its children, bottom-up. Only empty
-    cgroups can go; a task still inside raises (never killed here)."""
+    cgroups can go: a process that was just killed leaves its cgroup (in
+    every hierarchy, blkio included) a moment later under load, so each
+    directory is waited for, up to ``timeout`` seconds, then TimeoutError
+    names the tasks still inside (never killed here)."""
     if not os.path.isdir(path):
         return
     for root, dirs, _files in os.walk(path, topdown=False):
         for name in dirs:
-            os.rmdir(os.path.join(root, name))
-    os.rmdir(path)
+            _remove_when_empty(os.path.join(root, name), timeout)
+    _remove_when_empty(path, timeout)
+
+
+def _remove_when_empty(path, timeout):
+    try:
+        wait_for(lambda: _rmdir_if_empty(path),
+                 'cgroup %s to empty' % path, timeout)
+    except TimeoutError as e:
+        raise TimeoutError('%s; tasks still inside: %s'
+                           % (e, ' '.join(_cgroup_tasks(path))))
 
 
 class SecondHostFixture(fixtures.Fixture):

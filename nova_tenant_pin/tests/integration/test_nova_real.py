@@ -104,9 +104,26 @@ class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
         self.assertEqual({}, self.assert_host_clean({}))
 
     def thread_cpus(self, servers):
-        """``{(pid, tid): allowed CPUs}`` of the servers' QEMU threads."""
-        return {(t.pid, t.tid): t.allowed_cpus
-                for server in servers for t in self.guest_threads(server)}
+        """``{server id: (QEMU PID, {vCPU index: allowed CPUs}, allowed
+        CPUs of the other threads)}``, from /proc.
+
+        What a comparison of two readings is about: the same QEMU process,
+        each vCPU thread where it was, and every other thread (emulator,
+        I/O, QEMU's worker threads) on the same CPUs. Worker threads come
+        and go on their own, so their ids are not compared, only where
+        each one may run.
+        """
+        result = {}
+        for server in servers:
+            vcpus, others = {}, set()
+            for task in self.guest_threads(server):
+                if task.vcpu is None:
+                    others.add(task.allowed_cpus)
+                else:
+                    vcpus[task.vcpu] = task.allowed_cpus
+            result[server['id']] = (self.qemu_pid(server), vcpus,
+                                    frozenset(others))
+        return result
 
     def test_hard_reboot_keeps_the_guest_in_its_partition(self):
         a, b = self.tenant_api(), self.tenant_api()

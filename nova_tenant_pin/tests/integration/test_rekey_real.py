@@ -35,6 +35,7 @@ import sys
 import libvirt
 
 from nova_tenant_pin import audit
+from nova_tenant_pin import cgroupfs
 from nova_tenant_pin import cgroups
 from nova_tenant_pin import manager as manager_mod
 from nova_tenant_pin import policy
@@ -86,9 +87,19 @@ class TestRekeyRealGuests(real_guests.TwoProjectsTestCase):
         return frozenset(cpus)
 
     def assert_lives_in(self, guest, partition):
-        """Every QEMU thread of the guest is a task of the partition."""
-        tids = {t.tid for t in guest_threads(guest.pid)}
-        self.assertLessEqual(tids, partition.tasks,
+        """Every QEMU thread of the guest lives in the partition: each
+        thread's cpuset cgroup, as /proc has it, lies under the partition,
+        and the partition's tasks include the guest's vCPU threads. QEMU's
+        worker threads come and go on their own, so each thread is judged
+        where it is rather than two snapshots of thread ids compared."""
+        threads = guest_threads(guest.pid)
+        where = '/%s/' % cgroupfs.partition_dir(guest.project)
+        for task in threads:
+            self.assertIn(where, task.cpuset_cgroup + '/',
+                          'instance %s: %s' % (guest.inst, task))
+        vcpus = {t.tid for t in threads if t.vcpu is not None}
+        self.assertTrue(vcpus, 'no vCPU thread in %s' % threads)
+        self.assertLessEqual(vcpus, partition.tasks,
                              'instance %s' % guest.inst)
 
     def assert_keys(self, keys, confinement):

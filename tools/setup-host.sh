@@ -23,8 +23,9 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${VENV:-$REPO/.venv}
 PYTHON=${PYTHON:-python3}
+# debootstrap builds the test host's image (tools/testhost/).
 APT_PACKAGES="libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86
-qemu-utils pkg-config gcc"
+qemu-utils pkg-config gcc debootstrap e2fsprogs"
 
 log() { echo "setup-host: $*" >&2; }
 

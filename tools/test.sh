@@ -17,7 +17,8 @@
 #   flake8 (hacking), the docs and release notes (Sphinx, warnings are
 #   errors), unit tests, functional tests (real cgroups, the real privsep
 #   daemon, Nova's in-process functional harness) and integration tests
-#   (real libvirtd + QEMU/KVM guests).
+#   (real libvirtd + QEMU/KVM guests), then the real-kernel suite inside
+#   the test host (tools/testhost/run.sh: SMT, NUMA, systemd, cgroup v2).
 # Prepares the machine first with tools/setup-host.sh (Debian packages and
 # the venv) unless --no-setup is given. Tests that need root say so in their
 # skip reason; run this as root to run them all.
@@ -85,6 +86,32 @@ run_suite() {
 run_suite unit ./nova_tenant_pin/tests/unit 0
 run_suite functional ./nova_tenant_pin/tests/functional 0
 run_suite integration ./nova_tenant_pin/tests/integration 1
+
+# The real-kernel suite runs inside the test host (tools/testhost/run.sh):
+# SMT siblings, two NUMA nodes, systemd and cgroup v2, which this machine
+# kind lacks. Its counts come from stestr inside, printed by subunit-stats.
+run_testhost() {
+    local path=./nova_tenant_pin/tests/testhost
+    echo "== testhost ($path, inside tools/testhost/run.sh)"
+    if [ "$(id -u)" != 0 ]; then
+        echo "testhost: needs root (image build, QEMU); CI runs it as root"
+        skipped=$((skipped + 1))
+        return
+    fi
+    local out
+    out=$(mktemp)
+    bash tools/testhost/run.sh -- bash -c "stestr --test-path $path run \
+        --concurrency 1; rc=\$?; stestr last --subunit | subunit-stats; \
+        exit \$rc" 2>&1 | tee "$out"
+    if [ "${PIPESTATUS[0]}" != 0 ]; then
+        status=1
+    fi
+    passed=$((passed + $(awk '/^Passed tests:/ {n = $3} END {print n + 0}' "$out")))
+    failed=$((failed + $(awk '/^Failed tests:/ {n = $3} END {print n + 0}' "$out")))
+    skipped=$((skipped + $(awk '/^Skipped tests:/ {n = $3} END {print n + 0}' "$out")))
+    rm -f "$out"
+}
+run_testhost
 
 if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
     # flake8, or a suite that failed to load, fails the run on its own.

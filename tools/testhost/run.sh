@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+#
+# Run one command inside the test host: a production-like compute host in a
+# QEMU TCG guest, with real SMT siblings (2 sockets x 2 cores x 2 threads,
+# Intel vendor), two NUMA nodes, systemd (with machined) on the unified
+# cgroup v2 hierarchy, and libvirtd under systemd.
+#
+#   tools/testhost/run.sh [--timeout SECONDS] [--] CMD [ARG...]
+#
+# CMD runs as root in a copy of this checkout (/root/nova-tenant-pin, the
+# project installed in the image's venv, which is first on PATH); its output
+# streams here and its exit status is this script's. Examples:
+#   tools/testhost/run.sh -- stestr --test-path ./nova_tenant_pin/tests/testhost run
+#   tools/testhost/run.sh -- cat /sys/devices/system/cpu/cpu0/topology/thread_siblings_list
+# Environment passed in: CI, OS_*, HYPOTHESIS_PROFILE, NTP_*.
+#
+# The image is built once per set of inputs by build-image.sh and cached
+# (NTP_TESTHOST_CACHE, default /var/cache/nova-tenant-pin/testhost); every
+# run boots a copy-on-write overlay of it, so runs never change the cache.
+# The kernel is the test-host kernel in ../shared/testhost-kernel/ next to
+# the repository (Linux 6.1 from Debian's source with core scheduling and
+# everything built in; NTP_TESTHOST_KERNEL names another), copied into the
+# cache; without one there or in the cache, the image carries Debian's
+# cloud kernel and its initrd instead (slower to boot).
+# QEMU is killed by PID when the run ends, fails or times out (default
+# 3600 s); exit status 124 on a timeout, 125 when the command never ran.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+CACHE=${NTP_TESTHOST_CACHE:-/var/cache/nova-tenant-pin/testhost}
+KERNEL_NAME=bzImage-6.1.192-schedcore
+SHARED_KERNEL=${NTP_TESTHOST_KERNEL:-$REPO/../shared/testhost-kernel/$KERNEL_NAME}
+MEMORY_MIB=${NTP_TESTHOST_MEMORY_MIB:-4096}
+TIMEOUT=3600
+
+log() { echo "testhost: $*" >&2; }
+die() { log "$*"; exit 125; }
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --timeout) TIMEOUT=$2; shift 2 ;;
+        --) shift; break ;;
+        -*) die "unknown option $1" ;;
+        *) break ;;
+    esac
+done
+[ $# -gt 0 ] || die "usage: $0 [--timeout SECONDS] [--] CMD [ARG...]"
+[ "$(id -u)" = 0 ] || die "needs root (image build, 9p share as root)"
+command -v qemu-system-x86_64 >/dev/null || die "needs qemu-system-x86"
+
+# The kernel: the shared test-host kernel, kept in the cache so that a
+# later run without ../shared still has it; else Debian's.
+mkdir -p "$CACHE/kernel"
+if [ -f "$SHARED_KERNEL" ] && ! cmp -s "$SHARED_KERNEL" "$CACHE/kernel/$KERNEL_NAME"; then
+    cp "$SHARED_KERNEL" "$CACHE/kernel/$KERNEL_NAME.tmp"
+    mv "$CACHE/kernel/$KERNEL_NAME.tmp" "$CACHE/kernel/$KERNEL_NAME"
+fi
+if [ -f "$CACHE/kernel/$KERNEL_NAME" ]; then
+    kernel_kind=shared
+else
+    kernel_kind=debian
+    log "no $SHARED_KERNEL: booting Debian's cloud kernel (slower)"
+fi
+
+t0=$(date +%s)
+IMAGE=$(bash "$HERE/build-image.sh" --kernel "$kernel_kind") ||
+    die "the image build failed"
+t_image=$(( $(date +%s) - t0 ))
+if [ "$kernel_kind" = shared ]; then
+    boot=(-kernel "$CACHE/kernel/$KERNEL_NAME")
+else
+    boot=(-kernel "$IMAGE/vmlinuz" -initrd "$IMAGE/initrd.img")
+fi
+
+RUN=$(mktemp -d /tmp/ntp-testhost.XXXXXX)
+qemu_pid=
+cleanup() {
+    if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
+        kill "$qemu_pid" 2>/dev/null || true
+        wait "$qemu_pid" 2>/dev/null || true
+    fi
+    if [ -n "${NTP_TESTHOST_KEEP:-}" ]; then
+        log "run directory kept: $RUN"
+    else
+        rm -rf "$RUN"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The checkout as it is (uncommitted changes included), without what is
+# built or installed on this machine.
+tar -C "$REPO" -cf "$RUN/repo.tar" --exclude-vcs --exclude=./.venv \
+    --exclude=./.tox --exclude=./.stestr --exclude=./doc/build \
+    --exclude=./releasenotes/build --exclude='*.egg-info' \
+    --exclude=__pycache__ --exclude='*.pyc' .
+cp "$HERE/guest-run.sh" "$RUN/guest-run.sh"
+{
+    printf 'cd /root/nova-tenant-pin &&'
+    printf ' %q' "$@"
+    printf '\n'
+} > "$RUN/cmd.sh"
+for name in $(compgen -e); do
+    case $name in
+        NTP_TESTHOST_*) ;;
+        CI|OS_*|HYPOTHESIS_PROFILE|NTP_*)
+            printf 'export %s=%q\n' "$name" "${!name}" ;;
+    esac
+done > "$RUN/env.sh"
+: > "$RUN/output"
+qemu-img create -q -f qcow2 -F raw -b "$IMAGE/root.img" "$RUN/disk.qcow2"
+
+half=$((MEMORY_MIB / 2))
+log "booting (image $(basename "$IMAGE"), kernel $kernel_kind, image ready in ${t_image} s)"
+t1=$(date +%s)
+qemu-system-x86_64 -name ntp-testhost -nodefaults -no-user-config \
+    -accel tcg,thread=multi -machine q35 \
+    -cpu max,vendor=GenuineIntel -smp 8,sockets=2,cores=2,threads=2 \
+    -m "$MEMORY_MIB" \
+    -object memory-backend-ram,id=m0,size=${half}M \
+    -object memory-backend-ram,id=m1,size=$((MEMORY_MIB - half))M \
+    -numa node,cpus=0-3,nodeid=0,memdev=m0 \
+    -numa node,cpus=4-7,nodeid=1,memdev=m1 \
+    "${boot[@]}" \
+    -append "root=/dev/vda rw console=ttyS0 panic=1 quiet systemd.show_status=0" \
+    -drive file="$RUN/disk.qcow2",format=qcow2,if=virtio,cache=unsafe \
+    -fsdev local,id=ntprun,path="$RUN",security_model=none \
+    -device virtio-9p-pci,fsdev=ntprun,mount_tag=ntprun \
+    -nic none -display none -serial file:"$RUN/console.log" \
+    -no-reboot </dev/null &
+qemu_pid=$!
+
+# Stream the command's output while QEMU runs; stop at its exit or the
+# timeout, whichever comes first.
+tail -n +1 -f --pid="$qemu_pid" "$RUN/output" &
+tail_pid=$!
+deadline=$(( $(date +%s) + TIMEOUT ))
+while kill -0 "$qemu_pid" 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+        log "timed out after $TIMEOUT s; killing QEMU (PID $qemu_pid)"
+        kill "$qemu_pid"
+        break
+    fi
+    sleep 1
+done
+wait "$qemu_pid" 2>/dev/null || true
+wait "$tail_pid" 2>/dev/null || true
+t_run=$(( $(date +%s) - t1 ))
+
+if [ -f "$RUN/status" ]; then
+    status=$(cat "$RUN/status")
+elif [ "$(date +%s)" -ge "$deadline" ]; then
+    status=124
+else
+    status=125
+fi
+if [ "$status" -ge 124 ]; then
+    log "the command did not finish; last console lines:"
+    tail -n 40 "$RUN/console.log" >&2 || true
+fi
+log "exit status $status; image ${t_image} s, boot and command ${t_run} s"
+exit "$status"

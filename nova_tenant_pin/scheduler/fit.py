@@ -143,3 +143,21 @@ def stranded_change(before, new, threads_per_core, ratio=1.0):
     # Threads the tenant's vCPUs need, as the allocator counts them.
     busy = math.ceil(total / ratio - _EPSILON)
     return max(0, threads - busy) - stranded
+
+
+def tenant_pin_weight(before, new, threads_per_core, ratio=1.0):
+    """TenantPinWeigher's score of a host (higher is better).
+
+    :param before: the host's :class:`allocator.Plan` without ``new``.
+
+    In order: an instance that fills threads its tenant holds idle on the
+    host (:func:`stranded_change` negative) first; then a host where the
+    tenant already holds cores, so that a tenant's instances gather on few
+    hosts (each host a tenant is on can strand a thread; gathered, its odd
+    instances fill each other's threads); last, a host where the instance
+    opens cores it leaves partly idle.
+    """
+    change = stranded_change(before, new, threads_per_core, ratio)
+    tenant = before.tenants.get(new.project_id)
+    present = tenant is not None and bool(tenant.cpus)
+    return -2 * change + (1 if present else 0)

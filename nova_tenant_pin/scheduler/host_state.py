@@ -163,6 +163,15 @@ class HostView:
             self._before(running), request,
             self.topology.max_threads_per_core, ratio)
 
+    def weight(self, request):
+        """:func:`fit.tenant_pin_weight` of ``request`` on this host."""
+        running = self._running_without(request)
+        ratio = tenant_ratios(running, request).get(request.project_id,
+                                                    self.ratio)
+        return fit.tenant_pin_weight(
+            self._before(running), request,
+            self.topology.max_threads_per_core, ratio)
+
     def _before(self, running):
         return _plan(self.cells, self.housekeeping_cpus, self.dedicated_cpus,
                      running, self.ratio,

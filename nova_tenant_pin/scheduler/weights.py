@@ -21,13 +21,21 @@ weight_classes``, after ``nova.scheduler.weights.all_weighers``, on the
 same comma-separated line (a second line would replace the first).
 ``doc/source/admin/scheduling.rst`` has the line to copy.
 
-The weight of a host is minus :func:`fit.stranded_change
-<nova_tenant_pin.scheduler.fit.stranded_change>`: how many threads the host
-would leave idle inside tenants' cores with the new instance, compared with
-now. A host where the tenant has a spare thread scores highest (the
-instance fills it); a host where the instance opens a core it cannot fill
-scores lowest. ``[tenant_pin] weight_multiplier`` (or the aggregate key
-``tenant_pin_weight_multiplier``) scales it.
+The weight of a host is :func:`fit.tenant_pin_weight
+<nova_tenant_pin.scheduler.fit.tenant_pin_weight>`, from how many threads
+the host would leave idle inside tenants' cores with the new instance,
+compared with now (:func:`~nova_tenant_pin.scheduler.fit.stranded_change`),
+and whether the tenant already holds cores there. Highest: a host where the
+tenant has a spare thread (the instance fills it); then a host where the
+tenant holds cores and the instance strands nothing more (a tenant's
+instances gather on few hosts, so its odd instances later fill each
+other's threads); then a host where it strands nothing more; lowest, a
+host where the instance opens a core it cannot fill. ``[tenant_pin]
+weight_multiplier`` (or the aggregate key ``tenant_pin_weight_multiplier``)
+scales it. Nova's own weighers break its ties: with
+``[filter_scheduler] cpu_weight_multiplier`` negative they pack, which
+keeps whole hosts free for large instances (see
+``doc/source/admin/scheduling.rst``).
 """
 
 from nova.scheduler import utils
@@ -62,4 +70,4 @@ class TenantPinWeigher(weights.BaseHostWeigher):
                                      tenant_host.group_members(spec_obj))
         if view is None:
             return 0.0
-        return -float(view.stranded_change(request))
+        return float(view.weight(request))

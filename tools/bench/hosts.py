@@ -141,22 +141,33 @@ class TenantPinHost(_Host):
         self.running = []
         self.plan = allocator.plan(topology, [],
                                    housekeeping_cpus=housekeeping)
+        # (tenant, vCPUs) refused since the host last changed: the same
+        # request is refused again (the plan is a function of the host's
+        # instances and the request's tenant and size).
+        self.refused = set()
 
     def check(self, request):
         if self.reserve_stranded and request.vcpus > self.free_vcpus():
+            return None
+        if (request.project_id, request.vcpus) in self.refused:
             return None
         verdict = fit.check_fit(self.topology, self.running, request,
                                 housekeeping_cpus=self.housekeeping,
                                 current=self.plan.tenant_map(),
                                 before=self.plan)
-        return verdict if verdict.fits else None
+        if not verdict.fits:
+            self.refused.add((request.project_id, request.vcpus))
+            return None
+        return verdict
 
     def accept(self, request, verdict):
         self.running.append(request)
         self.plan = verdict.plan
         self.vcpus += request.vcpus
+        self.refused.clear()
 
     def remove(self, request):
+        self.refused.clear()
         self.running.remove(request)
         self.vcpus -= request.vcpus
         self.plan = allocator.plan(self.topology, self.running,

@@ -211,6 +211,24 @@ class TenantPinSchedulingTest(base.ServersTestBase):
             self.assertEqual(1, len(hosts), 'tenant %s is split over %s'
                              % (project, sorted(hosts)))
 
+    def test_weigher_gathers_a_tenant_on_the_host_it_holds_cores_on(self):
+        """Two-vCPU servers fill whole cores anywhere, so filling threads
+        cannot tell hosts apart: the weigher puts a tenant's second server
+        on the host where it already holds a core, which Nova's spreading
+        alone does not."""
+        self.start_hosts('h1', 'h2', 'h3')
+        self.scheduler.stop()
+        self.flags(weight_classes=['nova.scheduler.weights.all_weighers',
+                                   WEIGHER], group='filter_scheduler')
+        self.scheduler = self.start_service('scheduler')
+        servers = [self.boot(project, 2) for project in 'abab']
+        for project in 'ab':
+            hosts = {self.host_of(s) for s in servers
+                     if s['tenant_id'] == project}
+            self.assertEqual(1, len(hosts), 'tenant %s is split over %s'
+                             % (project, sorted(hosts)))
+        self.assertEqual(0, self.stranded_threads())
+
 
 class _CountSchedulingPasses(object):
     """Count the scheduler's passes (one per request, one more for every

@@ -303,6 +303,17 @@ class TenantPinWeigherTest(base.TestCase):
         self.assertEqual(10.0, weighed[0].weight)
         self.assertEqual(0.0, weighed[-1].weight)
 
+    def test_gathers_a_tenant_where_it_holds_cores(self):
+        # Two vCPUs fill a whole core anywhere; the host where tenant a
+        # already holds cores wins over an empty one and over b's host.
+        empty = host('empty')
+        other = host('other', [('b', 2)])
+        own = host('own', [('a', 2)])
+        weighed = self.weigh([empty, other, own], spec('a', 2))
+        self.assertEqual('own', weighed[0].obj.host)
+        self.assertEqual(10.0, weighed[0].weight)
+        self.assertEqual(0.0, weighed[1].weight)
+
     def test_multiplier_from_config_and_aggregate(self):
         hosts = [host('hole', [('a', 1)]), host('empty')]
         self.flags(weight_multiplier=2.0)
@@ -346,6 +357,42 @@ class FitTest(base.TestCase):
         # strands exactly that many more threads.
         after = fit.check_fit(self.TOPOLOGY, requests, arriving).plan
         self.assertEqual(change, after.stranded_cpus - before.stranded_cpus)
+
+    # (running (project, vcpus), new (project, vcpus), weight)
+    @ddt.data(
+        ((('a', 1),), ('a', 1), 3),   # fills a's spare thread
+        ((('a', 2),), ('a', 2), 1),   # a holds cores here, strands nothing
+        ((('b', 2),), ('a', 2), 0),   # strands nothing, a not here
+        ((('a', 2),), ('a', 1), -1),  # a here, but opens a half-used core
+        ((), ('a', 1), -2),           # opens a half-used core for a newcomer
+    )
+    @ddt.unpack
+    def test_tenant_pin_weight(self, running, new, weight):
+        requests = [allocator.InstanceRequest('r%d' % n, p, v)
+                    for n, (p, v) in enumerate(running)]
+        before = allocator.plan(self.TOPOLOGY, requests)
+        self.assertEqual(weight, fit.tenant_pin_weight(
+            before, allocator.InstanceRequest('new', *new), 2))
+
+    def test_weight_orders_fill_then_gather_then_even_then_stranding(self):
+        """The weigher's order of preference; if this fails, it no longer
+        fills idle threads first or no longer gathers a tenant's
+        instances."""
+        def weight(running, new):
+            requests = [allocator.InstanceRequest('r%d' % n, p, v)
+                        for n, (p, v) in enumerate(running)]
+            return fit.tenant_pin_weight(
+                allocator.plan(self.TOPOLOGY, requests),
+                allocator.InstanceRequest('new', *new), 2)
+        fill = weight([('a', 3)], ('a', 1))
+        gather = weight([('a', 4)], ('a', 2))
+        even = weight([('b', 4)], ('a', 2))
+        strand_here = weight([('a', 4)], ('a', 1))
+        strand_new = weight([('b', 4)], ('a', 1))
+        self.assertGreater(fill, gather)
+        self.assertGreater(gather, even)
+        self.assertGreater(even, strand_here)
+        self.assertGreater(strand_here, strand_new)
 
     def test_refuses_a_newcomer_that_pushes_out_a_running_instance(self):
         """The allocator serves bigger tenants first; a newcomer that makes

@@ -19,7 +19,7 @@
 # siblings show), the kernel of ../shared/testhost-kernel (CONFIG_SCHED_CORE,
 # everything built in), and this machine's own root file system shared
 # read-only over 9p (so the host's python, QEMU and this worktree's .venv
-# are there as they are here), with tmpfs on /tmp, /run and /var/{lib,log,
+# are there as they are here), with tmpfs on /tmp, /run and /var/{tmp,lib,log,
 # cache}. No systemd, no libvirtd: for the core-scheduling tests and
 # benchmark. Boots in about 25 s.
 #
@@ -44,7 +44,7 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
-for d in /tmp /run /var/lib /var/log /var/cache /mnt; do
+for d in /tmp /run /var/tmp /var/lib /var/log /var/cache /mnt; do
     mount -t tmpfs tmpfs $d
 done
 mount -t cgroup2 none /sys/fs/cgroup

@@ -1,0 +1,130 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Core-scheduling cookies on libvirt's own guests, in the test host (its
+kernel has core scheduling).
+
+The domains are real libvirt domains of the test host's libvirtd, with the
+tenant-pin metadata; the privileged entrypoint runs in-process as root and
+reads libvirt's real PID files and status XML. Every check reads each QEMU
+thread's cookie from the kernel (``PR_SCHED_CORE_GET`` on every task of
+``/proc/PID/task``), not from the code that set them.
+"""
+
+import os
+
+from nova_tenant_pin import coresched
+from nova_tenant_pin import manager
+from nova_tenant_pin import privsep
+from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
+from nova_tenant_pin.tests.testhost import base
+
+VIR_DOMAIN_START_PAUSED = 1
+VIR_DOMAIN_AFFECT_LIVE = 1
+VIR_DOMAIN_AFFECT_CONFIG = 2
+
+
+def kernel_cookies(pid):
+    prctl = coresched.Prctl()
+    return {int(t): prctl.get(int(t))
+            for t in os.listdir('/proc/%d/task' % pid)}
+
+
+def qemu_pid(name):
+    with open('/run/libvirt/qemu/%s.pid' % name) as f:
+        return int(f.read())
+
+
+class TestCookiesOnLibvirtGuests(base.TestHostTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.libvirt = self.useFixture(base.SystemLibvirtFixture())
+        privsep.core_sched_pctxt.set_client_mode(False)
+        self.addCleanup(privsep.core_sched_pctxt.set_client_mode, True)
+
+    def start(self, name, key):
+        meta = manager.metadata_xml(key, 'float', 1.0).replace(
+            '<instance', '<tenantpin:instance xmlns:tenantpin="%s"'
+            % manager.TP_NS)
+        dom = self.libvirt.define(lvf.tiny_domain_xml(
+            name, vcpus=2, metadata=meta), start=False)
+        # As the driver starts every guest: paused until it has its cookie.
+        dom.createWithFlags(VIR_DOMAIN_START_PAUSED)
+        return dom
+
+    def cookies(self):
+        conn = self.libvirt.conn
+        return coresched.CoreCookies(
+            coresched.REQUIRED, lambda: [manager.parse_domain_xml(
+                d.XMLDesc(0), active=bool(d.isActive()))
+                for d in conn.listAllDomains() if d.isActive()])
+
+    def by_key(self, doms):
+        """``{key: cookie}`` after asserting that every thread of every
+        QEMU of a key holds one non-zero cookie, distinct across keys."""
+        found = {}
+        for dom, key in doms:
+            values = set(kernel_cookies(qemu_pid(dom.name())).values())
+            self.assertEqual(1, len(values), '%s: %s' % (dom.name(), values))
+            found.setdefault(key, set()).update(values)
+        for key, values in found.items():
+            self.assertEqual(1, len(values), 'key %s: %s' % (key, values))
+            self.assertNotIn(0, values)
+        result = {k: v.pop() for k, v in found.items()}
+        self.assertEqual(len(result), len(set(result.values())), result)
+        for tid in os.listdir('/proc/self/task'):
+            self.assertEqual(0, coresched.Prctl().get(int(tid)))
+        return result
+
+    def test_spawn_reboot_rekey_restart(self):
+        a1 = self.start('cookie-a1', 'tenant-a')
+        a2 = self.start('cookie-a2', 'tenant-a')
+        b1 = self.start('cookie-b1', 'tenant-b')
+        self.assertEqual(3, len(self.cookies().sync()))
+        doms = [(a1, 'tenant-a'), (a2, 'tenant-a'), (b1, 'tenant-b')]
+        first = self.by_key(doms)
+        for dom in (a1, a2, b1):
+            dom.resume()
+        self.assertEqual(first, self.by_key(doms))
+
+        # Hard reboot: a new QEMU for a2 takes key a's cookie.
+        a2.destroy()
+        a2.createWithFlags(VIR_DOMAIN_START_PAUSED)
+        self.assertEqual(1, len(self.cookies().sync()))
+        a2.resume()
+        self.assertEqual(first, self.by_key(doms))
+
+        # Re-key: the manager records a2's new key in its live metadata
+        # (libvirt's status XML), then the cookies follow.
+        a2.setMetadata(2, manager.metadata_xml('tenant-b', 'float', 1.0),
+                       manager.TP_PREFIX, manager.TP_NS,
+                       VIR_DOMAIN_AFFECT_LIVE | VIR_DOMAIN_AFFECT_CONFIG)
+        self.cookies().sync()
+        doms[1] = (a2, 'tenant-b')
+        self.assertEqual(first, self.by_key(doms))
+
+        # Restart: rebuilt from the threads' cookies, nothing changes.
+        self.assertEqual([], self.cookies().sync())
+        self.assertEqual(first, self.by_key(doms))
+
+    def test_entrypoint_refuses_a_key_libvirt_does_not_record(self):
+        dom = self.start('cookie-x', 'tenant-a')
+        self.assertRaises(privsep.exception.InvalidArgument,
+                          privsep.set_core_cookie, 'cookie-x', 'tenant-b')
+        self.assertEqual({0}, set(kernel_cookies(
+            qemu_pid(dom.name())).values()))
+        privsep.set_core_cookie('cookie-x', 'tenant-a')
+        self.assertNotIn(0, set(kernel_cookies(
+            qemu_pid(dom.name())).values()))

@@ -50,6 +50,7 @@ from nova_tenant_pin import cgroups
 from nova_tenant_pin import conf as tp_conf
 from nova_tenant_pin import coresched
 from nova_tenant_pin import manager as tp_manager
+from nova_tenant_pin import options as tp_options
 from nova_tenant_pin import policy as tp_policy
 from nova_tenant_pin import topology as topo
 
@@ -84,17 +85,7 @@ def project_settings(conf):
 
     :raises nova.exception.InvalidConfiguration: naming the option.
     """
-    group = conf.tenant_pin
-    for project in group.exempt_projects:
-        try:
-            cgroups.validate_tenant_id(project)
-        except cgroups.PartitionError as e:
-            raise _invalid('exempt_projects', e)
-    try:
-        return tp_policy.ProjectSettings.from_options(
-            group.exempt_projects, group.isolation_groups)
-    except tp_policy.PolicyError as e:
-        raise exception.InvalidConfiguration(str(e))
+    return tp_options.project_settings(conf)
 
 
 def image_properties(instance):
@@ -111,64 +102,14 @@ def _invalid(option, reason):
 
 
 def load_options(conf, topology):
-    """Read and check the ``[tenant_pin]`` options against the host.
+    """Read and check the ``[tenant_pin]`` options against the host, with
+    the reader every ``nova-tenant-pin`` command uses
+    (:func:`nova_tenant_pin.options.load_options`).
 
     :returns: dict of keyword arguments for the manager.
     :raises nova.exception.InvalidConfiguration: naming the option.
     """
-    group = conf.tenant_pin
-    online = topology.online_cpus
-    if group.housekeeping_cpus:
-        try:
-            housekeeping = hardware.parse_cpu_spec(group.housekeeping_cpus)
-        except exception.Invalid as e:
-            raise _invalid('housekeeping_cpus', e)
-        option = 'housekeeping_cpus'
-    else:
-        shared = hardware.get_cpu_shared_set() or set()
-        dedicated = hardware.get_cpu_dedicated_set() or set()
-        housekeeping = set(online) - shared - dedicated
-        option = 'housekeeping_cpus'
-        if not shared and not dedicated:
-            raise _invalid(
-                option, 'unset, and [compute] cpu_shared_set and '
-                'cpu_dedicated_set are unset too, so no CPU would be left '
-                'for host housekeeping; set one of them')
-    if not housekeeping:
-        raise _invalid(option, 'no CPU left for host housekeeping')
-    outside = set(housekeeping) - set(online)
-    if outside:
-        raise _invalid(option, 'CPUs %s are not online CPUs of this host'
-                       % hardware.format_cpu_spec(outside))
-
-    static = {}
-    for entry in group.static_tenant_cpuset:
-        project, sep, spec = entry.partition(':')
-        project = project.strip()
-        if not sep or not project or not spec.strip():
-            raise _invalid('static_tenant_cpuset', '%r is not '
-                           'PROJECT_ID:CPU_SPEC' % entry)
-        try:
-            cgroups.validate_tenant_id(project)
-            cpus = hardware.parse_cpu_spec(spec)
-        except (exception.Invalid, cgroups.PartitionError) as e:
-            raise _invalid('static_tenant_cpuset', '%r: %s' % (entry, e))
-        if project in static:
-            raise _invalid('static_tenant_cpuset', 'project %s is listed '
-                           'twice' % project)
-        if not cpus <= set(online):
-            raise _invalid('static_tenant_cpuset', '%r: CPUs %s are not '
-                           'online' % (entry, hardware.format_cpu_spec(
-                               cpus - set(online))))
-        static[project] = cpus
-    return {
-        'housekeeping_cpus': frozenset(housekeeping),
-        'pin_mode': group.pin_mode,
-        'ratio': group.tenant_cpu_allocation_ratio,
-        'static': static,
-        'settings': project_settings(conf),
-        'reserved_cpus': frozenset(hardware.get_cpu_dedicated_set() or ()),
-    }
+    return tp_options.load_options(conf, topology)
 
 
 def is_dedicated(instance):

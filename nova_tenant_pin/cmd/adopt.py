@@ -37,7 +37,6 @@ import logging
 import socket
 import sys
 
-from oslo_config import cfg
 
 from nova_tenant_pin import cgroups
 from nova_tenant_pin.cmd import main as cli
@@ -135,18 +134,10 @@ def read_host(args, read_only, options=True):
 
 def driver_options(args, host_topology):
     """The manager's keyword arguments from ``[tenant_pin]``, read and
-    checked by the driver's own code (it imports Nova)."""
-    from nova import exception as nova_exception
-
-    from nova_tenant_pin import driver
-
-    value = getattr(args, 'housekeeping_cpus', None)
-    if value is not None:
-        cfg.CONF.set_override('housekeeping_cpus', value, group='tenant_pin')
-    try:
-        return driver.load_options(cfg.CONF, host_topology)
-    except nova_exception.NovaException as e:
-        raise cli.UsageError(str(e))
+    checked as the driver reads them at start."""
+    return cli.host_options(host_topology,
+                            getattr(args, 'housekeeping_cpus', None),
+                            '--housekeeping-cpus')
 
 
 def connect(uri, read_only):

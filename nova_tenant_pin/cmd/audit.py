@@ -28,13 +28,17 @@ HELP = """\
 Read every QEMU thread on this host from /proc (where it may run and its
 cgroup) and check that no physical core is open to two tenants' threads and
 that no tenant thread may run on a housekeeping core. A guest's tenant is the
-isolation key its libvirt domain records (read-only connection), else the
-tenant partition its cgroup lies in; without libvirt, the partition alone.
+isolation key its libvirt domain records (read-only connection); with
+--without-libvirt, the tenant partition its cgroup lies in. The options are
+read and checked as nova-compute reads them (housekeeping CPUs must be set
+and online). It fails rather than report a host it could not see: libvirt
+unreachable, no cpuset cgroup hierarchy, a --cgroup-prefix that does not
+exist. The JSON says what was checked ("checked").
 Where core scheduling is active ([tenant_pin] core_scheduling not off and
 the kernel offers it), it also reads each QEMU thread's core-scheduling cookie
 and checks that every key's threads hold one cookie, shared with no other key.
 Exit codes: 0 clean (host isolated), 1 a violation was found, 2 error (bad
-option, unreadable topology).
+option, unreadable topology, libvirt or cgroup tree not readable).
 """
 
 
@@ -55,6 +59,10 @@ def add_parser(subparsers):
     parser.add_argument('--libvirt-uri', default='qemu:///system',
                         help='libvirt connection the isolation keys are read '
                              'from (default qemu:///system)')
+    parser.add_argument('--without-libvirt', action='store_true',
+                        help='do not read libvirt: each guest\'s tenant is '
+                             'the tenant partition its cgroup lies in (for a '
+                             'host whose libvirtd is down)')
     parser.add_argument('--proc-root', default='/proc',
                         help=argparse.SUPPRESS)
     parser.add_argument('--sysfs-root', default='/',
@@ -84,17 +92,41 @@ def read_domains(uri):
 
 def _pid_tenants(args):
     """``(pid_tenants, source)``: the isolation keys of the host's guests
-    from libvirt, or (None, 'cgroup') with a warning when libvirt cannot be
-    read, so that the audit still runs on the partition names."""
+    from libvirt; with ``--without-libvirt``, (None, 'cgroup'): the
+    partition names decide. Raises UsageError when libvirt cannot be
+    read: an audit that saw no domain would claim a host it did not see."""
+    if args.without_libvirt:
+        return None, 'cgroup'
     try:
         domains = read_domains(args.libvirt_uri)
     except Exception as e:
-        sys.stderr.write('nova-tenant-pin audit: warning: cannot read the '
-                         'domains from libvirt at %s (%s); each guest is '
-                         'taken for the tenant of its cgroup partition\n'
-                         % (args.libvirt_uri, e))
-        return None, 'cgroup'
+        raise cli.UsageError(
+            'cannot read the domains from libvirt at %s (%s); start '
+            'libvirtd, or give --without-libvirt to take each guest\'s '
+            'tenant from its cgroup partition' % (args.libvirt_uri, e))
     return audit.DomainKeys(domains, args.proc_root), 'libvirt'
+
+
+def check_cgroup_prefix(prefix, host_root='/'):
+    """The directory of ``prefix`` in the host's cpuset hierarchy. Raises
+    UsageError when no hierarchy has the cpuset controller or the prefix
+    does not exist there: an audit under a path that is not there checks
+    nothing."""
+    import os
+
+    from nova_tenant_pin import cgroupfs
+    from nova_tenant_pin import exception
+
+    try:
+        cpuset = cgroupfs.detect_layout(host_root).require_cpuset(
+            'the guests\' cgroups cannot be read')
+    except (exception.TenantPinException, OSError) as e:
+        raise cli.UsageError('cgroup tree: %s' % e)
+    path = os.path.join(cpuset.mount, prefix.strip('/'))
+    if not os.path.isdir(path):
+        raise cli.UsageError('--cgroup-prefix %s: no such cgroup in the '
+                             'cpuset hierarchy (%s)' % (prefix, path))
+    return path
 
 
 def run(args):
@@ -102,8 +134,10 @@ def run(args):
         host = topology.HostTopology.from_sysfs(args.sysfs_root)
     except topology.TopologyError as e:
         raise cli.UsageError(str(e))
-    housekeeping = cli.housekeeping_cpus(args.housekeeping_cpus,
-                                         host.online_cpus) or ()
+    housekeeping = cli.host_options(
+        host, args.housekeeping_cpus,
+        '--housekeeping-cpus')['housekeeping_cpus']
+    cgroup_dir = check_cgroup_prefix(args.cgroup_prefix, args.sysfs_root)
     pid_tenants, source = _pid_tenants(args)
     cookies = coresched.host_state(conf.cfg.CONF.tenant_pin.core_scheduling)
     auditor = audit.HostAuditor(
@@ -112,11 +146,22 @@ def run(args):
         cookie_reader=coresched.direct_reader(args.proc_root)
         if cookies['active'] else None)
     report = auditor.audit()
+    checked = {
+        'config_files': cli.config_files(),
+        'online_cpus': topology.format_cpu_list(host.online_cpus),
+        'housekeeping_cpus': topology.format_cpu_list(housekeeping),
+        'cgroup_prefix': args.cgroup_prefix,
+        'cgroup_dir': cgroup_dir,
+        'libvirt_uri': None if args.without_libvirt else args.libvirt_uri,
+        'guests': report.guests,
+        'threads': report.threads,
+    }
     if args.format == 'json':
         doc = report.to_dict()
         doc['isolated'] = report.clean
         doc['tenants_from'] = source
         doc['core_scheduling'] = cookies
+        doc['checked'] = checked
         json.dump(doc, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write('\n')
     else:

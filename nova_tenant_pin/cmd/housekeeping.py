@@ -68,15 +68,10 @@ def _raw_formatter():
 
 
 def _cpus(args):
-    cpus = cli.housekeeping_cpus(args.cpus, _online_cpus())
+    cpus = cli.housekeeping_cpus(args.cpus, _online_cpus(), name='--cpus',
+                                 required=args.action == 'apply')
     if cpus is None:
-        if args.action == 'apply':
-            raise cli.UsageError(
-                'no housekeeping CPUs: give --cpus, or set [tenant_pin] '
-                'housekeeping_cpus or [compute] cpu_shared_set')
         return None
-    if not cpus:
-        raise cli.UsageError('the housekeeping CPU list is empty')
     return cpus
 
 

@@ -81,84 +81,114 @@ def build_parser():
 
 
 def load_config(args, conf_obj=None):
-    """Read nova.conf the way nova-compute does."""
+    """Read the configuration the way nova-compute does: ``--config-file``
+    and ``--config-dir`` when given, else nova.conf and nova-compute.conf
+    (and their ``.conf.d`` directories) where oslo.config finds them, as
+    the distributions' nova-compute service reads both. Says on stderr
+    which files it read."""
+    from nova_tenant_pin import options
+
     conf_obj = conf_obj or cfg.CONF
     cli = []
     for path in args.config_file or []:
         cli += ['--config-file', path]
     for path in args.config_dir or []:
         cli += ['--config-dir', path]
-    conf_obj(cli, project='nova', prog='nova-tenant-pin',
-             default_config_files=None if cli else
-             cfg.find_config_files(project='nova'))
+    conf_obj(cli, project=options.NOVA_PROJECT, prog='nova-tenant-pin',
+             default_config_files=options.default_config_files(),
+             default_config_dirs=options.default_config_dirs())
+    files = options.files_read(conf_obj)
+    if files:
+        sys.stderr.write('nova-tenant-pin: configuration read from %s\n'
+                         % ', '.join(files))
+    else:
+        sys.stderr.write('nova-tenant-pin: no configuration file found '
+                         '(nova.conf, nova-compute.conf in ~/.nova, ~, '
+                         '/etc/nova, /etc); give --config-file\n')
     return conf_obj
 
 
-_NOVA_CPU_SETS = ('cpu_shared_set', 'cpu_dedicated_set')
+def config_files(conf_obj=None):
+    """The configuration files read, for a command's JSON document."""
+    from nova_tenant_pin import options
+
+    try:
+        return options.files_read(conf_obj or cfg.CONF)
+    except cfg.Error:
+        return []
 
 
-def housekeeping_cpus(value, online_cpus, conf_obj=None):
+def host_options(topology, housekeeping=None, housekeeping_name=None,
+                 conf_obj=None):
+    """The manager's keyword arguments as the driver reads them at start
+    (:func:`nova_tenant_pin.options.load_options`): every command checks
+    the options as nova-compute does. ``housekeeping`` is a command's
+    flag, named ``housekeeping_name`` in errors. Raises UsageError naming
+    the option that is wrong."""
+    from nova import exception as nova_exception
+
+    from nova_tenant_pin import options
+
+    try:
+        return options.load_options(conf_obj or cfg.CONF, topology,
+                                    housekeeping, housekeeping_name)
+    except nova_exception.NovaException as e:
+        raise UsageError(str(e))
+
+
+def housekeeping_cpus(value, online_cpus, conf_obj=None, name=None,
+                      required=True):
     """The housekeeping CPUs a command works with, as the driver has them.
 
-    ``value`` (the command's flag) when given; else ``[tenant_pin]
+    ``value`` (the command's flag ``name``) when given; else ``[tenant_pin]
     housekeeping_cpus``; else the online CPUs that ``[compute]
-    cpu_shared_set`` and ``cpu_dedicated_set`` leave out. None when none of
-    them is set. Raises UsageError for a CPU list that does not parse.
+    cpu_shared_set`` and ``cpu_dedicated_set`` leave out. Without
+    ``required``, None when none of them is set. Raises UsageError naming
+    the option that is wrong.
     """
-    from nova_tenant_pin import topology
+    from nova import exception as nova_exception
+
+    from nova_tenant_pin import options
 
     conf_obj = conf_obj or cfg.CONF
+    name = name or '--housekeeping-cpus'
     try:
-        if value is None:
-            value = conf_obj.tenant_pin.housekeeping_cpus
-        if value is not None:
-            return frozenset(topology.parse_cpu_list(value))
-        used = set()
-        for spec in _nova_cpu_sets(conf_obj):
-            if spec:
-                used |= topology.parse_cpu_list(spec)
-    except topology.TopologyError as e:
-        raise UsageError('housekeeping CPUs: %s' % e)
-    if not used:
-        return None
-    return frozenset(online_cpus) - used
+        if not required and value is None and not (
+                options.value(conf_obj, 'tenant_pin', 'housekeeping_cpus') or
+                nova_cpu_set('cpu_shared_set', None, conf_obj) or
+                nova_cpu_set('cpu_dedicated_set', None, conf_obj)):
+            return None
+        return options.housekeeping_cpus(conf_obj, online_cpus, value, name)
+    except nova_exception.NovaException as e:
+        raise UsageError(str(e))
 
 
 def nova_cpu_set(name, online_cpus, conf_obj=None):
     """``[compute] <name>`` (``cpu_shared_set`` or ``cpu_dedicated_set``)
-    as a set of online CPUs, or None when it is unset. Raises UsageError
-    for a CPU list that does not parse."""
-    from nova_tenant_pin import topology
+    as Nova parses it, or None when it is unset; with ``online_cpus``,
+    CPUs that are not online are refused. Raises UsageError naming the
+    option."""
+    from nova import exception as nova_exception
 
-    spec = dict(zip(_NOVA_CPU_SETS, _nova_cpu_sets(conf_obj or cfg.CONF)))[
-        name]
-    if not spec:
-        return None
+    from nova_tenant_pin import options
+
     try:
-        return frozenset(topology.parse_cpu_list(spec)) & frozenset(
-            online_cpus)
-    except topology.TopologyError as e:
-        raise UsageError('[compute] %s: %s' % (name, e))
+        return options.nova_cpu_set(conf_obj or cfg.CONF, name, online_cpus)
+    except nova_exception.NovaException as e:
+        raise UsageError(str(e))
 
 
-def _nova_cpu_sets(conf_obj):
-    """``[compute] cpu_shared_set`` and ``cpu_dedicated_set`` from the same
-    files. Where Nova is imported its options are there already; elsewhere
-    they are read through a private ConfigOpts, so that this command never
-    registers Nova's options itself (Nova would refuse them later)."""
+def cpu_list(value, name):
+    """A command's CPU-list flag ``name`` as Nova parses it. Raises
+    UsageError naming the flag."""
+    from nova import exception as nova_exception
+
+    from nova_tenant_pin import options
+
     try:
-        return [conf_obj.compute[name] for name in _NOVA_CPU_SETS]
-    except (cfg.NoSuchOptError, AttributeError):
-        pass
-    private = cfg.ConfigOpts()
-    private.register_opts([cfg.StrOpt(name) for name in _NOVA_CPU_SETS],
-                          group='compute')
-    files = list(getattr(conf_obj, 'config_file', None) or [])
-    dirs = list(getattr(conf_obj, 'config_dir', None) or [])
-    args = [a for f in files for a in ('--config-file', f)]
-    args += [a for d in dirs for a in ('--config-dir', d)]
-    private(args, default_config_files=[], default_config_dirs=[])
-    return [private.compute[name] for name in _NOVA_CPU_SETS]
+        return options.cpu_spec(value, None, name)
+    except nova_exception.NovaException as e:
+        raise UsageError(str(e))
 
 
 def main(argv=None):

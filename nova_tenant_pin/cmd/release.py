@@ -73,10 +73,7 @@ def release_cpus(args, host):
     """The CPUs the guests may run on once released."""
     online = host.topology.online_cpus
     if args.cpus is not None:
-        try:
-            cpus = frozenset(topo.parse_cpu_list(args.cpus))
-        except topo.TopologyError as e:
-            raise cli.UsageError('--cpus: %s' % e)
+        cpus = cli.cpu_list(args.cpus, '--cpus')
         if not cpus <= online:
             raise cli.UsageError('--cpus: CPUs %s are not online CPUs of '
                                  'this host' % topo.format_cpu_list(

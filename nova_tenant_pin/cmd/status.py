@@ -74,8 +74,12 @@ def read_host(args):
     from nova_tenant_pin import manager
     from nova_tenant_pin import topology
 
-    host = topology.HostTopology.from_sysfs()
-    group = conf.cfg.CONF.tenant_pin
+    try:
+        host = topology.HostTopology.from_sysfs()
+    except topology.TopologyError as e:
+        raise cli.UsageError('this host\'s topology: %s' % e)
+    options = cli.host_options(host, args.housekeeping_cpus,
+                               '--housekeeping-cpus')
     try:
         partitions = cgroups.get_partitions().list_partitions()
     except Exception as e:
@@ -94,19 +98,26 @@ def read_host(args):
             for dom in conn.listAllDomains()]
     finally:
         conn.close()
-    housekeeping = cli.housekeeping_cpus(args.housekeeping_cpus,
-                                         host.online_cpus) or ()
-    return host, partitions, domains, housekeeping, \
-        group.tenant_cpu_allocation_ratio
+    return host, partitions, domains, options['housekeeping_cpus'], \
+        options['ratio']
 
 
 def run(args, reader=read_host):
     from nova_tenant_pin import status
+    from nova_tenant_pin import topology
 
     host, partitions, domains, housekeeping, ratio = reader(args)
     doc = status.collect(host, partitions, domains, housekeeping, ratio)
     doc['core_scheduling'] = coresched.host_state(
         conf.cfg.CONF.tenant_pin.core_scheduling)
+    doc['checked'] = {
+        'config_files': cli.config_files(),
+        'libvirt_uri': getattr(args, 'libvirt_uri', None),
+        'cgroup_root': conf.cfg.CONF.tenant_pin.cgroup_root,
+        'housekeeping_cpus': topology.format_cpu_list(housekeeping),
+        'partitions': len(partitions),
+        'domains': len(domains),
+    }
     if args.format == 'json':
         json.dump(doc, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write('\n')

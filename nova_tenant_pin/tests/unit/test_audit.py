@@ -315,6 +315,20 @@ class TestAuditCommand(base.TestCase):
         self.sys_root = os.path.join(root, 'sysroot')
         test_topology.fake_sysfs(self.sys_root, {0: '0-3'},
                                  {0: '0,2', 2: '0,2', 1: '1,3', 3: '1,3'})
+        # A cgroup2 tree with the cpuset controller, as mountinfo shows it.
+        os.makedirs(os.path.join(self.sys_root, 'proc', 'self'))
+        with open(os.path.join(self.sys_root, 'proc', 'self',
+                               'mountinfo'), 'w') as f:
+            f.write('30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - '
+                    'cgroup2 cgroup2 rw\n')
+        self.cgroup_mount = os.path.join(self.sys_root, 'sys', 'fs',
+                                         'cgroup')
+        os.makedirs(os.path.join(self.cgroup_mount, 'machine'))
+        with open(os.path.join(self.cgroup_mount,
+                               'cgroup.controllers'), 'w') as f:
+            f.write('cpuset cpu io memory pids\n')
+        # Housekeeping on core 1,3, as a host's nova.conf would set it.
+        self.flags(housekeeping_cpus='1,3')
         self.stdout = self.useFixture(fixtures.StringStream('stdout'))
         self.useFixture(fixtures.MonkeyPatch('sys.stdout',
                                              self.stdout.stream))
@@ -387,10 +401,9 @@ class TestAuditCommand(base.TestCase):
         self.proc.guest(200, 'p2', '2', cmdline=libvirt_cmdline(
             'instance-b', UUID_B))
         self.domains = OSError('Failed to connect socket')
-        rc, out = self.run_audit()
+        rc, out = self.run_audit('--without-libvirt')
         self.assertEqual(1, rc)
-        self.assertIn('warning: cannot read the domains from libvirt at '
-                      'qemu:///system (Failed to connect socket)', self.err())
+        self.assertEqual([], self.uris)
         self.assertIn('tenants p1 and p2 may both run on core 0,2', out)
         self.assertIn('(tenants from cgroup partitions)', out)
         self.assertIn('host NOT isolated: 1 violation(s)', out)
@@ -406,3 +419,67 @@ class TestAuditCommand(base.TestCase):
                        '--sysfs-root', self.sys_root,
                        '--housekeeping-cpus', 'x'])
         self.assertEqual(2, rc)
+
+    def test_libvirt_unreachable_fails(self):
+        """An audit that could not read libvirt saw no guest's isolation
+        key: it exits 2 with one line, never "host isolated"."""
+        self.proc.guest(100, 'a', '0,2')
+        self.domains = OSError('Failed to connect socket')
+        rc, out = self.run_audit()
+        self.assertEqual(2, rc)
+        self.assertNotIn('host isolated', out)
+        err = self.err().strip().splitlines()
+        self.assertEqual(1, len(err), err)
+        self.assertIn('cannot read the domains from libvirt at '
+                      'qemu:///system (Failed to connect socket)', err[0])
+
+    def test_no_housekeeping_configured_fails_as_the_driver_does(self):
+        self.flags(housekeeping_cpus=None)
+        rc, out = self.run_audit()
+        self.assertEqual(2, rc)
+        self.assertIn('[tenant_pin] housekeeping_cpus: unset', self.err())
+
+    def test_housekeeping_not_online_fails(self):
+        self.flags(housekeeping_cpus='1,3,64')
+        rc, out = self.run_audit()
+        self.assertEqual(2, rc)
+        self.assertIn('[tenant_pin] housekeeping_cpus: CPUs 64 are not '
+                      'online', self.err())
+
+    def test_nonexistent_cgroup_prefix_fails(self):
+        rc, out = self.run_audit('--cgroup-prefix', '/machine.slice')
+        self.assertEqual(2, rc)
+        self.assertIn('--cgroup-prefix /machine.slice: no such cgroup',
+                      self.err())
+
+    def test_no_cgroup_tree_fails(self):
+        os.unlink(os.path.join(self.sys_root, 'proc', 'self', 'mountinfo'))
+        with open(os.path.join(self.sys_root, 'proc', 'self', 'mountinfo'),
+                  'w') as f:
+            f.write('22 1 8:1 / / rw - ext4 /dev/sda1 rw\n')
+        rc, out = self.run_audit()
+        self.assertEqual(2, rc)
+        self.assertIn('cgroup tree: ', self.err())
+
+    def test_json_says_what_was_checked(self):
+        self.proc.guest(100, 'a', '0,2')
+        rc, out = self.run_audit('--format', 'json', '--cgroup-prefix',
+                                 '/machine')
+        self.assertEqual(0, rc)
+        checked = json.loads(out)['checked']
+        self.assertEqual('1,3', checked['housekeeping_cpus'])
+        self.assertEqual('0-3', checked['online_cpus'])
+        self.assertEqual('qemu:///system', checked['libvirt_uri'])
+        self.assertEqual(os.path.join(self.cgroup_mount, 'machine'),
+                         checked['cgroup_dir'])
+        self.assertEqual(1, checked['guests'])
+
+    def test_nova_cpu_spec_syntax(self):
+        """``0-3,^0,^2`` (Nova's exclusion syntax) works as in the
+        driver."""
+        self.proc.guest(100, 'a', '0,2')
+        rc, out = self.run_audit('--housekeeping-cpus', '0-3,^0,^2',
+                                 '--format', 'json')
+        self.assertEqual(0, rc, self.err())
+        self.assertEqual('1,3', json.loads(out)['checked'][
+            'housekeeping_cpus'])

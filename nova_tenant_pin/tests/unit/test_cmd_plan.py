@@ -14,6 +14,7 @@
 
 """``nova-tenant-pin plan``: the JSON contract, run as a real process."""
 
+import io
 import json
 import os
 import subprocess
@@ -209,7 +210,9 @@ class TestHousekeepingCpus(base.TestCase):
 
     def test_what_the_shared_and_dedicated_sets_leave_out(self):
         self.assertIsNone(cli.housekeeping_cpus(None, range(4),
-                                                self.private))
+                                                self.private, required=False))
+        self.assertRaises(cli.UsageError, cli.housekeeping_cpus, None,
+                          range(4), self.private)
         path = os.path.join(self.useFixture(fixtures.TempDir()).path,
                             'nova.conf')
         with open(path, 'w') as f:
@@ -218,11 +221,106 @@ class TestHousekeepingCpus(base.TestCase):
         self.private(['--config-file', path], default_config_files=[])
         self.assertEqual(frozenset({0}),
                          cli.housekeeping_cpus(None, range(4), self.private))
-        # Nova's options were not registered by the command.
-        self.assertRaises(cfg.NoSuchOptError, getattr, self.private,
-                          'compute')
 
     def test_bad_list(self):
         e = self.assertRaises(cli.UsageError, cli.housekeeping_cpus, '0-x',
                               range(4), self.private)
-        self.assertIn('housekeeping CPUs: invalid CPU list', str(e))
+        self.assertIn('--housekeeping-cpus: Invalid range expression', str(e))
+
+    def test_nova_exclusion_syntax_everywhere(self):
+        """``2-7,^5`` is Nova's CPU-spec syntax (nova.virt.hardware
+        parse_cpu_spec); the commands read it as the driver does."""
+        self.set(housekeeping_cpus='0-3,^2')
+        self.assertEqual(frozenset({0, 1, 3}),
+                         cli.housekeeping_cpus(None, range(8), self.private))
+        self.assertEqual(frozenset({2, 3, 4, 6, 7}),
+                         cli.housekeeping_cpus('2-7,^5', range(8),
+                                               self.private))
+
+    def test_error_in_shared_set_names_it(self):
+        """A bad ``[compute] cpu_shared_set`` is reported against that
+        option, not against the housekeeping CPUs derived from it."""
+        self.private.register_opts([cfg.StrOpt('cpu_shared_set'),
+                                    cfg.StrOpt('cpu_dedicated_set')],
+                                   group='compute')
+        self.set(group='compute', cpu_shared_set='1-x')
+        e = self.assertRaises(cli.UsageError, cli.housekeeping_cpus, None,
+                              range(4), self.private)
+        self.assertTrue(str(e).startswith('[compute] cpu_shared_set: '),
+                        str(e))
+
+    def test_ratio_below_one_is_one_clear_line(self):
+        """A ratio oslo.config refuses is one line naming the option and
+        the value, from the reader every command and the driver use."""
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'nova.conf')
+        with open(path, 'w') as f:
+            f.write('[tenant_pin]\nhousekeeping_cpus = 0\n'
+                    'tenant_cpu_allocation_ratio = 0.5\n')
+        self.private(['--config-file', path], default_config_files=[])
+        from nova_tenant_pin import topology
+        host = topology.HostTopology.from_dict(
+            {'cells': [{'id': 0, 'siblings': [[0, 2], [1, 3]]}]})
+        e = self.assertRaises(cli.UsageError, cli.host_options, host,
+                              conf_obj=self.private)
+        self.assertEqual('[tenant_pin] tenant_cpu_allocation_ratio: 0.5 is '
+                         'refused: Should be greater than or equal to 1',
+                         str(e))
+        self.assertNotIn('LocationInfo', str(e))
+
+
+class TestLoadConfig(base.TestCase):
+    """The command reads the files nova-compute reads and says which."""
+
+    def setUp(self):
+        super().setUp()
+        self.home = self.useFixture(fixtures.TempDir()).path
+        self.useFixture(fixtures.EnvironmentVariable('HOME', self.home))
+        os.mkdir(os.path.join(self.home, '.nova'))
+        self.stderr = io.StringIO()
+        self.useFixture(fixtures.MonkeyPatch('sys.stderr', self.stderr))
+        self.private = cfg.ConfigOpts()
+        conf.register_opts(self.private)
+
+    def write(self, name, text):
+        path = os.path.join(self.home, '.nova', name)
+        with open(path, 'w') as f:
+            f.write(text)
+        return path
+
+    def args(self, *argv):
+        return cli.build_parser().parse_args(list(argv) + ['status'])
+
+    def test_nova_conf_and_nova_compute_conf_by_default(self):
+        nova = self.write('nova.conf', '[tenant_pin]\npin_mode = strict\n'
+                          'housekeeping_cpus = 0\n')
+        compute = self.write('nova-compute.conf',
+                             '[tenant_pin]\nhousekeeping_cpus = 0,4\n')
+        cli.load_config(self.args(), self.private)
+        self.assertEqual('strict', self.private.tenant_pin.pin_mode)
+        self.assertEqual('0,4', self.private.tenant_pin.housekeeping_cpus)
+        self.assertEqual('nova-tenant-pin: configuration read from %s, %s\n'
+                         % (nova, compute), self.stderr.getvalue())
+
+    def test_config_file_and_dir_as_given(self):
+        self.write('nova.conf', '[tenant_pin]\npin_mode = strict\n')
+        given = os.path.join(self.home, 'given.conf')
+        with open(given, 'w') as f:
+            f.write('[tenant_pin]\nhousekeeping_cpus = 1\n')
+        conf_d = os.path.join(self.home, 'conf.d')
+        os.mkdir(conf_d)
+        with open(os.path.join(conf_d, '50-cpus.conf'), 'w') as f:
+            f.write('[tenant_pin]\nhousekeeping_cpus = 2\n')
+        cli.load_config(self.args('--config-file', given, '--config-dir',
+                                  conf_d), self.private)
+        self.assertEqual('float', self.private.tenant_pin.pin_mode)
+        self.assertEqual('2', self.private.tenant_pin.housekeeping_cpus)
+        self.assertIn('read from %s, %s' % (
+            given, os.path.join(conf_d, '50-cpus.conf')),
+            self.stderr.getvalue())
+
+    def test_says_when_it_found_none(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.options.default_config_files', lambda: []))
+        cli.load_config(self.args(), self.private)
+        self.assertIn('no configuration file found', self.stderr.getvalue())

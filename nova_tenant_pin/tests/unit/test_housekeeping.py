@@ -301,7 +301,7 @@ class TestCommand(HousekeepingTestCase):
              '--state-file', self.state], capture_output=True, text=True,
             timeout=60)
         self.assertEqual(2, proc.returncode)
-        self.assertIn('housekeeping: error: housekeeping CPUs: invalid CPU '
-                      'list', proc.stderr)
+        self.assertIn("housekeeping: error: --cpus: Invalid range "
+                      "expression '0-x'", proc.stderr)
         self.assertNotIn('Traceback', proc.stderr)
         self.assertEqual('', proc.stdout)

@@ -256,6 +256,32 @@ class TestStatusCommand(base.TestCase):
         self.assertTrue(doc['isolated'])
         self.assertEqual('partition', doc['tenants']['alpha']['instances'][0][
             'confinement'])
+        self.assertEqual({'housekeeping_cpus': '0', 'partitions': 1,
+                          'domains': 1}, {k: doc['checked'][k] for k in (
+                              'housekeeping_cpus', 'partitions', 'domains')})
+
+    def test_reads_options_as_the_driver_does(self):
+        """status reads the options through the driver's reader: a ratio
+        below 1.0 or unset housekeeping is one line and exit 2, and Nova's
+        ``^`` syntax works."""
+        from nova_tenant_pin.cmd import main as cli
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.topology.HostTopology.from_sysfs',
+            classmethod(lambda cls, root='/': HOST)))
+        args = argparse.Namespace(housekeeping_cpus='0-4,^1,^2,^3',
+                                  libvirt_uri='test:///default')
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cgroups.get_partitions',
+            lambda: mock_partitions({})))
+        host, partitions, domains, housekeeping, ratio = \
+            status_cmd.read_host(args)
+        self.assertEqual(frozenset({0, 4}), housekeeping)
+        self.assertEqual(1.0, ratio)
+        self.flags(housekeeping_cpus=None)
+        args.housekeeping_cpus = None
+        e = self.assertRaises(cli.UsageError, status_cmd.read_host, args)
+        self.assertIn('[tenant_pin] housekeeping_cpus: unset', str(e))
 
     def test_table_and_conflict_exit_code(self):
         rc, out = self.run_cmd('table', {'alpha': part('alpha', [1, 5]),
@@ -279,3 +305,11 @@ class TestStatusCommand(base.TestCase):
         rc, out = self.run_cmd('table', {'alpha': part('alpha', [1, 5])})
         self.assertEqual(0, rc)
         self.assertIn('host isolated', out)
+
+
+class mock_partitions:
+    def __init__(self, parts):
+        self.parts = parts
+
+    def list_partitions(self):
+        return self.parts

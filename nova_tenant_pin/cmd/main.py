@@ -36,7 +36,7 @@ from oslo_config import cfg
 
 from nova_tenant_pin import conf  # noqa: F401  (registers [tenant_pin])
 
-SUBCOMMANDS = ('plan', 'housekeeping', 'status', 'audit', 'adopt',
+SUBCOMMANDS = ('plan', 'check', 'housekeeping', 'status', 'audit', 'adopt',
                'release')
 
 EXIT_OK = 0

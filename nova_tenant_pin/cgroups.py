@@ -21,7 +21,7 @@ uses. :class:`TenantPartitions` is the interface the manager uses;
 :func:`detect_layout` finds them; every write goes through
 :mod:`nova_tenant_pin.privsep`), and :class:`MemoryPartitions` keeps the
 same state in memory for tests that run without a real cgroup tree.
-:func:`get_partitions` picks one from ``[tenant_pin] partition_backend``.
+:func:`get_partitions` gives the cgroup one (the memory one is for tests).
 """
 
 import abc
@@ -215,16 +215,15 @@ class CgroupPartitions(TenantPartitions):
         return result
 
 
-def get_partitions(backend=None, root=None, conf=None):
+def get_partitions(backend='auto', root=None, conf=None):
     """The TenantPartitions the manager uses.
 
     :param backend: ``auto`` (the host's cgroup tree, v1, v2 or hybrid) or
-        ``memory`` (no enforcement; tests only). Default:
-        ``[tenant_pin] partition_backend``.
+        ``memory`` (no enforcement: for tests, which pass it themselves; it
+        is not an operator's option).
     :param root: the cgroup root; default ``[tenant_pin] cgroup_root``.
     """
     conf = conf or cfg.CONF
-    backend = backend or conf.tenant_pin.partition_backend
     if backend == 'memory':
         return MemoryPartitions()
     if backend != 'auto':

@@ -16,7 +16,8 @@
 
 ``list_opts`` is published through the ``oslo.config.opts`` entry point
 (namespace ``nova_tenant_pin``) for ``oslo-config-generator`` and the
-``show-options`` Sphinx directive.
+``show-options`` Sphinx directive; it lists the privileged helper's
+``[nova_tenant_pin_privileged]`` section too.
 """
 
 from oslo_config import cfg
@@ -72,21 +73,6 @@ When unset, the housekeeping CPUs are the host's online CPUs that
 ]
 
 enforcement_opts = [
-    cfg.StrOpt(
-        'partition_backend',
-        default='auto',
-        choices=[
-            ('auto', 'The host\'s cgroup tree: cgroup v1, v2 or hybrid, as '
-                     'read from /proc/self/mountinfo. Needs a mounted '
-                     'cpuset controller.'),
-            ('memory', 'Partitions kept in memory only. Nothing is '
-                       'enforced: for tests, never for a real host.'),
-        ],
-        help="""
-Where tenant partitions live. With ``auto`` the compute service refuses to
-start when no hierarchy has the cpuset controller, rather than run
-unconfined.
-"""),
     cfg.StrOpt(
         'cgroup_root',
         default='/',
@@ -231,10 +217,18 @@ def register_opts(conf):
     conf.register_opts(policy_opts, group=tenant_pin_group)
 
 
+#: The oslo.privsep context's section (nova_tenant_pin.privsep).
+PRIVILEGED_GROUP = 'nova_tenant_pin_privileged'
+
+
 def list_opts():
+    # Imported here: oslo.privsep is not needed to read [tenant_pin].
+    from oslo_privsep import priv_context
+
     return [(tenant_pin_group,
              placement_opts + enforcement_opts + driver_opts +
-             scheduler_opts + policy_opts)]
+             scheduler_opts + policy_opts),
+            (PRIVILEGED_GROUP, priv_context.OPTS)]
 
 
 register_opts(cfg.CONF)

@@ -163,8 +163,8 @@ class TenantPinTestBase(libvirt_base.ServersTestBase):
             sys.prefix, 'etc/nova/api-paste.ini'), group='wsgi')
         self.flags(cpu_shared_set='2-15', group='compute')
         self.flags(cpu_allocation_ratio=1.0)
-        self.flags(partition_backend='memory', pin_mode=self.PIN_MODE,
-                   group='tenant_pin')
+        # Partitions in memory, one set per host (make_partitions below).
+        self.flags(pin_mode=self.PIN_MODE, group='tenant_pin')
         self.tp_partitions = {}
         super().setUp()
         self.pinning = self.useFixture(FakeLibvirtPinning())

@@ -19,7 +19,7 @@ functional tests; the compute service loads
 ``compute_driver = tenant_pin.TenantPinLibvirtDriver`` exactly as nova.conf
 would, against a private libvirtd (:class:`LibvirtdFixture`), so every
 server booted through the API is a real QEMU/KVM guest. Tenant partitions
-are real cgroups (``[tenant_pin] partition_backend = auto``), written by
+are real cgroups (``cgroups.get_partitions()``), written by
 the real privsep daemon (:class:`PrivsepDaemon`, started before the compute
 so that its PID is known and cleanup stops it by PID).
 
@@ -267,7 +267,7 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
         self.flags(enabled=False, group='vnc')
         self.flags(cpu_shared_set=topology.format_cpu_list(
             self.host_topology.online_cpus), group='compute')
-        self.flags(partition_backend='auto', cgroup_root='/',
+        self.flags(cgroup_root='/',
                    housekeeping_cpus=topology.format_cpu_list(
                        self.housekeeping_option),
                    group='tenant_pin')

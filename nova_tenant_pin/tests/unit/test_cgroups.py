@@ -18,8 +18,10 @@ get_partitions, and the interface both implementations share."""
 import os
 
 import ddt
+from oslo_config import cfg
 
 from nova_tenant_pin import cgroups
+from nova_tenant_pin import conf
 from nova_tenant_pin import exception
 from nova_tenant_pin.tests import base
 from nova_tenant_pin.tests import enforcement_fixtures as ef
@@ -90,9 +92,6 @@ class TestGetPartitions(base.TestCase):
     def test_memory(self):
         self.assertIsInstance(cgroups.get_partitions('memory'),
                               cgroups.MemoryPartitions)
-        self.flags(partition_backend='memory')
-        self.assertIsInstance(cgroups.get_partitions(),
-                              cgroups.MemoryPartitions)
 
     def test_auto_uses_the_configured_root(self):
         self.useFixture(ef.FakeHost())
@@ -110,8 +109,13 @@ class TestGetPartitions(base.TestCase):
     def test_unknown_backend(self):
         self.assertRaises(ValueError, cgroups.get_partitions, 'v3')
 
-    def test_option_choices(self):
-        self.assertRaises(ValueError, self.flags, partition_backend='v3')
+    def test_no_operator_option_turns_enforcement_off(self):
+        """The in-memory backend enforces nothing: it is for tests, which
+        ask for it themselves, never an option in nova.conf."""
+        self.assertRaises(cfg.NoSuchOptError, getattr, self.conf.tenant_pin,
+                          'partition_backend')
+        opts = [o.name for _, group in conf.list_opts() for o in group]
+        self.assertNotIn('partition_backend', opts)
 
 
 class TestMemoryPartitionsKeepsTheContract(base.TestCase):

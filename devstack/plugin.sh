@@ -15,27 +15,58 @@ function install_nova_tenant_pin {
     setup_develop $NOVA_TENANT_PIN_DIR
 }
 
+# The housekeeping CPUs: NOVA_TENANT_PIN_HOUSEKEEPING_CPUS, else the first
+# core and its SMT siblings, so that the driver always has a housekeeping
+# core and the tenants get every other one.
+function nova_tenant_pin_housekeeping_cpus {
+    if [[ -n "$NOVA_TENANT_PIN_HOUSEKEEPING_CPUS" ]]; then
+        echo "$NOVA_TENANT_PIN_HOUSEKEEPING_CPUS"
+        return
+    fi
+    local siblings=$NOVA_TENANT_PIN_SYSFS/devices/system/cpu/cpu0/topology/thread_siblings_list
+    if [[ -r $siblings ]]; then
+        cat $siblings
+    else
+        echo 0
+    fi
+}
+
 function configure_nova_tenant_pin {
     iniset $NOVA_CPU_CONF DEFAULT compute_driver $NOVA_TENANT_PIN_COMPUTE_DRIVER
+    # Placement offers no more vCPUs per thread than a tenant may use.
+    iniset $NOVA_CPU_CONF DEFAULT cpu_allocation_ratio \
+        $NOVA_TENANT_PIN_ALLOCATION_RATIO
     iniset $NOVA_CPU_CONF tenant_pin pin_mode $NOVA_TENANT_PIN_PIN_MODE
     iniset $NOVA_CPU_CONF tenant_pin tenant_cpu_allocation_ratio \
         $NOVA_TENANT_PIN_ALLOCATION_RATIO
-    if [[ -n "$NOVA_TENANT_PIN_HOUSEKEEPING_CPUS" ]]; then
-        iniset $NOVA_CPU_CONF tenant_pin housekeeping_cpus \
-            $NOVA_TENANT_PIN_HOUSEKEEPING_CPUS
+    iniset $NOVA_CPU_CONF tenant_pin housekeeping_cpus \
+        "$(nova_tenant_pin_housekeeping_cpus)"
+}
+
+# TenantPinFilter after the filters devstack enabled, TenantPinWeigher after
+# Nova's weighers, and the ratio the filter plans with, in nova.conf.
+function configure_nova_tenant_pin_scheduler {
+    local filters
+    filters=$(iniget $NOVA_CONF filter_scheduler enabled_filters)
+    filters=${filters:-ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter}
+    if [[ ",$filters," != *",TenantPinFilter,"* ]]; then
+        filters="$filters,TenantPinFilter"
     fi
+    iniset_multiline $NOVA_CONF filter_scheduler available_filters \
+        nova.scheduler.filters.all_filters \
+        nova_tenant_pin.scheduler.filters.TenantPinFilter
+    iniset $NOVA_CONF filter_scheduler enabled_filters "$filters"
+    iniset $NOVA_CONF filter_scheduler weight_classes \
+        nova.scheduler.weights.all_weighers,nova_tenant_pin.scheduler.weights.TenantPinWeigher
+    iniset $NOVA_CONF tenant_pin tenant_cpu_allocation_ratio \
+        $NOVA_TENANT_PIN_ALLOCATION_RATIO
 }
 
 function confine_nova_tenant_pin_housekeeping {
     if [[ "$(trueorfalse True NOVA_TENANT_PIN_CONFINE_HOUSEKEEPING)" != "True" ]]; then
         return
     fi
-    if [[ -z "$NOVA_TENANT_PIN_HOUSEKEEPING_CPUS" ]]; then
-        # The command needs the CPUs; without them nothing is confined.
-        echo "WARNING: NOVA_TENANT_PIN_HOUSEKEEPING_CPUS is empty: host" \
-            "housekeeping is not confined"
-        return
-    fi
+    # The CPUs are the ones post-config wrote to nova-cpu.conf.
     sudo nova-tenant-pin --config-file $NOVA_CPU_CONF housekeeping apply
 }
 
@@ -45,6 +76,12 @@ function release_nova_tenant_pin_housekeeping {
         sudo nova-tenant-pin --config-file $NOVA_CPU_CONF housekeeping release || true
     fi
 }
+
+if is_service_enabled n-sch && [[ "$1" == "stack" && "$2" == "post-config" ]] \
+        && [[ "$(trueorfalse True NOVA_TENANT_PIN_SCHEDULER)" == "True" ]]; then
+    echo_summary "Enabling the nova-tenant-pin scheduler filter and weigher"
+    configure_nova_tenant_pin_scheduler
+fi
 
 if is_service_enabled n-cpu; then
     if [[ "$1" == "stack" && "$2" == "install" ]]; then

@@ -28,6 +28,7 @@ from nova_tenant_pin import coresched
 from nova_tenant_pin import manager
 from nova_tenant_pin import privsep
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
+from nova_tenant_pin.tests.integration import test_core_scheduling_real as real
 from nova_tenant_pin.tests.testhost import base
 
 VIR_DOMAIN_START_PAUSED = 1
@@ -128,3 +129,14 @@ class TestCookiesOnLibvirtGuests(base.TestHostTestCase):
         privsep.set_core_cookie('cookie-x', 'tenant-a')
         self.assertNotIn(0, set(kernel_cookies(
             qemu_pid(dom.name())).values()))
+
+
+class TestCookiesOnQemuProcesses(real.TestCookiesOnARealKernel):
+    """The real-kernel tests of plain QEMU processes (vCPU hot-plug, a
+    QEMU-to-QEMU live migration, the audit catching a cookie changed by
+    hand, CAP_SYS_PTRACE), run here so that CI runs them."""
+
+    def setUp(self):
+        if not base.in_test_host():
+            self.skipTest(base.SKIP_REASON)
+        super().setUp()

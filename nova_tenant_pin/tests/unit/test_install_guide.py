@@ -77,6 +77,7 @@ def nova_conf(path):
                 pass
     tp_conf.register_opts(conf)
     conf.register_opts(priv_context.OPTS, group='nova_tenant_pin_privileged')
+    conf.register_opts(priv_context.OPTS, group='nova_tenant_pin_core_sched')
     conf(['--config-file', path], project='nova', default_config_files=[],
          default_config_dirs=[])
     return conf
@@ -146,6 +147,10 @@ class TestInstallGuideExample(base.TestCase):
         self.assertEqual(
             shipped,
             self.conf.nova_tenant_pin_privileged.helper_command)
+        # The core-scheduling context starts the same way.
+        self.assertEqual(
+            shipped,
+            self.conf.nova_tenant_pin_core_sched.helper_command)
 
     def test_one_example_only(self):
         """README and the driver page point to install.rst instead of

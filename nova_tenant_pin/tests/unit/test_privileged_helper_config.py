@@ -47,16 +47,15 @@ def documented_helper_command(path):
 
 class TestPrivilegedHelperConfig(base.TestCase):
 
-    def command(self, helper_command):
+    def command(self, helper_command, ctx=privsep.tenant_pin_pctxt):
         """The argv oslo.privsep runs to start the daemon."""
-        self.flags(group='nova_tenant_pin_privileged',
-                   helper_command=helper_command)
-        return privsep.tenant_pin_pctxt.helper_command(SOCK)
+        self.flags(group=ctx.cfg_section, helper_command=helper_command)
+        return ctx.helper_command(SOCK)
 
-    def rootwrap_argv(self, helper_command):
+    def rootwrap_argv(self, helper_command, ctx=privsep.tenant_pin_pctxt):
         """What nova-rootwrap gets to match: after ``sudo nova-rootwrap
         <rootwrap.conf>``."""
-        argv = self.command(helper_command)
+        argv = self.command(helper_command, ctx)
         self.assertEqual(['sudo', 'nova-rootwrap', '/etc/nova/rootwrap.conf'],
                          argv[:3])
         return argv[3:]
@@ -66,7 +65,9 @@ class TestPrivilegedHelperConfig(base.TestCase):
         # every deployment; the shipped file's own filters are checked.
         filters = [f for f in wrapper.load_filters([FILTERS_DIR])
                    if f.name != 'privsep-helper']
-        self.assertEqual(2, len(filters))
+        # Two for each context: with nova.conf alone or with
+        # nova-compute.conf too.
+        self.assertEqual(4, len(filters))
         # privsep-helper is found where nova-compute's environment has it.
         return wrapper.match_filter(filters, argv,
                                     exec_dirs=[os.path.dirname(
@@ -96,12 +97,14 @@ class TestPrivilegedHelperConfig(base.TestCase):
         self.assertRaises(wrapper.NoFilterMatched, self.match,
                           argv + ['--extra'])
 
-    def sudoers_rule(self):
+    def sudoers_rule(self, context='tenant_pin_pctxt'):
         with open(SUDOERS) as f:
             rules = [line for line in f.read().splitlines()
                      if line and not line.startswith('#')]
-        self.assertEqual(1, len(rules), rules)
-        user, rest = rules[0].split(None, 1)
+        self.assertEqual(2, len(rules), rules)
+        rule = [r for r in rules if 'privsep.%s ' % context in r]
+        self.assertEqual(1, len(rule), rules)
+        user, rest = rule[0].split(None, 1)
         self.assertEqual('nova', user)
         return rest.split('NOPASSWD: ', 1)[1]
 
@@ -117,6 +120,24 @@ class TestPrivilegedHelperConfig(base.TestCase):
             'nova_tenant_pin.privsep.tenant_pin_pctxt',
             'nova.privsep.sys_admin_pctxt')
         self.assertFalse(fnmatch.fnmatchcase(other, self.sudoers_rule()))
+
+    def test_core_scheduling_context_starts_the_same_way(self):
+        """The second context (CAP_SYS_PTRACE only) is accepted by the
+        shipped filter and sudoers rule with the same helper_command in
+        its own section, and nothing else is."""
+        ctx = privsep.core_sched_pctxt
+        path = os.path.join(FILTERS_DIR, 'nova-tenant-pin.filters')
+        argv = self.rootwrap_argv(documented_helper_command(path), ctx)
+        self.assertIn('nova_tenant_pin.privsep.core_sched_pctxt', argv)
+        self.assertIsInstance(self.match(argv),
+                              rootwrap_filters.RegExpFilter)
+        self.assertRaises(wrapper.NoFilterMatched, self.match,
+                          argv + ['--extra'])
+        argv = self.command(documented_helper_command(SUDOERS), ctx)
+        self.assertTrue(fnmatch.fnmatchcase(
+            ' '.join(argv[1:]), self.sudoers_rule('core_sched_pctxt')))
+        self.assertFalse(fnmatch.fnmatchcase(
+            ' '.join(argv[1:]), self.sudoers_rule()))
 
     def test_docs_give_the_same_helper_commands(self):
         with open(os.path.join(REPO, 'doc', 'source', 'admin',

@@ -43,8 +43,12 @@ from nova_tenant_pin import coresched
 from nova_tenant_pin import procfs
 from nova_tenant_pin import topology as topo
 
-_PARTITION_RE = re.compile(r'/tenant-([A-Za-z0-9][A-Za-z0-9_-]{0,63})'
-                           r'\.partition(?:/|$)')
+# A tenant partition: libvirt's directory, or where systemd is PID 1 the
+# slice machined puts it in ("-" escaped as \x2d).
+_PARTITION_RE = re.compile(r'/(?:tenant-([A-Za-z0-9][A-Za-z0-9_-]{0,63})'
+                           r'\.partition|machine-tenant\\x2d'
+                           r'([A-Za-z0-9](?:[A-Za-z0-9_]|\\x2d){0,255})'
+                           r'\.slice)(?:/|$)')
 # Kernel workers that KVM attaches to a guest's process; they run kernel
 # code on behalf of the guest and are not the tenant's to schedule.
 _KERNEL_WORKERS = ('kvm-nx-lpage-re', 'kvm-pit/')
@@ -64,7 +68,11 @@ def tenant_of_cgroup(path):
     if not path:
         return None
     match = _PARTITION_RE.search(path)
-    return match.group(1) if match else None
+    if not match:
+        return None
+    if match.group(1):
+        return match.group(1)
+    return match.group(2).replace('\\x2d', '-')
 
 
 def qemu_domain_of(pid, proc_root='/proc'):

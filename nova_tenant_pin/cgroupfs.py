@@ -46,6 +46,12 @@ MACHINE = 'machine'
 PARTITION_PREFIX = 'tenant-'
 PARTITION_SUFFIX = '.partition'
 HOUSEKEEPING = 'housekeeping'
+# Where systemd is PID 1, libvirt registers each guest with machined in the
+# systemd slice of its partition, under machine.slice.
+MACHINE_SLICE = 'machine.slice'
+SLICE_DASH = '\\x2d'
+SLICE_SUFFIX = '.slice'
+SLICE_PREFIX = MACHINE + '-' + PARTITION_PREFIX.replace('-', SLICE_DASH)
 
 V1 = 'v1'
 V2 = 'v2'
@@ -72,20 +78,39 @@ def partition_name(tenant):
     return '/%s/%s%s' % (MACHINE, PARTITION_PREFIX, validate_tenant_id(tenant))
 
 
-def partition_dir(tenant):
+def partition_slice(tenant):
+    """The systemd slice of the tenant's partition where libvirt registers
+    guests with systemd-machined: libvirt names the slice of partition
+    ``/machine/tenant-<id>`` by escaping each "-" as ``\\x2d`` and joining
+    the path's parts with "-": ``machine-tenant\\x2d<id>.slice``, a child
+    of ``machine.slice``."""
+    escaped = (PARTITION_PREFIX + validate_tenant_id(tenant)).replace(
+        '-', SLICE_DASH)
+    return '%s-%s%s' % (MACHINE, escaped, SLICE_SUFFIX)
+
+
+def partition_dir(tenant, slices=False):
     """The cgroup directory libvirt uses for the tenant's partition, relative
-    to the cgroup root: ``machine/tenant-<id>.partition``."""
+    to the cgroup root: ``machine/tenant-<id>.partition``, or with
+    ``slices`` (systemd is PID 1 and guests go through machined)
+    ``machine.slice/machine-tenant\\x2d<id>.slice``."""
+    if slices:
+        return '%s/%s' % (MACHINE_SLICE, partition_slice(tenant))
     return '%s/%s%s%s' % (MACHINE, PARTITION_PREFIX,
                           validate_tenant_id(tenant), PARTITION_SUFFIX)
 
 
 def tenant_of_dir(name):
-    """The tenant id of a ``tenant-<id>.partition`` directory name, or None
-    for any other name."""
-    if not (name.startswith(PARTITION_PREFIX) and
+    """The tenant id of a ``tenant-<id>.partition`` directory name or a
+    ``machine-tenant\\x2d<id>.slice`` one, or None for any other name."""
+    if name.startswith(SLICE_PREFIX) and name.endswith(SLICE_SUFFIX):
+        tenant = name[len(SLICE_PREFIX):-len(SLICE_SUFFIX)].replace(
+            SLICE_DASH, '-')
+    elif (name.startswith(PARTITION_PREFIX) and
             name.endswith(PARTITION_SUFFIX)):
+        tenant = name[len(PARTITION_PREFIX):-len(PARTITION_SUFFIX)]
+    else:
         return None
-    tenant = name[len(PARTITION_PREFIX):-len(PARTITION_SUFFIX)]
     return tenant if TENANT_ID_RE.match(tenant) else None
 
 
@@ -133,6 +158,14 @@ class CgroupLayout:
 
     mode: str
     hierarchies: tuple
+    #: systemd is PID 1: libvirt places guests through machined, in slices.
+    systemd: bool = False
+
+    def slices(self, root='/'):
+        """Whether tenant partitions are systemd slices: systemd is PID 1
+        and the partitions live at the cgroup root, where machined puts
+        them (a test-owned subtree below it is not systemd's)."""
+        return self.systemd and normalize_root(root) == '/'
 
     @property
     def cpuset(self):
@@ -257,7 +290,8 @@ def detect_layout(host_root='/'):
         mode = V1
     else:
         mode = V2
-    return CgroupLayout(mode, tuple(hierarchies))
+    systemd = os.path.isdir(host_path(host_root, '/run/systemd/system'))
+    return CgroupLayout(mode, tuple(hierarchies), systemd)
 
 
 class _CgroupspyNode:

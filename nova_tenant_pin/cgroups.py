@@ -159,7 +159,8 @@ class CgroupPartitions(TenantPartitions):
     def path(self, tenant, hierarchy=None):
         """The partition's directory in ``hierarchy`` (default: cpuset)."""
         hierarchy = hierarchy or self.layout.cpuset
-        return hierarchy.path(self.root, partition_dir(tenant))
+        return hierarchy.path(self.root, partition_dir(
+            tenant, self.layout.slices(self.root)))
 
     @staticmethod
     def _ids(values, tenant, what):
@@ -191,7 +192,9 @@ class CgroupPartitions(TenantPartitions):
 
     def list_partitions(self):
         cpuset = self.layout.cpuset
-        machine = cpuset.path(self.root, cgroupfs.MACHINE)
+        machine = cpuset.path(self.root, cgroupfs.MACHINE_SLICE
+                              if self.layout.slices(self.root)
+                              else cgroupfs.MACHINE)
         try:
             names = sorted(os.listdir(machine))
         except FileNotFoundError:

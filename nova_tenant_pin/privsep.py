@@ -295,8 +295,49 @@ def _resize(hierarchy, path, cpus):
 
 
 def _partition_levels(layout, root, tenant):
-    return [(h, _levels(h, root, cgroupfs.partition_dir(tenant)))
-            for h in layout.ordered()]
+    partition = cgroupfs.partition_dir(tenant, layout.slices(root))
+    return [(h, _levels(h, root, partition)) for h in layout.ordered()]
+
+
+def _set_slice(tenant, cpus, mems=None):
+    """Record a tenant partition's CPUs (and memory nodes) in its systemd
+    slice and start it: ``AllowedCPUs=`` (``AllowedMemoryNodes=``) with
+    ``systemctl set-property --runtime``. systemd writes them to the
+    slice's cgroup now, and again whenever it applies the slice's settings
+    (a value written only to the cgroup would be reset then)."""
+    unit = cgroupfs.partition_slice(tenant)
+    props = ['AllowedCPUs=%s' % topology.format_cpu_list(cpus)]
+    if mems is not None:
+        props.append('AllowedMemoryNodes=%s' % topology.format_cpu_list(mems))
+    processutils.execute('systemctl', 'set-property', '--runtime', unit,
+                         *props)
+    processutils.execute('systemctl', 'start', unit)
+
+
+def _ensure_slice(layout, root, tenant, cpus, mems):
+    """ensure_partition where partitions are systemd slices: systemd
+    creates the slice's cgroup with the CPUs and memory nodes; a slice that
+    exists is resized like any partition (its domains' cgroups too), then
+    systemd is told the new CPUs."""
+    cpuset = layout.cpuset
+    plan = _partition_levels(layout, root, tenant)
+    path = plan[0][1][-1]
+    existed = {h.name for h, levels in plan if os.path.isdir(levels[-1])}
+    name = cgroupfs.partition_name(tenant)
+    try:
+        if os.path.isdir(path):
+            _resize(cpuset, path, cpus)
+        _set_slice(tenant, cpus, mems)
+    except OSError as e:
+        raise _kernel_error(name, e, 'create') from None
+    except processutils.ProcessExecutionError as e:
+        raise exception.PartitionError(
+            name=name, reason='systemd slice %s: %s' % (
+                cgroupfs.partition_slice(tenant),
+                (e.stderr or e.description).strip())) from None
+    return {'created': sorted({h.name for h, levels in plan
+                               if os.path.isdir(levels[-1])} - existed),
+            'exclusive': False}
 
 
 @tenant_pin_pctxt.entrypoint
@@ -311,6 +352,8 @@ def ensure_partition(root, tenant, cpus, mems):
     cpus, mems = _cpus(cpus, 'partition CPUs'), _mems(mems)
     layout = _layout()
     cpuset = layout.require_cpuset()
+    if layout.slices(root):
+        return _ensure_slice(layout, root, tenant, cpus, mems)
     plan = _partition_levels(layout, root, tenant)
     name = cgroupfs.partition_name(tenant)
     created = []
@@ -358,16 +401,24 @@ def set_partition_cpus(root, tenant, cpus):
     """
     root, tenant = _root(root), _tenant(tenant)
     cpus = _cpus(cpus, 'partition CPUs')
-    cpuset = _layout().require_cpuset()
-    path = _levels(cpuset, root, cgroupfs.partition_dir(tenant))[-1]
+    layout = _layout()
+    cpuset = layout.require_cpuset()
+    slices = layout.slices(root)
+    path = _levels(cpuset, root, cgroupfs.partition_dir(tenant, slices))[-1]
     name = cgroupfs.partition_name(tenant)
     if not os.path.isdir(path):
         raise exception.PartitionError(name=name, reason='does not exist')
     try:
         count = _resize(cpuset, path, cpus)
+        if slices:
+            _set_slice(tenant, cpus)
+            return {'cgroups': count, 'exclusive': False}
     except OSError as e:
         raise _kernel_error(name, e, 'resize to %s'
                             % topology.format_cpu_list(cpus)) from None
+    except processutils.ProcessExecutionError as e:
+        raise exception.PartitionError(name=name, reason='systemd: %s' % (
+            (e.stderr or e.description).strip())) from None
     return {'cgroups': count, 'exclusive': _try_exclusive(cpuset, path, cpus)}
 
 
@@ -377,17 +428,32 @@ def remove_partition(root, tenant):
     if no task is left in it anywhere; PartitionBusy otherwise. Kills
     nothing. Returns the names of the hierarchies it was removed from."""
     root, tenant = _root(root), _tenant(tenant)
-    plan = _partition_levels(_layout(), root, tenant)
+    layout = _layout()
+    plan = _partition_levels(layout, root, tenant)
     name = cgroupfs.partition_name(tenant)
     tasks = set()
     for hierarchy, levels in plan:
         tasks |= cgroupfs.subtree_tasks(hierarchy, levels[-1])
     if tasks:
         raise exception.PartitionBusy(name=name, tasks=sorted(tasks))
+    present = [(h, levels) for h, levels in plan
+               if os.path.isdir(levels[-1])]
+    if layout.slices(root):
+        # systemd removes the slice's cgroups when it stops (it holds no
+        # task: checked above), and forgets its runtime settings.
+        unit = cgroupfs.partition_slice(tenant)
+        try:
+            processutils.execute('systemctl', 'stop', unit)
+            processutils.execute('systemctl', 'revert', unit)
+        except processutils.ProcessExecutionError as e:
+            raise exception.PartitionError(
+                name=name, reason='systemd slice %s: %s' % (
+                    unit, (e.stderr or e.description).strip())) from None
     removed = []
-    for hierarchy, levels in plan:
+    for hierarchy, levels in present:
         path = levels[-1]
         if not os.path.isdir(path):
+            removed.append(hierarchy.name)
             continue
         for rel in reversed(cgroupfs.subtree(path)):
             try:

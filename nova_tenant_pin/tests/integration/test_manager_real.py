@@ -31,7 +31,6 @@ import sys
 import uuid
 
 from nova_tenant_pin import audit
-from nova_tenant_pin import cgroupfs
 from nova_tenant_pin import cgroups
 from nova_tenant_pin import manager as manager_mod
 from nova_tenant_pin import procfs
@@ -41,11 +40,26 @@ from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
 
 
 class RealHostTestCase(base.TestCase):
+    """The same tests run on this machine (a private libvirtd, cgroup
+    directories) and inside the test host (tests/testhost: systemd's
+    libvirtd, slices under machine.slice), which overrides the hooks
+    below."""
+
+    #: Where the audit looks for the guests' QEMU processes.
+    CGROUP_PREFIX = '/machine'
+    #: CPUs kept for housekeeping (none on this 2-CPU machine).
+    HOUSEKEEPING = ()
+
+    def real_host(self):
+        return lvf.require_real_host(self, min_cores=2)
+
+    def libvirt_fixture(self):
+        return lvf.LibvirtdFixture()
 
     def setUp(self):
         super().setUp()
-        self.host = lvf.require_real_host(self, min_cores=2)
-        self.libvirt = self.useFixture(lvf.LibvirtdFixture())
+        self.host = self.real_host()
+        self.libvirt = self.useFixture(self.libvirt_fixture())
         self.useFixture(enforcement_fixtures.PrivsepDaemon(
             self.conf_fixture))
         self.partitions = cgroups.CgroupPartitions(root='/')
@@ -57,7 +71,8 @@ class RealHostTestCase(base.TestCase):
     def new_manager(self, pin_mode='float'):
         return manager_mod.TenantPinManager(
             self.host, self.partitions, lambda: self.libvirt.conn,
-            housekeeping_cpus=(), pin_mode=pin_mode, name='itest')
+            housekeeping_cpus=self.HOUSEKEEPING, pin_mode=pin_mode,
+            name='itest')
 
     def tenant(self, letter):
         name = 'itest-%s-%s' % (letter, self.tag)
@@ -74,11 +89,22 @@ class RealHostTestCase(base.TestCase):
                 continue
             if dom.isActive():
                 dom.destroy()
-        layout = cgroupfs.detect_layout()
         for tenant in self.created_tenants:
-            for hierarchy in layout.ordered():
-                path = hierarchy.path('/', cgroupfs.partition_dir(tenant))
-                lvf.remove_cgroup_tree(path)
+            if self.partitions.layout.slices():
+                # systemd's slices go through systemd.
+                lvf.wait_for(lambda: self._removed(tenant),
+                             'partition of %s to empty' % tenant,
+                             lvf.CGROUP_EMPTY_TIMEOUT)
+            for hierarchy in self.partitions.layout.ordered():
+                lvf.remove_cgroup_tree(self.partitions.path(tenant,
+                                                            hierarchy))
+
+    def _removed(self, tenant):
+        try:
+            self.partitions.remove_partition(tenant)
+        except cgroups.PartitionBusy:
+            return False
+        return True
 
     def boot(self, tenant, vcpus=1):
         return lvf.boot_confined(self.libvirt.conn, self.manager, tenant,
@@ -90,8 +116,9 @@ class RealHostTestCase(base.TestCase):
             return procfs.threads(int(f.read()))
 
     def assert_clean(self):
-        report = audit.HostAuditor(self.host, cgroup_prefix='/machine'
-                                   ).audit()
+        report = audit.HostAuditor(
+            self.host, housekeeping_cpus=self.HOUSEKEEPING,
+            cgroup_prefix=self.CGROUP_PREFIX).audit()
         self.assertEqual([], [str(v) for v in report.violations])
         return report
 
@@ -101,23 +128,33 @@ class RealHostTestCase(base.TestCase):
 
 class TestTenantsOnRealGuests(RealHostTestCase):
 
-    def test_two_tenants_one_core_each_third_refused(self):
-        a, b, c = self.tenant('a'), self.tenant('b'), self.tenant('c')
-        _, dom_a = self.boot(a)
-        _, dom_b = self.boot(b)
+    def test_tenants_one_core_each_until_full_then_refused(self):
+        """One 1-vCPU tenant a core until no core is left for tenants
+        (two on this machine, three on the test host), then a refusal."""
+        free = [c for c in self.host.cores
+                if not set(c.cpus) & set(self.HOUSEKEEPING)]
+        tenants = [self.tenant(chr(ord('a') + i)) for i in range(len(free))]
+        doms = [self.boot(t)[1] for t in tenants]
         report = self.assert_clean()
-        self.assertEqual({a, b}, set(report.tenants) & {a, b})
-        cores_a = self.host.cores_of(report.tenants[a])
-        cores_b = self.host.cores_of(report.tenants[b])
-        self.assertEqual(1, len(cores_a))
-        self.assertFalse(cores_a & cores_b)
-        # Every QEMU thread sits in its tenant's partition.
-        for tenant, dom in ((a, dom_a), (b, dom_b)):
+        self.assertEqual(set(tenants), set(report.tenants) & set(tenants))
+        seen = set()
+        for tenant, dom in zip(tenants, doms):
+            cores = self.host.cores_of(report.tenants[tenant])
+            # A whole core each (both threads where there are two), and
+            # no core, thus no sibling pair, shared with another tenant.
+            self.assertEqual(1, len(cores))
+            self.assertEqual(self.host.whole_core_cpus(
+                report.tenants[tenant]), report.tenants[tenant])
+            self.assertFalse(cores & seen)
+            seen |= cores
+            # Every QEMU thread sits in its tenant's partition.
             for task in self.qemu_threads(dom):
-                self.assertIn('/tenant-%s.partition/' % tenant,
-                              task.cpuset_cgroup)
+                self.assertEqual(tenant,
+                                 audit.tenant_of_cgroup(task.cpuset_cgroup),
+                                 task)
             self.assertEqual(self.manager.tenant_map()[tenant],
                              self.effective(tenant))
+        c = self.tenant('refused')
         e = self.assertRaises(manager_mod.TenantDoesNotFit,
                               self.manager.claim, str(uuid.uuid4()), c, 1)
         sys.stderr.write('refused as expected: %s\n' % e)
@@ -128,9 +165,14 @@ class TestTenantsOnRealGuests(RealHostTestCase):
         a = self.tenant('a')
         first, dom1 = self.boot(a)
         one_core = self.manager.tenant_map()[a]
-        second, dom2 = self.boot(a)
+        # Enough vCPUs that one core (all its threads) no longer holds
+        # the tenant.
+        second, dom2 = self.boot(a, vcpus=self.host.max_threads_per_core)
         grown = self.manager.tenant_map()[a]
-        self.assertGreater(grown, one_core)
+        # More whole cores; on a NUMA host the tenant may move to another
+        # cell where they are free together, so not necessarily a superset.
+        self.assertGreater(len(self.host.cores_of(grown)),
+                           len(self.host.cores_of(one_core)))
         self.assertEqual(grown, self.effective(a))
         report = self.assert_clean()
         self.assertEqual(grown, report.tenants[a])
@@ -167,9 +209,7 @@ class TestTenantsOnRealGuests(RealHostTestCase):
         self.boot(b)
         everything = set(self.host.online_cpus)
         # Someone widens tenant a's cgroups and pins its vCPU everywhere.
-        layout = cgroupfs.detect_layout()
-        cpuset = layout.cpuset
-        part = cpuset.path('/', cgroupfs.partition_dir(a))
+        part = self.partitions.path(a)
         self.assertTrue(os.path.isdir(part), part)
         text = lvf.format_cpus(everything)
         for root, _dirs, _files in os.walk(part):
@@ -177,8 +217,9 @@ class TestTenantsOnRealGuests(RealHostTestCase):
                 f.write(text)
         cpumap = tuple(c in everything for c in range(max(everything) + 1))
         dom_a.pinVcpuFlags(0, cpumap, lvf.libvirt.VIR_DOMAIN_AFFECT_LIVE)
-        report = audit.HostAuditor(self.host, cgroup_prefix='/machine'
-                                   ).audit()
+        report = audit.HostAuditor(
+            self.host, housekeeping_cpus=self.HOUSEKEEPING,
+            cgroup_prefix=self.CGROUP_PREFIX).audit()
         self.assertTrue(report.violations, 'the tampering did not show')
         repairs = self.manager.reconcile()
         sys.stderr.write('repairs: %s\n' % repairs)
@@ -196,7 +237,8 @@ class TestStatusOnRealHost(RealHostTestCase):
         proc = subprocess.run(
             [sys.executable, '-m', 'nova_tenant_pin', 'status', '--format',
              'json', '--libvirt-uri', self.libvirt.uri,
-             '--housekeeping-cpus', ''],
+             '--housekeeping-cpus',
+             lvf.format_cpus(self.HOUSEKEEPING)],
             capture_output=True, text=True, timeout=60)
         self.assertEqual(0, proc.returncode, proc.stderr)
         doc = json.loads(proc.stdout)

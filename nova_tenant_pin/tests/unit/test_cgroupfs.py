@@ -129,7 +129,18 @@ class TestNames(base.TestCase):
         self.assertEqual('/machine/tenant-p1', cgroupfs.partition_name('p1'))
         self.assertEqual('p1', cgroupfs.tenant_of_dir('tenant-p1.partition'))
 
+    def test_partition_slice_and_back(self):
+        """libvirt's name for the slice of partition /machine/tenant-a-1:
+        each "-" escaped, then the parts joined by "-"."""
+        self.assertEqual('machine-tenant\\x2da\\x2d1.slice',
+                         cgroupfs.partition_slice('a-1'))
+        self.assertEqual('machine.slice/machine-tenant\\x2da_1.slice',
+                         cgroupfs.partition_dir('a_1', slices=True))
+        self.assertEqual('a-1', cgroupfs.tenant_of_dir(
+            'machine-tenant\\x2da\\x2d1.slice'))
+
     @ddt.data('qemu-1-a.libvirt-qemu', 'tenant-.partition', 'tenant-a',
+              'machine-qemu\\x2d1\\x2da.scope', 'machine-tenant\\x2d.slice',
               'tenant-a.b.partition', 'housekeeping')
     def test_tenant_of_other_dirs_is_none(self, name):
         self.assertIsNone(cgroupfs.tenant_of_dir(name))

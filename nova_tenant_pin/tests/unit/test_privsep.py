@@ -324,6 +324,76 @@ class TestPartitionsV2(FakeHostTestCase):
                                           'cgroup.procs'))
 
 
+class TestPartitionsAsSystemdSlices(FakeHostTestCase):
+    """systemd is PID 1: a partition is the systemd slice libvirt puts the
+    tenant's guests in through machined, set up through systemd (the tree
+    is fake, systemctl mocked)."""
+
+    cgroup = 'v2'
+    SLICE = 'machine-tenant\\x2da\\x2db.slice'
+
+    def v2(self, *parts):
+        return self.host.path(os.path.join('/sys/fs/cgroup', *parts))
+
+    def setUp(self):
+        super().setUp()
+        os.makedirs(self.host.path('/run/systemd/system'))
+
+    def make_slice(self, cpus):
+        """What systemd does on ``start``: the slice's cgroup."""
+        path = self.v2('machine.slice', self.SLICE)
+        ef._v2_files(path, cpus, '0')
+        ef._v2_files(os.path.join(path, 'machine-qemu\\x2d1.scope'), cpus,
+                     '0')
+        return path
+
+    def test_names(self):
+        self.assertEqual(self.SLICE, cgroupfs.partition_slice('a-b'))
+        self.assertEqual('a-b', cgroupfs.tenant_of_dir(self.SLICE))
+        layout = cgroupfs.detect_layout(self.host.root)
+        self.assertTrue(layout.slices('/'))
+        # A test-owned subtree is not systemd's: plain directories there.
+        self.assertFalse(layout.slices('/itest'))
+
+    def test_ensure_sets_and_starts_the_slice(self):
+        result = privsep.ensure_partition('/', 'a-b', [1], [0])
+        self.assertEqual(
+            [mock.call('systemctl', 'set-property', '--runtime', self.SLICE,
+                       'AllowedCPUs=1', 'AllowedMemoryNodes=0'),
+             mock.call('systemctl', 'start', self.SLICE)],
+            self.execute.call_args_list)
+        self.assertFalse(result['exclusive'])
+        self.assertFalse(os.path.exists(self.v2('machine')))
+
+    def test_resize_writes_the_domains_then_tells_systemd(self):
+        path = self.make_slice('0')
+        privsep.set_partition_cpus('/', 'a-b', [0, 1])
+        with open(os.path.join(path, 'machine-qemu\\x2d1.scope',
+                               'cpuset.cpus')) as f:
+            self.assertEqual('0-1', f.read().strip())
+        self.assertEqual(
+            [mock.call('systemctl', 'set-property', '--runtime', self.SLICE,
+                       'AllowedCPUs=0-1'),
+             mock.call('systemctl', 'start', self.SLICE)],
+            self.execute.call_args_list)
+
+    def test_remove_stops_and_reverts_an_empty_slice_only(self):
+        path = self.make_slice('1')
+        with open(os.path.join(path, 'cgroup.procs'), 'w') as f:
+            f.write('11')
+        self.assertRaises(exception.PartitionBusy,
+                          privsep.remove_partition, '/', 'a-b')
+        self.assertEqual([], self.execute.call_args_list)
+        with open(os.path.join(path, 'cgroup.procs'), 'w') as f:
+            f.write('')
+        self.assertEqual(['unified'], privsep.remove_partition('/', 'a-b'))
+        self.assertEqual(
+            [mock.call('systemctl', 'stop', self.SLICE),
+             mock.call('systemctl', 'revert', self.SLICE)],
+            self.execute.call_args_list)
+        self.assertFalse(os.path.exists(path))
+
+
 class TestHostEntrypoints(FakeHostTestCase):
 
     def test_irq_affinity(self):

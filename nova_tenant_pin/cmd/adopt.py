@@ -38,10 +38,7 @@ import socket
 import sys
 
 
-from nova_tenant_pin import cgroups
 from nova_tenant_pin.cmd import main as cli
-from nova_tenant_pin import manager
-from nova_tenant_pin import topology as topo
 
 HELP = """\
 Confine every guest of this host to its tenant's whole cores, live, as
@@ -112,6 +109,9 @@ class Host:
 def read_host(args, read_only, options=True):
     """This host's topology, partitions and libvirt connection (read-only
     for a dry run) and, with ``options``, the driver's options."""
+    from nova_tenant_pin import cgroups
+    from nova_tenant_pin import topology as topo
+
     try:
         host = topo.HostTopology.from_sysfs()
     except topo.TopologyError as e:
@@ -200,6 +200,8 @@ class _CopyConnection:
 
 
 def _copy_partitions(partitions):
+    from nova_tenant_pin import cgroups
+
     copy = cgroups.MemoryPartitions()
     copy.partitions = dict(partitions.list_partitions())
     return copy
@@ -208,6 +210,8 @@ def _copy_partitions(partitions):
 def make_manager(host, dry_run, **overrides):
     """The manager of this host; for a dry run, on a copy of the
     partitions and a connection whose writes are not made."""
+    from nova_tenant_pin import manager
+
     partitions, conn = host.partitions, host.connection
     if dry_run:
         partitions, conn = _copy_partitions(partitions), _CopyConnection(conn)
@@ -258,6 +262,8 @@ def _left_alone(host):
     """Running guests the manager leaves alone because they name no Nova
     project and no tenant (not Nova's, or defined by hand): they may run
     on any CPU they are given."""
+    from nova_tenant_pin import manager
+
     found = []
     for dom in host.connection.listAllDomains(
             manager.VIR_CONNECT_LIST_DOMAINS_ACTIVE):

@@ -18,10 +18,8 @@ import argparse
 import json
 import sys
 
-from nova_tenant_pin import audit
 from nova_tenant_pin.cmd import main as cli
 from nova_tenant_pin import conf
-from nova_tenant_pin import coresched
 from nova_tenant_pin import topology
 
 HELP = """\
@@ -95,6 +93,8 @@ def _pid_tenants(args):
     from libvirt; with ``--without-libvirt``, (None, 'cgroup'): the
     partition names decide. Raises UsageError when libvirt cannot be
     read: an audit that saw no domain would claim a host it did not see."""
+    from nova_tenant_pin import audit
+
     if args.without_libvirt:
         return None, 'cgroup'
     try:
@@ -130,6 +130,9 @@ def check_cgroup_prefix(prefix, host_root='/'):
 
 
 def run(args):
+    from nova_tenant_pin import audit
+    from nova_tenant_pin import coresched
+
     try:
         host = topology.HostTopology.from_sysfs(args.sysfs_root)
     except topology.TopologyError as e:

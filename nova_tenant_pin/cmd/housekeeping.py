@@ -27,13 +27,8 @@ import os
 import sys
 
 from oslo_config import cfg
-from oslo_privsep import daemon as privsep_daemon
 
 from nova_tenant_pin.cmd import main as cli
-from nova_tenant_pin import exception
-from nova_tenant_pin import housekeeping
-from nova_tenant_pin import privsep
-from nova_tenant_pin import topology
 
 HELP = """\
 apply    confine services, IRQs, the unbound workqueue mask and movable
@@ -76,6 +71,8 @@ def _cpus(args):
 
 
 def _online_cpus():
+    from nova_tenant_pin import topology
+
     try:
         return topology.HostTopology.from_sysfs().online_cpus
     except topology.TopologyError as e:
@@ -87,6 +84,8 @@ def _default_helper_for_root():
     daemon with the privsep-helper installed beside this Python rather
     than through sudo, which root does not need (and which may be
     missing)."""
+    from nova_tenant_pin import privsep
+
     section = cfg.CONF[privsep.tenant_pin_pctxt.cfg_section]
     helper = os.path.join(sys.prefix, 'bin', 'privsep-helper')
     if os.geteuid() == 0 and not section.helper_command and \
@@ -96,6 +95,13 @@ def _default_helper_for_root():
 
 
 def run(args):
+    # Imported here, not for --help: oslo.privsep brings in eventlet.
+    from oslo_privsep import daemon as privsep_daemon
+
+    from nova_tenant_pin import exception
+    from nova_tenant_pin import housekeeping
+    from nova_tenant_pin import privsep
+
     conf = cfg.CONF.tenant_pin
     _default_helper_for_root()
     try:

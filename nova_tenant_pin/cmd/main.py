@@ -50,6 +50,25 @@ class UsageError(Exception):
     """Bad input: printed as one line on stderr, exit code 2."""
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the installed package's version, looked up only
+    when asked."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+        super().__init__(option_strings, dest, nargs=0,
+                         default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib import metadata
+
+        try:
+            version = metadata.version('nova-tenant-pin')
+        except metadata.PackageNotFoundError:
+            version = 'unknown (not installed)'
+        sys.stdout.write('nova-tenant-pin %s\n' % version)
+        parser.exit()
+
+
 def build_parser():
     # oslo.privsep imports eventlet, which warns on import that it is
     # deprecated; that says nothing to an operator running this command.
@@ -59,6 +78,8 @@ def build_parser():
         description='Keep SMT on and never let two tenants share a '
                     'physical core: plan, inspect and enforce tenant '
                     'core isolation on a Nova compute host.')
+    parser.add_argument('--version', action=_VersionAction,
+                        help='print the version and exit')
     parser.add_argument(
         '--config-file', action='append', default=None, metavar='PATH',
         help='nova.conf to read (may be repeated; default: the files '

@@ -25,7 +25,6 @@ import sys
 
 from nova_tenant_pin.cmd import main as cli
 from nova_tenant_pin import conf
-from nova_tenant_pin import coresched
 
 HELP = """\
 Show who holds each thread of this host: per NUMA cell, each core's threads
@@ -103,6 +102,7 @@ def read_host(args):
 
 
 def run(args, reader=read_host):
+    from nova_tenant_pin import coresched
     from nova_tenant_pin import status
     from nova_tenant_pin import topology
 

@@ -102,6 +102,23 @@ class TestPlanCommand(base.TestCase):
         self.assertEqual(['b'], [u['uuid'] for u in result['unplaced']])
         self.assertIn('reason', result['unplaced'][0])
 
+    def test_example_works_as_documented_with_housekeeping(self):
+        """README's first plan command: the example alone, no flag; the
+        housekeeping core is nobody's."""
+        proc = subprocess.run(
+            [sys.executable, '-m', 'nova_tenant_pin', 'plan', EXAMPLE],
+            capture_output=True, text=True, cwd=REPO, timeout=60)
+        self.assertEqual(0, proc.returncode, proc.stderr)
+        result = json.loads(proc.stdout)
+        self.assertEqual([0, 4], result['housekeeping_cpus'])
+        self.assertEqual([], result['unplaced'])
+        held = [c for t in result['tenants'].values() for c in t['cpus']]
+        self.assertEqual(sorted(held), sorted(set(held)))
+        self.assertFalse({0, 4} & set(held))
+        with open(os.path.join(REPO, 'README.md')) as f:
+            self.assertIn('nova-tenant-pin plan etc/examples/'
+                          'plan-small.json\n', f.read())
+
     def test_file_argument_and_sysfs_host(self):
         proc = subprocess.run(
             [sys.executable, '-m', 'nova_tenant_pin', 'plan',
@@ -324,3 +341,41 @@ class TestLoadConfig(base.TestCase):
             'nova_tenant_pin.options.default_config_files', lambda: []))
         cli.load_config(self.args(), self.private)
         self.assertIn('no configuration file found', self.stderr.getvalue())
+
+
+class TestFastHelp(base.TestCase):
+    """``--help`` builds every command's parser without importing what
+    only running a command needs: oslo.privsep (and with it eventlet),
+    Nova, libvirt. Measured on the 2-core CI machine under load: 0.39 to
+    0.49 s, against 1.7 s when the parsers imported privsep."""
+
+    def test_help_imports_no_privsep_eventlet_nova_or_libvirt(self):
+        code = ('import sys\n'
+                'from nova_tenant_pin.cmd import main\n'
+                'main.build_parser().format_help()\n'
+                'heavy = sorted(m for m in sys.modules if m.split(".")[0] '
+                'in ("eventlet", "oslo_privsep", "nova", "libvirt", '
+                '"oslo_upgradecheck", "lxml"))\n'
+                'print(",".join(heavy))\n')
+        proc = subprocess.run([sys.executable, '-c', code],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(0, proc.returncode, proc.stderr)
+        self.assertEqual('', proc.stdout.strip())
+
+    def test_help_lists_every_command(self):
+        proc = subprocess.run([sys.executable, '-m', 'nova_tenant_pin',
+                               '--help'], capture_output=True, text=True,
+                              timeout=60)
+        self.assertEqual(0, proc.returncode, proc.stderr)
+        for name in cli.SUBCOMMANDS:
+            self.assertIn(name, proc.stdout)
+
+    def test_version(self):
+        from importlib import metadata
+
+        proc = subprocess.run([sys.executable, '-m', 'nova_tenant_pin',
+                               '--version'], capture_output=True, text=True,
+                              timeout=60)
+        self.assertEqual(0, proc.returncode, proc.stderr)
+        self.assertEqual('nova-tenant-pin %s\n'
+                         % metadata.version('nova-tenant-pin'), proc.stdout)

@@ -302,6 +302,44 @@ class TenantPinChecks:
         return success('SMT is %s; no CPU vulnerability reported as '
                        'Vulnerable (%d checked).' % (smt, len(names)))
 
+    def check_core_scheduling(self):
+        from oslo_privsep import priv_context
+
+        from nova_tenant_pin import coresched
+        from nova_tenant_pin import privsep
+
+        mode = self.conf.tenant_pin.core_scheduling
+        state = coresched.host_state(mode)
+        if mode == coresched.OFF:
+            return success('[tenant_pin] core_scheduling = off: guests carry '
+                           'no core-scheduling cookie.')
+        if not state['active']:
+            if mode == coresched.REQUIRED:
+                return failure(
+                    '[tenant_pin] core_scheduling = required, but %s: '
+                    'nova-compute will refuse to start.' % state['reason'],
+                    'run a kernel built with CONFIG_SCHED_CORE on an SMT '
+                    'host, or set core_scheduling = auto or off.')
+            return success('Not active ([tenant_pin] core_scheduling = '
+                           'auto): %s; tenants stay apart by their cores '
+                           'only.' % state['reason'])
+        section = privsep.core_sched_pctxt.cfg_section
+        first = privsep.tenant_pin_pctxt.cfg_section
+        for group in (section, first):
+            self.conf.register_opts(priv_context.OPTS, group=group)
+        command = self.conf[section].helper_command
+        other = self.conf[first].helper_command
+        if not command and other and os.geteuid() != 0:
+            return warning(
+                'Active, but [%s] helper_command is unset while [%s] sets '
+                'one: the core-scheduling helper would start through "sudo '
+                'privsep-helper".' % (section, first),
+                'set helper_command = %s in [%s] too.' % (other, section))
+        return success('Active ([tenant_pin] core_scheduling = %s): one '
+                       'core-scheduling cookie per isolation key; [%s] '
+                       'helper_command: %s.' % (
+                           mode, section, command or 'unset (root or sudo)'))
+
     # -- scheduler ---------------------------------------------------------
 
     def check_scheduler(self):
@@ -355,6 +393,7 @@ CHECKS = (
     ('Libvirt', 'check_libvirt'),
     ('Privileged helper', 'check_privsep'),
     ('Kernel SMT and CPU vulnerabilities', 'check_kernel'),
+    ('Core scheduling', 'check_core_scheduling'),
     ('Scheduler filter and weigher', 'check_scheduler'),
     ('CPU allocation ratio', 'check_allocation_ratio'),
 )

@@ -539,3 +539,59 @@ class TestDriverHooks(base.TestCase):
             drv.emit_event(self._event(virtevent.EVENT_LIFECYCLE_STARTED))
         parent.assert_called_once()
         self.assertIn('kernel said no', logs.output[0])
+
+
+class TestCheckCommand(base.TestCase):
+    """``nova-tenant-pin check`` says whether core scheduling is active."""
+
+    def result(self, mode, supported, **helpers):
+        from oslo_config import cfg
+        from oslo_privsep import priv_context
+        from oslo_upgradecheck import upgradecheck
+
+        from nova_tenant_pin.cmd import check
+        from nova_tenant_pin import conf as tp_conf
+
+        conf = cfg.ConfigOpts()
+        tp_conf.register_opts(conf)
+        for group in ('nova_tenant_pin_privileged',
+                      'nova_tenant_pin_core_sched'):
+            conf.register_opts(priv_context.OPTS, group=group)
+        conf([], default_config_files=[], default_config_dirs=[])
+        conf.set_override('core_scheduling', mode, group='tenant_pin')
+        for group, command in helpers.items():
+            conf.set_override('helper_command', command, group=group)
+        why = None if supported else 'this kernel has no core scheduling'
+        with mock.patch.object(coresched, 'support',
+                               return_value=(supported, why)), \
+                mock.patch('os.geteuid', return_value=1000):
+            result = check.TenantPinChecks(conf=conf).check_core_scheduling()
+        return result, upgradecheck.Code
+
+    def test_auto_without_kernel_support_is_green_and_says_why(self):
+        result, code = self.result('auto', False)
+        self.assertEqual(code.SUCCESS, result.code)
+        self.assertIn('Not active', result.details)
+        self.assertIn('no core scheduling', result.details)
+
+    def test_required_without_kernel_support_fails(self):
+        result, code = self.result('required', False)
+        self.assertEqual(code.FAILURE, result.code)
+        self.assertIn('nova-compute will refuse to start', result.details)
+
+    def test_active_wants_the_second_helper_command(self):
+        line = 'sudo nova-rootwrap /etc/nova/rootwrap.conf privsep-helper'
+        result, code = self.result(
+            'auto', True, nova_tenant_pin_privileged=line)
+        self.assertEqual(code.WARNING, result.code)
+        self.assertIn('[nova_tenant_pin_core_sched]', result.details)
+        result, code = self.result(
+            'auto', True, nova_tenant_pin_privileged=line,
+            nova_tenant_pin_core_sched=line)
+        self.assertEqual(code.SUCCESS, result.code)
+        self.assertIn('Active', result.details)
+
+    def test_off(self):
+        result, code = self.result('off', True)
+        self.assertEqual(code.SUCCESS, result.code)
+        self.assertIn('core_scheduling = off', result.details)

@@ -306,6 +306,31 @@ class TestStatusCommand(base.TestCase):
         self.assertEqual(0, rc)
         self.assertIn('host isolated', out)
 
+    def test_fails_when_it_cannot_see_the_host(self):
+        """No cgroup tree, or no libvirt: exit 2 with one line naming
+        what could not be read, never a map of a host it did not see."""
+        from nova_tenant_pin.cmd import main as cli
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.topology.HostTopology.from_sysfs',
+            classmethod(lambda cls, root='/': HOST)))
+        args = argparse.Namespace(housekeeping_cpus='0,4',
+                                  libvirt_uri='test:///default')
+
+        def no_tree():
+            raise cgroups.CgroupLayoutError(
+                reason='no cgroup hierarchy is mounted under /')
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cgroups.get_partitions', no_tree))
+        e = self.assertRaises(cli.UsageError, status_cmd.read_host, args)
+        self.assertIn('cannot read the tenant partitions', str(e))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cgroups.get_partitions',
+            lambda: mock_partitions({})))
+        args.libvirt_uri = 'qemu+unix:///system?socket=/nonexistent/sock'
+        e = self.assertRaises(cli.UsageError, status_cmd.read_host, args)
+        self.assertIn('cannot connect to libvirt at qemu+unix', str(e))
+
 
 class mock_partitions:
     def __init__(self, parts):

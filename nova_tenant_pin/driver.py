@@ -62,6 +62,8 @@ NOVA_NS = tp_manager.NOVA_NS
 
 #: The placement trait every compute node running this driver reports.
 TRAIT = 'CUSTOM_TENANT_PIN'
+# How long a live migration's source trusts that a target reports TRAIT.
+TRAIT_CACHE_SECONDS = 60.0
 
 
 #: The drivers running in this process (one in nova-compute; several in
@@ -277,6 +279,8 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         # gets).
         self._tp_checks = {}
         self._tp_cookies = None
+        # {host: monotonic time until which it is known to report TRAIT}.
+        self._tp_trait_cache = {}
         _DRIVERS.add(self)
 
     # -- start and periodic --------------------------------------------------
@@ -712,12 +716,26 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                               'next reconcile finishes it', uuid)
 
     def _tp_host_runs_tenant_pin(self, context, host):
-        """Whether ``host``'s compute node reports :data:`TRAIT`."""
+        """Whether ``host``'s compute node reports :data:`TRAIT`.
+
+        A yes is kept for :data:`TRAIT_CACHE_SECONDS` (the lookup is two
+        round trips, most of what the source adds to a live migration); a
+        no is asked again every time, so that a host that starts running
+        tenant-pin is trusted at once. The target's own destination check,
+        which runs on every live migration, is the first guard; this is
+        the second.
+        """
+        now = time.monotonic()
+        expires = self._tp_trait_cache.get(host)
+        if expires is not None and now < expires:
+            return True
         reportclient = report.report_client_singleton()
         for node in objects.ComputeNodeList.get_all_by_host(context, host):
             traits = reportclient.get_provider_traits(context, node.uuid)
             if TRAIT in traits.traits:
+                self._tp_trait_cache[host] = now + TRAIT_CACHE_SECONDS
                 return True
+        self._tp_trait_cache.pop(host, None)
         return False
 
     def _live_migration_operation(self, context, instance, dest,

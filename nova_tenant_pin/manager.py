@@ -440,6 +440,9 @@ class TenantPinManager:
         self._mems = frozenset(cell.id for cell in topology.cells)
         self._lock_name = 'nova-tenant-pin-%s-%d' % (name, id(self))
         self._claims = collections.OrderedDict()
+        # {(domain XML, active, persistent): DomainInfo} of the last read:
+        # a domain that has not changed since is not parsed again.
+        self._parsed = {}
         self._tenants = {}
         self._dedicated = {}
         self._last_plan = None
@@ -954,17 +957,31 @@ class TenantPinManager:
                             cpus=placement.cpus, vcpu_pins=pins)
 
     def _read_domains(self):
-        """``{uuid: (domain, DomainInfo)}`` of every domain on the host."""
+        """``{uuid: (domain, DomainInfo)}`` of every domain on the host.
+
+        A domain whose XML and state are what they were at the last read is
+        not parsed again: its DomainInfo is a copy of the one parsed then
+        (callers update their copy as they write to the domain)."""
         conn = self._get_connection()
         result = {}
+        parsed = {}
         flags = (VIR_CONNECT_LIST_DOMAINS_ACTIVE |
                  VIR_CONNECT_LIST_DOMAINS_INACTIVE)
         for dom in conn.listAllDomains(flags):
-            info = parse_domain_xml(dom.XMLDesc(0),
-                                    active=bool(dom.isActive()),
-                                    persistent=bool(dom.isPersistent()))
-            result[info.uuid] = (dom, info)
+            state = (dom.XMLDesc(0), bool(dom.isActive()),
+                     bool(dom.isPersistent()))
+            info = self._parsed.get(state)
+            if info is None:
+                info = self._parse_domain(*state)
+            parsed[state] = info
+            result[info.uuid] = (dom, dataclasses.replace(
+                info, vcpu_pins=dict(info.vcpu_pins)))
+        self._parsed = parsed
         return result
+
+    @staticmethod
+    def _parse_domain(xml, active, persistent):
+        return parse_domain_xml(xml, active=active, persistent=persistent)
 
     def _domain_policy(self, info, policies):
         """The policy of a domain's instance: the caller's, else what its

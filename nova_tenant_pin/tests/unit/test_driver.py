@@ -17,6 +17,7 @@
 from unittest import mock
 
 import ddt
+import fixtures
 from nova import exception
 
 from nova_tenant_pin import driver
@@ -195,3 +196,48 @@ class TestDomainXml(base.TestCase):
             wrapped.get_xml_desc(dump_migratable=True)).vcpu_pins)
         wrapped.migrate('uri')
         guest.migrate.assert_called_once_with('uri')
+
+
+class TestTargetTraitLookup(base.TestCase):
+    """A live migration's source asks placement whether the target runs
+    tenant-pin; a yes is kept for a while, a no is not."""
+
+    def setUp(self):
+        super().setUp()
+        # Only the state the lookup uses: no libvirt connection behind it.
+        self.driver = driver.TenantPinLibvirtDriver.__new__(
+            driver.TenantPinLibvirtDriver)
+        self.driver._tp_trait_cache = {}
+        self.traits = {'node-a': {driver.TRAIT}, 'node-b': set()}
+        client = mock.Mock()
+        client.get_provider_traits.side_effect = (
+            lambda ctxt, uuid: mock.Mock(traits=self.traits[uuid]))
+        self.client = client
+        self.useFixture(fixtures.MockPatch(
+            'nova.scheduler.client.report.report_client_singleton',
+            return_value=client))
+        self.useFixture(fixtures.MockPatch(
+            'nova.objects.ComputeNodeList.get_all_by_host',
+            side_effect=lambda ctxt, host: [
+                mock.Mock(uuid='node-%s' % host)]))
+        self.now = 1000.0
+        self.useFixture(fixtures.MockPatch(
+            'nova_tenant_pin.driver.time.monotonic',
+            side_effect=lambda: self.now))
+
+    def test_a_yes_is_kept_until_it_expires(self):
+        self.assertTrue(self.driver._tp_host_runs_tenant_pin(None, 'a'))
+        self.now += driver.TRAIT_CACHE_SECONDS - 1
+        self.assertTrue(self.driver._tp_host_runs_tenant_pin(None, 'a'))
+        self.assertEqual(1, self.client.get_provider_traits.call_count)
+        # Expired: asked again, and the host no longer reports the trait.
+        self.now += 2
+        self.traits['node-a'] = set()
+        self.assertFalse(self.driver._tp_host_runs_tenant_pin(None, 'a'))
+        self.assertEqual(2, self.client.get_provider_traits.call_count)
+
+    def test_a_no_is_asked_again_every_time(self):
+        self.assertFalse(self.driver._tp_host_runs_tenant_pin(None, 'b'))
+        self.traits['node-b'] = {driver.TRAIT}
+        self.assertTrue(self.driver._tp_host_runs_tenant_pin(None, 'b'))
+        self.assertEqual(2, self.client.get_provider_traits.call_count)

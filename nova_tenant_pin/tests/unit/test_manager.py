@@ -17,6 +17,7 @@ refuse what the kernel refuses (see ``tests/fakes.py``)."""
 
 import concurrent.futures
 import random
+from unittest import mock
 import uuid as uuidlib
 
 from nova_tenant_pin import allocator
@@ -93,6 +94,44 @@ class ManagerTestCase(base.TestCase):
             self.topology, HOUSEKEEPING, self.partitions.list_partitions(),
             [d.info for d in list(self.conn.domains.values())], **kw)
         self.assertEqual([], errors)
+
+
+class TestDomainParsing(ManagerTestCase):
+    """The manager parses a domain's XML again only when it changed."""
+
+    def test_a_claim_parses_only_the_domains_it_changes(self):
+        """Not a timing: a count. If this fails, a claim costs every guest
+        on the host again instead of what changed."""
+        for n in range(6):
+            self.spawn('p%d' % (n % 3), 1)
+        self.mgr.reconcile()
+
+        def snapshot():
+            return {u: d.xml for u, d in self.conn.domains.items()}
+
+        def changed(old, new):
+            return {u for u, xml in new.items() if old.get(u) != xml}
+
+        read = snapshot()
+        with mock.patch.object(self.mgr, '_parse_domain',
+                               wraps=self.mgr._parse_domain) as parse:
+            new = uuid()
+            pins = self.mgr.claim(new, 'p0', 1)
+            self.assertEqual(0, parse.call_count)
+            self.conn.start(fakes.domain_xml(new, 1, 'p0', pins.partition,
+                                             pins.cpus))
+            now = snapshot()
+            parse.reset_mock()
+            self.mgr.domain_started(new)
+            # The new domain and those the claim changed; no other.
+            self.assertEqual(len(changed(read, now)), parse.call_count)
+            self.assertIn(new, changed(read, now))
+            read, now = now, snapshot()
+            parse.reset_mock()
+            self.mgr.reconcile()
+            self.assertEqual(len(changed(read, now)), parse.call_count)
+            self.assertLess(parse.call_count, len(now))
+        self.assertInvariants()
 
 
 class TestClaimRelease(ManagerTestCase):

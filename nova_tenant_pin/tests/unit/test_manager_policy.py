@@ -218,6 +218,20 @@ class TestAdopt(PolicyTestCase):
             self.assertIn('pin vCPU 0 of instance %s' % inst, text)
         self.assertIn('create partition of tenant p2', text)
 
+    def test_a_dry_run_leaves_the_next_reconcile_the_whole_job(self):
+        """A dry run records its would-be writes on the domains it read;
+        the real reconcile after it must still see the domains as they
+        are. If this fails, domains the manager read before are reused
+        with changes that were never made."""
+        insts = {p: self.start_unconfined(p, 2) for p in ('p1', 'p2', 'p3')}
+        self.assertNotEqual([], self.mgr.reconcile(dry_run=True))
+        self.mgr.reconcile()
+        self.assertApart([insts['p1']], [insts['p2']], [insts['p3']])
+        for inst in insts.values():
+            self.assertEqual('pins', self.conn.domains[inst].info.confinement)
+        self.assertInvariants()
+        self.assertEqual([], self.mgr.reconcile(dry_run=True))
+
     def test_adopt_confines_every_guest_by_pins_and_is_rerunnable(self):
         insts = {p: self.start_unconfined(p, 3) for p in ('p1', 'p2', 'p3')}
         self.mgr.reconcile()

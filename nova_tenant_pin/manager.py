@@ -1232,14 +1232,20 @@ class TenantPinManager:
             if uuid in plan.instances:
                 by_key[claims[uuid].tenant].append(uuid)
 
+        # The guests living in each partition (a domain stays in the
+        # partition it started in: this does not change while the
+        # transition re-pins them).
+        living = collections.defaultdict(list)
+        for uuid in targets:
+            living[domains[uuid][1].tenant].append(uuid)
+
         def need(tenant):
             # The key's cores, and wherever the guests living in the
             # partition run now (its own guests are inside the key's cores
             # except while they wait to be re-pinned there).
             cpus = set(keymap.get(tenant, ()))
-            for u in targets:
-                if domains[u][1].tenant == tenant:
-                    cpus |= domains[u][1].all_cpus(self._host_cpus)
+            for u in living.get(tenant, ()):
+                cpus |= domains[u][1].all_cpus(self._host_cpus)
             return frozenset(cpus) & self._host_cpus
 
         def narrow(tenant):

@@ -22,7 +22,9 @@ place in the project that uses cgroupspy) and in cgroup v2 (native).
 
 It decides nothing and checks no privileges: :mod:`nova_tenant_pin.privsep`
 validates every request and then writes through these classes, and
-:mod:`nova_tenant_pin.cgroups` reads through them.
+:mod:`nova_tenant_pin.cgroups` reads through them. Every cgroup file is
+opened through :mod:`nova_tenant_pin.hostfs`: never through a symlink, and
+only on a cgroup (v1) or cgroup2 (v2) file system.
 """
 
 import dataclasses
@@ -34,12 +36,14 @@ from cgroupspy import controllers as cgroupspy_controllers
 from cgroupspy import interfaces as cgroupspy_interfaces
 
 from nova_tenant_pin import exception
+from nova_tenant_pin import hostfs
 from nova_tenant_pin import topology
 
-TENANT_ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$')
+# \Z, not $: "$" also matches before a trailing newline ("a\n").
+TENANT_ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z')
 # One component of a cgroup root (the subtree under every hierarchy that
 # holds ``machine``, such as ``/hostB``): no "." or ".." and no "/".
-ROOT_COMPONENT_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$')
+ROOT_COMPONENT_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}\Z')
 MAX_ROOT_DEPTH = 8
 
 MACHINE = 'machine'
@@ -306,6 +310,19 @@ class _CpusetController(cgroupspy_controllers.CpuSetController):
     effective_cpus = cgroupspy_interfaces.CommaDashSetFile(
         'cpuset.effective_cpus', readonly=True)
 
+    # cgroupspy's codecs, hostfs's way of opening the file.
+    def get_property(self, filename):
+        return hostfs.read_text(os.fsdecode(self.filepath(filename)),
+                                V1_KINDS).strip()
+
+    def set_property(self, filename, value):
+        hostfs.write_text(os.fsdecode(self.filepath(filename)), str(value),
+                          V1_KINDS)
+
+
+V1_KINDS = frozenset([hostfs.CGROUP])
+V2_KINDS = frozenset([hostfs.CGROUP2])
+
 
 class V1Cgroup:
     """The files of one cgroup v1 directory, read and written through
@@ -362,12 +379,11 @@ class V2Cgroup:
         self.path = path
 
     def _get(self, name):
-        with open(os.path.join(self.path, name)) as f:
-            return f.read().strip()
+        return hostfs.read_text(os.path.join(self.path, name),
+                                V2_KINDS).strip()
 
     def _set(self, name, value):
-        with open(os.path.join(self.path, name), 'w') as f:
-            f.write(value)
+        hostfs.write_text(os.path.join(self.path, name), value, V2_KINDS)
 
     def cpus(self):
         return frozenset(topology.parse_cpu_list(self._get('cpuset.cpus')))
@@ -417,6 +433,11 @@ class V2Cgroup:
 
     def enable_controller(self, name):
         self._set('cgroup.subtree_control', '+' + name)
+
+
+def kinds(hierarchy):
+    """The file system kinds a directory of ``hierarchy`` may be on."""
+    return V1_KINDS if hierarchy.version == 1 else V2_KINDS
 
 
 def cgroup(hierarchy, path):

@@ -47,3 +47,8 @@ class CgroupLayoutError(TenantPinException):
 
 class HousekeepingError(TenantPinException):
     msg_fmt = '%(reason)s'
+
+
+class UnsafePath(InvalidArgument):
+    """A path privileged code refuses to open: a symlink on the way, a
+    "." or "..", or a file on the wrong kind of file system."""

@@ -35,17 +35,20 @@ runs an arbitrary command.
 (``set_client_mode(False)``) with it patched to a fake tree.
 """
 
+import ctypes
 import errno
 import os
 import re
 
 from oslo_concurrency import processutils
+from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_privsep import capabilities
 from oslo_privsep import priv_context
 
 from nova_tenant_pin import cgroupfs
 from nova_tenant_pin import exception
+from nova_tenant_pin import hostfs
 from nova_tenant_pin import topology
 
 LOG = logging.getLogger(__name__)
@@ -72,16 +75,92 @@ tenant_pin_pctxt = priv_context.PrivContext(
 
 HOST_ROOT = '/'
 
+PR_SET_SECUREBITS = 28
+PR_GET_SECUREBITS = 27
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+SECBIT_NOROOT = 1 << 0
+SECBIT_NOROOT_LOCKED = 1 << 1
+
+
+def _prctl(option, arg=0):
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0)
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return result
+
+
+def harden_exec():
+    """Make every program this process (and its children) executes start
+    with no more capabilities than this process has.
+
+    The daemon keeps uid 0, and execve(2) by uid 0 gives the new program
+    the full capability set back (the daemon execs ``systemctl``).
+    ``SECBIT_NOROOT`` (locked) turns that rule off; setting it needs
+    CAP_SETPCAP, which only the helper has, before the daemon drops it.
+    ``no_new_privs`` needs no capability: the kernel then never grants an
+    executed program capabilities its parent does not have, nor honours
+    set-user-ID bits. Returns the securebits now set."""
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    bits = _prctl(PR_GET_SECUREBITS)
+    wanted = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED
+    if bits & wanted != wanted:
+        try:
+            _prctl(PR_SET_SECUREBITS, bits | wanted)
+        except OSError as e:
+            # No CAP_SETPCAP: no_new_privs alone still keeps an executed
+            # program's capabilities within this process's.
+            LOG.warning('cannot set SECBIT_NOROOT: %s', os.strerror(e.errno))
+    return _prctl(PR_GET_SECUREBITS)
+
+
+def _in_privsep_helper():
+    """True in ``privsep-helper`` started for this context: it imports this
+    module to find ``tenant_pin_pctxt`` after parsing its command line,
+    as root with every capability, and then forks the daemon."""
+    try:
+        return cfg.CONF.privsep_context == tenant_pin_pctxt.pypath
+    except (cfg.NoSuchOptError, cfg.NotInitializedError, AttributeError):
+        return False
+
+
+if _in_privsep_helper():
+    harden_exec()
+
 # systemd units whose AllowedCPUs= housekeeping may change.
 SYSTEMD_UNITS = ('system.slice', 'user.slice', 'init.scope')
 
-_CPU_LIST_RE = re.compile(r'^\d{1,5}(-\d{1,5})?(,\d{1,5}(-\d{1,5})?)*$')
+# ASCII digits only ("\d" and int() also take other scripts' digits) and
+# the whole string (\Z: "$" would let a trailing newline through).
+_CPU_LIST_RE = re.compile(
+    r'[0-9]{1,5}(?:-[0-9]{1,5})?(?:,[0-9]{1,5}(?:-[0-9]{1,5})?)*\Z')
+_CPU_NUMBER_RE = re.compile(r'[0-9]+')
 _MAX_CPU_LIST_CHARS = 4096
 _MAX_IRQ = 1 << 16
 
 
+_SYSFS = frozenset([hostfs.SYSFS])
+_PROC = frozenset([hostfs.PROC])
+
+
 def _host(path):
     return cgroupfs.host_path(HOST_ROOT, path)
+
+
+# Directories of any cgroup hierarchy, through hostfs: never through a
+# symlink, only on a cgroup or cgroup2 file system.
+def _isdir(path):
+    return hostfs.isdir(path, hostfs.CGROUPS)
+
+
+def _mkdir(path):
+    hostfs.mkdir(path, hostfs.CGROUPS)
+
+
+def _rmdir(path):
+    hostfs.rmdir(path, hostfs.CGROUPS)
 
 
 def _refuse(what, value, reason):
@@ -90,8 +169,8 @@ def _refuse(what, value, reason):
 
 def _read_list(path, default):
     try:
-        with open(_host(path)) as f:
-            return frozenset(topology.parse_cpu_list(f.read()))
+        text = hostfs.read_text(_host(path), _SYSFS)
+        return frozenset(topology.parse_cpu_list(text))
     except FileNotFoundError:
         return frozenset(default)
 
@@ -100,31 +179,45 @@ def _online_cpus():
     return _read_list('/sys/devices/system/cpu/online', ())
 
 
+def _possible_cpus():
+    # The CPUs this kernel could ever bring online: the bound of every
+    # list, checked before a range is expanded.
+    return _read_list('/sys/devices/system/cpu/possible', _online_cpus())
+
+
 def _online_mems():
     # A kernel without NUMA has no node directory: node 0 only.
     return _read_list('/sys/devices/system/node/online', (0,))
 
 
-def _id_set(value, what, allowed):
+def _possible_mems():
+    return _read_list('/sys/devices/system/node/possible', _online_mems())
+
+
+def id_set(value, what, allowed, possible):
     """A non-empty set of CPU (or memory node) numbers, a subset of
-    ``allowed``, from a kernel list string or a list of ints."""
+    ``allowed``, from a kernel list string (ASCII digits, no whitespace)
+    or a list of ints. Every number is checked against ``possible`` (the
+    host's possible CPUs) before a range is expanded, so no input makes
+    the caller allocate more than the host has. Raises InvalidArgument.
+    Reusable by every entrypoint that takes a CPU list."""
+    bound = max(possible | allowed, default=-1)
     if isinstance(value, str):
-        text = value.strip()
-        if len(text) > _MAX_CPU_LIST_CHARS or not _CPU_LIST_RE.match(text):
-            _refuse(what, value, 'not a list such as "0-3,8"')
-        bound = max(allowed, default=-1)
-        # Bound each number before expanding a range such as 0-99999.
-        if any(int(n) > bound for n in re.findall(r'\d+', text)):
-            _refuse(what, value, 'names a number above %d' % bound)
+        if len(value) > _MAX_CPU_LIST_CHARS or not _CPU_LIST_RE.match(value):
+            _refuse(what, value, 'not a list such as "0-3,8" (ASCII '
+                                 'digits, "-" and "," only)')
+        if any(int(n) > bound for n in _CPU_NUMBER_RE.findall(value)):
+            _refuse(what, value, 'names a number above %d, the highest '
+                                 'this host has' % bound)
         try:
-            ids = frozenset(topology.parse_cpu_list(text))
+            ids = frozenset(topology.parse_cpu_list(value, bound))
         except topology.TopologyError as e:
             _refuse(what, value, str(e))
     elif isinstance(value, (list, tuple, set, frozenset)):
-        if len(value) > len(allowed) or not all(
-                isinstance(n, int) and not isinstance(n, bool)
-                for n in value):
-            _refuse(what, value, 'not a short list of integers')
+        if len(value) > bound + 1 or not all(
+                type(n) is int and 0 <= n <= bound for n in value):
+            _refuse(what, value, 'not a list of at most %d integers from 0 '
+                                 'to %d' % (bound + 1, bound))
         ids = frozenset(value)
     else:
         _refuse(what, value, 'not a list')
@@ -138,11 +231,12 @@ def _id_set(value, what, allowed):
 
 
 def _cpus(value, what='CPU list'):
-    return _id_set(value, what, _online_cpus())
+    return id_set(value, what, _online_cpus(), _possible_cpus())
 
 
 def _mems(value):
-    return _id_set(value, 'memory node list', _online_mems())
+    return id_set(value, 'memory node list', _online_mems(),
+                  _possible_mems())
 
 
 def _pid(value):
@@ -151,6 +245,46 @@ def _pid(value):
     if not os.path.isdir(_host('/proc/%d' % value)):
         _refuse('PID', value, 'no such task')
     return value
+
+
+INIT_PID = 1
+KTHREADD_PID = 2
+PF_KTHREAD = 0x00200000
+PF_NO_SETAFFINITY = 0x04000000
+
+
+def task_flags(tid):
+    """The ``flags`` field of ``/proc/<tid>/stat`` (field 9, after the
+    comm, which may hold any byte, even ")"). InvalidArgument when the task
+    is gone or the file does not parse."""
+    try:
+        stat = hostfs.read_text(_host('/proc/%d/stat' % tid), _PROC)
+        return int(stat.rsplit(')', 1)[1].split()[6])
+    except (OSError, ValueError, IndexError):
+        _refuse('PID', tid, 'no such task')
+
+
+def _user_process(value, what):
+    """A user-space process (not PID 1, not a kernel thread)."""
+    pid = _pid(value)
+    if pid == INIT_PID:
+        _refuse(what, pid, 'PID 1 is never moved by this entrypoint')
+    if task_flags(pid) & PF_KTHREAD:
+        _refuse(what, pid, 'a kernel thread')
+    return pid
+
+
+def _movable_kernel_thread(value, what):
+    """A kernel thread whose affinity may change: not kthreadd, not a
+    per-CPU thread."""
+    tid = _pid(value)
+    flags = task_flags(tid)
+    if not flags & PF_KTHREAD:
+        _refuse(what, tid, 'not a kernel thread (the kernel restores the '
+                           'affinity of user tasks itself)')
+    if tid == KTHREADD_PID or flags & PF_NO_SETAFFINITY:
+        _refuse(what, tid, 'a per-CPU kernel thread or kthreadd')
+    return tid
 
 
 def _irq(value):
@@ -169,8 +303,22 @@ def _tenant(value):
         _refuse('tenant id', value, str(e))
 
 
+# Components a cgroup root may not have: the root is where a libvirtd
+# keeps its ``machine`` tree, never inside systemd's units, libvirt's own
+# groups, a tenant partition or a housekeeping cpuset.
+_FOREIGN_COMPONENT_RE = re.compile(
+    r'(machine|housekeeping|.*\.(slice|scope|service|socket|mount|swap|'
+    r'partition|libvirt-qemu|libvirt-lxc))\Z')
+
+
 def _root(value):
-    return cgroupfs.normalize_root(value)
+    root = cgroupfs.normalize_root(value)
+    for part in root.split('/'):
+        if _FOREIGN_COMPONENT_RE.match(part):
+            _refuse('cgroup root', value, '%r belongs to systemd, libvirt '
+                    'or a partition; a root holds a libvirtd\'s machine '
+                    'tree' % part)
+    return root
 
 
 def _confined(hierarchy, path):
@@ -215,12 +363,12 @@ def _make_dirs(hierarchy, levels, created):
     intermediate level copies its parent's CPUs and memory nodes (v1) or
     gets the cpuset controller enabled from its parent (v2)."""
     for path in levels:
-        if os.path.isdir(path):
+        if _isdir(path):
             continue
         parent = os.path.dirname(path)
         if hierarchy.version == 2 and 'cpuset' in hierarchy.controllers:
             _enable_v2_cpuset(parent)
-        os.mkdir(path)
+        _mkdir(path)
         created.append(path)
         if hierarchy.version == 1 and 'cpuset' in hierarchy.controllers \
                 and path != levels[-1]:
@@ -248,10 +396,10 @@ def _try_exclusive(hierarchy, path, cpus):
                 return True
             if not cgroupfs.V1Cgroup(parent).exclusive():
                 return False
-            for name in os.listdir(parent):
+            for name in hostfs.listdir(parent, cgroupfs.V1_KINDS):
                 sibling = os.path.join(parent, name)
-                if (sibling != path and os.path.isdir(sibling) and
-                        not os.path.islink(sibling) and
+                if (sibling != path and not os.path.islink(sibling) and
+                        os.path.isdir(sibling) and
                         cgroupfs.V1Cgroup(sibling).cpus() & cpus):
                     return False
             group.set_exclusive(True)
@@ -359,7 +507,7 @@ def ensure_partition(root, tenant, cpus, mems):
     created = []
     try:
         for hierarchy, levels in plan:
-            existed = os.path.isdir(levels[-1])
+            existed = _isdir(levels[-1])
             _make_dirs(hierarchy, levels, created)
             if hierarchy is not cpuset:
                 continue
@@ -376,13 +524,15 @@ def ensure_partition(root, tenant, cpus, mems):
                     group.set_cpus(cpus)
                     group.set_mems(mems)
                     _enable_v2_cpuset(levels[-1])
-    except OSError as e:
+    except (OSError, exception.UnsafePath) as e:
         for path in reversed(created):
             try:
-                os.rmdir(path)
-            except OSError:
+                _rmdir(path)
+            except (OSError, exception.UnsafePath):
                 LOG.warning('could not remove %s after a failed create',
                             path)
+        if isinstance(e, exception.UnsafePath):
+            raise
         raise _kernel_error(name, e, 'create') from None
     exclusive = _try_exclusive(cpuset, plan[0][1][-1], cpus)
     return {'created': sorted({h.name for h, levels in plan
@@ -406,7 +556,7 @@ def set_partition_cpus(root, tenant, cpus):
     slices = layout.slices(root)
     path = _levels(cpuset, root, cgroupfs.partition_dir(tenant, slices))[-1]
     name = cgroupfs.partition_name(tenant)
-    if not os.path.isdir(path):
+    if not _isdir(path):
         raise exception.PartitionError(name=name, reason='does not exist')
     try:
         count = _resize(cpuset, path, cpus)
@@ -452,12 +602,12 @@ def remove_partition(root, tenant):
     removed = []
     for hierarchy, levels in present:
         path = levels[-1]
-        if not os.path.isdir(path):
+        if not _isdir(path):
             removed.append(hierarchy.name)
             continue
         for rel in reversed(cgroupfs.subtree(path)):
             try:
-                os.rmdir(os.path.join(path, rel) if rel else path)
+                _rmdir(os.path.join(path, rel) if rel else path)
             except OSError as e:
                 if e.errno == errno.EBUSY:
                     raise exception.PartitionBusy(
@@ -470,14 +620,32 @@ def remove_partition(root, tenant):
 @tenant_pin_pctxt.entrypoint
 def move_task(root, tenant, pid):
     """Move a process (all its threads) into the tenant's partition in
-    every hierarchy. The partition must exist."""
-    root, tenant, pid = _root(root), _tenant(tenant), _pid(pid)
-    plan = _partition_levels(_layout(), root, tenant)
+    every hierarchy. The partition must exist.
+
+    Only a guest's process: a user-space process (never PID 1 or a kernel
+    thread) that is already in libvirt's machine tree of the cpuset
+    hierarchy (``<root>/machine``, or ``machine.slice`` where partitions
+    are systemd slices); a host service cannot be pulled into a tenant's
+    cores."""
+    root, tenant = _root(root), _tenant(tenant)
+    pid = _user_process(pid, 'PID')
+    layout = _layout()
+    cpuset = layout.require_cpuset()
+    machine = _levels(cpuset, root, cgroupfs.MACHINE_SLICE
+                      if layout.slices(root) else cgroupfs.MACHINE)[-1]
+    if pid not in cgroupfs.subtree_tasks(cpuset, machine):
+        _refuse('PID', pid, 'not in libvirt\'s machine tree %s' % machine)
+    plan = _partition_levels(layout, root, tenant)
     name = cgroupfs.partition_name(tenant)
     for hierarchy, levels in plan:
-        if not os.path.isdir(levels[-1]):
+        if not _isdir(levels[-1]):
             raise exception.PartitionError(
                 name=name, reason='does not exist in %s' % hierarchy.name)
+    for hierarchy, levels in plan:
+        # Every file first: a refused one must not leave the task moved
+        # in some hierarchies only.
+        hostfs.check_file(os.path.join(levels[-1], 'cgroup.procs'),
+                          cgroupfs.kinds(hierarchy))
     try:
         for hierarchy, levels in plan:
             cgroupfs.cgroup(hierarchy, levels[-1]).add_process(pid)
@@ -493,23 +661,23 @@ def ensure_housekeeping_cpuset(root, cpus):
     root, cpus = _root(root), _cpus(cpus, 'housekeeping CPUs')
     cpuset = _layout().require_cpuset()
     path = _levels(cpuset, root, cgroupfs.HOUSEKEEPING)[-1]
-    if not os.path.isdir(os.path.dirname(path)):
+    if not _isdir(os.path.dirname(path)):
         _refuse('cgroup root', root, 'does not exist')
-    created = not os.path.isdir(path)
+    created = not _isdir(path)
     group = cgroupfs.cgroup(cpuset, path)
     try:
         if created:
             if cpuset.version == 2:
                 _enable_v2_cpuset(os.path.dirname(path))
-            os.mkdir(path)
+            _mkdir(path)
             if cpuset.version == 1:
                 group.set_mems(cgroupfs.V1Cgroup(
                     os.path.dirname(path)).mems())
         if group.cpus() != cpus:
             group.set_cpus(cpus)
     except OSError as e:
-        if created and os.path.isdir(path):
-            os.rmdir(path)
+        if created and _isdir(path):
+            _rmdir(path)
         raise exception.HousekeepingError(
             reason='cpuset %s: %s' % (path, os.strerror(e.errno))) from None
     return created
@@ -532,8 +700,11 @@ def confine_task(root, tid):
         kernel thread), ``"gone"`` (it exited) or ``"elsewhere"``.
     """
     root, tid = _root(root), _pid(tid)
+    if tid == KTHREADD_PID:
+        _refuse('task', tid, 'kthreadd stays: the kernel threads it creates '
+                             'would be born in the housekeeping cpuset')
     cpuset, parent, path = _housekeeping_paths(root)
-    if not os.path.isdir(path):
+    if not _isdir(path):
         raise exception.HousekeepingError(reason='no cpuset %s' % path)
     if tid not in cgroupfs.cgroup(cpuset, parent).tasks():
         return 'elsewhere'
@@ -560,7 +731,7 @@ def release_housekeeping_cpuset(root):
     """
     root = _root(root)
     cpuset, parent, path = _housekeeping_paths(root)
-    if not os.path.isdir(path):
+    if not _isdir(path):
         return {'moved': 0, 'stuck': []}
     back = cgroupfs.cgroup(cpuset, parent)
     group = cgroupfs.cgroup(cpuset, path)
@@ -577,18 +748,20 @@ def release_housekeeping_cpuset(root):
                 if e.errno != errno.ESRCH:
                     stuck.add(tid)
     if not group.tasks():
-        os.rmdir(path)
+        _rmdir(path)
     return {'moved': moved, 'stuck': sorted(stuck)}
 
 
 @tenant_pin_pctxt.entrypoint
 def set_task_affinity(tid, cpus):
-    """``sched_setaffinity`` of one task, used by housekeeping release to
+    """``sched_setaffinity`` of one movable kernel thread (never a user
+    task, kthreadd or a per-CPU thread), used by housekeeping release to
     give a kernel thread back the affinity it had before it went through
     the housekeeping cpuset (the kernel restores user-set affinity by
     itself, not a kernel thread's). Returns False when the kernel refuses
     (a per-CPU kernel thread) or the task has exited."""
-    tid, cpus = _pid(tid), _cpus(cpus, 'task affinity')
+    tid = _movable_kernel_thread(tid, 'task')
+    cpus = _cpus(cpus, 'task affinity')
     try:
         os.sched_setaffinity(tid, cpus)
     except OSError as e:
@@ -606,8 +779,8 @@ def set_irq_affinity(irq, cpus):
     to full root, as virtio's ``req`` queues show)."""
     irq, cpus = _irq(irq), _cpus(cpus, 'IRQ affinity')
     try:
-        with open(_host('/proc/irq/%d/smp_affinity_list' % irq), 'w') as f:
-            f.write(topology.format_cpu_list(cpus))
+        hostfs.write_text(_host('/proc/irq/%d/smp_affinity_list' % irq),
+                          topology.format_cpu_list(cpus), _PROC)
     except OSError as e:
         if e.errno in (errno.EIO, errno.EPERM):
             return False
@@ -619,8 +792,8 @@ def set_irq_affinity(irq, cpus):
 def set_default_irq_affinity(cpus):
     """Write ``/proc/irq/default_smp_affinity`` (the mask new IRQs get)."""
     cpus = _cpus(cpus, 'default IRQ affinity')
-    with open(_host('/proc/irq/default_smp_affinity'), 'w') as f:
-        f.write(cgroupfs.format_cpu_mask(cpus))
+    hostfs.write_text(_host('/proc/irq/default_smp_affinity'),
+                      cgroupfs.format_cpu_mask(cpus), _PROC)
 
 
 @tenant_pin_pctxt.entrypoint
@@ -628,8 +801,8 @@ def set_workqueue_cpumask(cpus):
     """Write ``/sys/devices/virtual/workqueue/cpumask``, the CPUs unbound
     kernel work items may run on."""
     cpus = _cpus(cpus, 'workqueue cpumask')
-    with open(_host('/sys/devices/virtual/workqueue/cpumask'), 'w') as f:
-        f.write(cgroupfs.format_cpu_mask(cpus))
+    hostfs.write_text(_host('/sys/devices/virtual/workqueue/cpumask'),
+                      cgroupfs.format_cpu_mask(cpus), _SYSFS)
 
 
 @tenant_pin_pctxt.entrypoint

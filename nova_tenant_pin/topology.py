@@ -36,6 +36,7 @@ This module is pure: it imports neither Nova nor libvirt. Contradictory input
 
 import dataclasses
 import os
+import re
 import xml.etree.ElementTree as ElementTree
 
 MAX_THREADS_PER_CORE = 8
@@ -45,11 +46,19 @@ class TopologyError(ValueError):
     """The description of a host's CPUs is malformed or contradictory."""
 
 
-def parse_cpu_list(text):
+# Linux has at most 8192 CPUs (NR_CPUS); no list names a number above
+# this, so no list can make a parser allocate without bound.
+MAX_CPU = 65535
+_CPU_NUMBER_RE = re.compile(r'[0-9]{1,5}\Z')
+
+
+def parse_cpu_list(text, limit=MAX_CPU):
     """Parse a kernel CPU list such as ``"0-3,8,10-11"`` into a set of ints.
 
     This is the format of sysfs ``*list`` files and of cgroup
-    ``cpuset.cpus``. An empty string is the empty set.
+    ``cpuset.cpus``. An empty string is the empty set. Numbers are ASCII
+    digits (``int()`` would also take other scripts' digits) and at most
+    ``limit``, checked before a range is expanded.
     """
     cpus = set()
     text = text.strip()
@@ -57,20 +66,18 @@ def parse_cpu_list(text):
         return cpus
     for part in text.split(','):
         part = part.strip()
-        try:
-            if '-' in part:
-                low, high = part.split('-', 1)
-                low, high = int(low), int(high)
-                if low > high:
-                    raise ValueError(part)
-                cpus.update(range(low, high + 1))
-            else:
-                cpus.add(int(part))
-        except ValueError:
+        bounds = part.split('-', 1)
+        if not all(_CPU_NUMBER_RE.match(n) for n in bounds):
             raise TopologyError('invalid CPU list %r: %r is not a CPU number '
-                                'or range' % (text, part)) from None
-    if any(cpu < 0 for cpu in cpus):
-        raise TopologyError('invalid CPU list %r: negative CPU' % text)
+                                'or range' % (text, part))
+        low, high = int(bounds[0]), int(bounds[-1])
+        if low > high:
+            raise TopologyError('invalid CPU list %r: %r is not a CPU number '
+                                'or range' % (text, part))
+        if high > limit:
+            raise TopologyError('invalid CPU list %r: %d is above %d'
+                                % (text, high, limit))
+        cpus.update(range(low, high + 1))
     return cpus
 
 

@@ -23,6 +23,8 @@
 * :class:`CgroupSubtree` owns a uniquely named real cgroup root in every
   hierarchy and removes it bottom-up on cleanup, even after a failure;
 * :class:`OwnedProcess` starts a ``sleep`` and kills it by PID on cleanup;
+* :class:`RenamedProcess` starts a process that names itself with bytes
+  that are not UTF-8 (as any local user may), killed by PID on cleanup;
 * :class:`PrivsepDaemon` starts the real privsep daemon through the venv's
   ``privsep-helper`` (there is no sudo here) and stops it on cleanup.
 """
@@ -40,6 +42,7 @@ import fixtures
 from oslo_privsep import capabilities
 
 from nova_tenant_pin import cgroupfs
+from nova_tenant_pin import hostfs
 from nova_tenant_pin import privsep
 
 V1_CONTROLLERS = ('cpuset', 'cpu', 'cpuacct', 'memory', 'devices',
@@ -78,6 +81,52 @@ def _v2_files(path, cpus='', mems=''):
         _write(os.path.join(path, name), text)
 
 
+def fd_path(fd):
+    """The path a descriptor was opened at."""
+    return os.readlink('/proc/self/fd/%d' % fd)
+
+
+class FakeFilesystems(fixtures.Fixture):
+    """``hostfs.fs_type`` of a fake tree: what lies under ``root`` is on
+    the file system the real host has at that place (cgroup v1 mounts,
+    cgroup2, proc, sysfs), anything else on what it really is on.
+
+    :param cgroup2_mounts: host paths that are cgroup2 mounts; other
+        directories of ``/sys/fs/cgroup/<name>`` are cgroup v1.
+    """
+
+    def __init__(self, root, cgroup2_mounts=('/sys/fs/cgroup/unified',)):
+        self.root = root
+        self.cgroup2 = tuple(cgroup2_mounts)
+
+    def kind(self, host_path):
+        def under(top):
+            return host_path == top or host_path.startswith(top + '/')
+        if any(under(m) for m in self.cgroup2):
+            return hostfs.CGROUP2
+        if host_path.startswith('/sys/fs/cgroup/'):
+            return hostfs.CGROUP
+        if under('/proc'):
+            return hostfs.PROC
+        if under('/sys'):
+            return hostfs.SYSFS
+        return None
+
+    def _setUp(self):
+        real = hostfs.fs_type
+        root = self.root
+
+        def fs_type(fd):
+            path = fd_path(fd)
+            if path == root or path.startswith(root + '/'):
+                kind = self.kind('/' + os.path.relpath(path, root))
+                if kind is not None:
+                    return kind
+            return real(fd)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.hostfs.fs_type', fs_type))
+
+
 class FakeHost(fixtures.Fixture):
     """A fake host root with ``privsep.HOST_ROOT`` pointing at it.
 
@@ -96,8 +145,12 @@ class FakeHost(fixtures.Fixture):
         self.root = self.useFixture(fixtures.TempDir()).path
         self.useFixture(fixtures.MonkeyPatch(
             'nova_tenant_pin.privsep.HOST_ROOT', self.root))
+        self.useFixture(FakeFilesystems(self.root, (
+            '/sys/fs/cgroup',) if self.cgroup == 'v2' else (
+            '/sys/fs/cgroup/unified',)))
         allcpus = '0-%d' % (self.ncpus - 1)
         self.write('/sys/devices/system/cpu/online', allcpus)
+        self.write('/sys/devices/system/cpu/possible', allcpus)
         self.write('/sys/devices/system/node/online', '0')
         self.write('/proc/sys/kernel/pid_max', '4194304')
         mounts = []
@@ -177,8 +230,9 @@ class FakeHost(fixtures.Fixture):
                 if os.path.islink(path):
                     result[rel] = '-> ' + os.readlink(path)
                 elif os.path.isfile(path):
-                    with open(path) as f:
-                        result[rel] = f.read()
+                    with open(path, 'rb') as f:
+                        result[rel] = f.read().decode(
+                            'utf-8', 'backslashreplace')
                 else:
                     result[rel] = '<dir>'
         return result
@@ -202,13 +256,22 @@ class FakeKernel(fixtures.Fixture):
         def mkdir(path, *args, **kwargs):
             real_mkdir(path, *args, **kwargs)
             path = os.fspath(path)
+            if kwargs.get('dir_fd') is not None:
+                path = os.path.join(fd_path(kwargs['dir_fd']), path)
             if path.startswith(cgroup_top + os.sep):
                 if host.cgroup == 'v2':
                     _v2_files(path)
                 else:
                     _v1_files(path)
 
-        def move(self, tid):
+        def move(self, tid, method):
+            # The file the real write would open, opened the same way
+            # (so a symlink is refused), then the kernel's bookkeeping.
+            target = 'tasks' if (self.version, method) == (1, 'add_task') \
+                else 'cgroup.procs'
+            hostfs.check_file(os.path.join(self.path, target),
+                              cgroupfs.V1_KINDS if self.version == 1
+                              else cgroupfs.V2_KINDS)
             mount = next(h.mount for h in cgroupfs.detect_layout(
                 host.root).hierarchies if self.path.startswith(h.mount))
             name = 'tasks' if self.version == 1 else 'cgroup.procs'
@@ -230,6 +293,8 @@ class FakeKernel(fixtures.Fixture):
 
         def rmdir(path, *args, **kwargs):
             path = os.fspath(path)
+            if kwargs.get('dir_fd') is not None:
+                path = os.path.join(fd_path(kwargs.pop('dir_fd')), path)
             if path.startswith(cgroup_top + os.sep) and os.path.isdir(path):
                 # cgroupfs: a directory with only its own files goes away,
                 # one that still holds a task is busy.
@@ -254,7 +319,8 @@ class FakeKernel(fixtures.Fixture):
             for method in ('add_task', 'add_process'):
                 self.useFixture(fixtures.MonkeyPatch(
                     '%s.%s.%s' % (cls.__module__, cls.__name__, method),
-                    move))
+                    lambda group, tid, method=method: move(group, tid,
+                                                           method)))
         self.useFixture(fixtures.MonkeyPatch(
             'nova_tenant_pin.cgroupfs.V1Cgroup.set_cpus', set_v1_cpus))
 
@@ -311,6 +377,57 @@ class OwnedProcess(fixtures.Fixture):
             for line in f:
                 if line.startswith('Cpus_allowed_list:'):
                     return line.split()[1]
+
+
+class RenamedProcess(fixtures.Fixture):
+    """A process of this test that names itself ``name`` (bytes, at most
+    15) with ``prctl(PR_SET_NAME)``, as any unprivileged process may.
+    ``setUp`` returns once the name is set (the child says so on its
+    stdout); cleanup kills it by PID."""
+
+    SCRIPT = (
+        'import ctypes, sys\n'
+        'name = bytes.fromhex(sys.argv[1])\n'
+        'libc = ctypes.CDLL(None, use_errno=True)\n'
+        'if libc.prctl(15, ctypes.c_char_p(name), 0, 0, 0) != 0:\n'
+        '    sys.exit("prctl: %d" % ctypes.get_errno())\n'
+        'sys.stdout.write("ready\\n")\n'
+        'sys.stdout.flush()\n'
+        'sys.stdin.read()\n')
+
+    def __init__(self, name=b'qemu-system\xff\xfe'):
+        self.name = name
+
+    def _setUp(self):
+        self.process = subprocess.Popen(
+            [sys.executable, '-c', self.SCRIPT, self.name.hex()],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.pid = self.process.pid
+        self.addCleanup(self.stop)
+        line = self.process.stdout.readline()
+        if line != b'ready\n':
+            raise AssertionError('the renamed process did not start: %r'
+                                 % line)
+        with open('/proc/%d/comm' % self.pid, 'rb') as f:
+            comm = f.read().rstrip(b'\n')
+        if comm != self.name:
+            raise AssertionError('comm is %r, not %r' % (comm, self.name))
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process.stdin.close()
+        self.process.stdout.close()
+
+
+def enter_machine(layout, root, pid):
+    """Put process ``pid`` into libvirt's machine tree ``<root>/machine``
+    of the cpuset hierarchy, as libvirt does with a guest's QEMU (the only
+    processes ``privsep.move_task`` moves). The test writes it itself."""
+    cpuset = layout.cpuset
+    cgroupfs.cgroup(cpuset, cpuset.path(root, cgroupfs.MACHINE)).add_process(
+        pid)
 
 
 def helper_command():

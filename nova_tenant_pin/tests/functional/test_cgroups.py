@@ -160,6 +160,7 @@ class TestRealCgroupPartitions(base.TestCase):
     def test_task_pinned_outside_is_refused(self):
         self.parts.ensure_partition('p', {0}, {0})
         proc = self._sleeper()
+        ef.enter_machine(self.parts.layout, self.subtree.root, proc.pid)
         self.parts.move_task('p', proc.pid)
         self.assertEqual('0', proc.cpus_allowed())
         err = self.assertRaises(OSError, os.sched_setaffinity, proc.pid, {1})
@@ -170,6 +171,7 @@ class TestRealCgroupPartitions(base.TestCase):
     def test_remove_refused_while_busy_then_removed_everywhere(self):
         self.parts.ensure_partition('busy', {1}, {0})
         proc = self._sleeper()
+        ef.enter_machine(self.parts.layout, self.subtree.root, proc.pid)
         self.parts.move_task('busy', proc.pid)
         self.assertRaises(cgroups.PartitionBusy,
                           self.parts.remove_partition, 'busy')

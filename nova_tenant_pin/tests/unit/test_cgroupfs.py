@@ -20,6 +20,7 @@ import os
 import ddt
 import fixtures
 from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from nova_tenant_pin import cgroupfs
@@ -164,6 +165,7 @@ class TestNames(base.TestCase):
         self.assertEqual(text, cgroupfs.format_cpu_mask(cpus))
         self.assertEqual(frozenset(cpus), cgroupfs.parse_cpu_mask(text))
 
+    @settings(deadline=None)
     @given(st.frozensets(st.integers(0, 1023)))
     def test_cpu_mask_round_trip(self, cpus):
         self.assertEqual(cpus, cgroupfs.parse_cpu_mask(
@@ -176,18 +178,25 @@ class TestNames(base.TestCase):
 
 class TestFiles(base.TestCase):
     """The v1 codec is cgroupspy's, the v2 one native: both write the
-    kernel list format and read it back."""
+    kernel list format and read it back, through hostfs (a fake tree whose
+    cgroup mounts the fake says are cgroup and cgroup2)."""
 
     def setUp(self):
         super().setUp()
-        self.dir = self.useFixture(fixtures.TempDir()).path
+        root = self.useFixture(fixtures.TempDir()).path
+        self.useFixture(ef.FakeFilesystems(root))
+        self.v1 = os.path.join(root, 'sys/fs/cgroup/cpuset/g')
+        self.v2 = os.path.join(root, 'sys/fs/cgroup/unified/g')
+        ef._v1_files(self.v1)
+        ef._v2_files(self.v2)
+        self.dir = self.v1
 
-    def _read(self, name):
-        with open(os.path.join(self.dir, name)) as f:
+    def _read(self, name, directory=None):
+        with open(os.path.join(directory or self.dir, name)) as f:
             return f.read()
 
     def test_v1_through_cgroupspy(self):
-        group = cgroupfs.V1Cgroup(self.dir)
+        group = cgroupfs.V1Cgroup(self.v1)
         group.set_cpus({0, 1, 2, 5})
         self.assertEqual('0-2,5', self._read('cpuset.cpus'))
         self.assertEqual(frozenset({0, 1, 2, 5}), group.cpus())
@@ -201,14 +210,31 @@ class TestFiles(base.TestCase):
         self.assertEqual(frozenset({1, 2, 3}), group.effective_cpus())
 
     def test_v2_native(self):
-        group = cgroupfs.V2Cgroup(self.dir)
+        group = cgroupfs.V2Cgroup(self.v2)
         group.set_cpus({4, 5, 6})
-        self.assertEqual('4-6', self._read('cpuset.cpus'))
+        self.assertEqual('4-6', self._read('cpuset.cpus', self.v2))
         self.assertFalse(group.exclusive())
         group.set_exclusive(True)
-        self.assertEqual('root', self._read('cpuset.cpus.partition'))
+        self.assertEqual('root', self._read('cpuset.cpus.partition',
+                                            self.v2))
         group.enable_controller('cpuset')
-        self.assertEqual('+cpuset', self._read('cgroup.subtree_control'))
+        self.assertEqual('+cpuset', self._read('cgroup.subtree_control',
+                                               self.v2))
+
+    def test_each_version_only_on_its_own_file_system(self):
+        """A v1 accessor refuses a cgroup2 directory and the other way
+        round; neither writes a file of any other file system."""
+        self.assertRaises(exception.UnsafePath,
+                          cgroupfs.V1Cgroup(self.v2).set_cpus, {0})
+        self.assertRaises(exception.UnsafePath,
+                          cgroupfs.V2Cgroup(self.v1).set_cpus, {0})
+        plain = self.useFixture(fixtures.TempDir()).path
+        ef._v1_files(plain, '0')
+        err = self.assertRaises(exception.UnsafePath,
+                                cgroupfs.V1Cgroup(plain).set_cpus, {1})
+        self.assertIn('not cgroup', str(err))
+        self.assertEqual('0', self._read('cpuset.cpus', plain))
+        self.assertEqual('', self._read('cpuset.cpus', self.v2))
 
     def test_subtree_skips_symlinks(self):
         os.makedirs(os.path.join(self.dir, 'd/vcpu0'))

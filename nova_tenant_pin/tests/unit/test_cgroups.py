@@ -46,6 +46,7 @@ class TestCgroupPartitions(base.TestCase):
         self.assertEqual({}, self.parts.list_partitions())
         self.parts.ensure_partition('p1', {0}, {0})
         self.parts.ensure_partition('p2', {1}, {0})
+        ef.enter_machine(self.parts.layout, '/hostB', 10)
         self.parts.move_task('p1', 10)
         infos = self.parts.list_partitions()
         self.assertEqual({'p1', 'p2'}, set(infos))

@@ -30,6 +30,7 @@ import fixtures
 
 from nova_tenant_pin import cgroupfs
 from nova_tenant_pin import exception
+from nova_tenant_pin import hostfs
 from nova_tenant_pin import privsep
 from nova_tenant_pin.tests import base
 from nova_tenant_pin.tests import enforcement_fixtures as ef
@@ -111,6 +112,46 @@ HOSTILE = [
     ('set_default_irq_affinity', ('ffff',)),
     ('set_workqueue_cpumask', ([2],)),
     ('set_workqueue_cpumask', (None,)),
+    # Names with a newline or a control character.
+    ('ensure_partition', ('/', 'a\n', [0], [0])),
+    ('ensure_partition', ('/host\n', 'a', [0], [0])),
+    ('ensure_partition', ('/host\x01', 'a', [0], [0])),
+    ('ensure_housekeeping_cpuset', ('/\n', [0])),
+    ('move_task', ('/', 'a\n', 10)),
+    # Digits of other scripts, whitespace, numbers beyond the host.
+    ('ensure_partition', ('/', 'a', '\u0660-\u0661', [0])),
+    ('ensure_partition', ('/', 'a', '\uff10\uff10', [0])),
+    ('ensure_partition', ('/', 'a', [0], '\u0660')),
+    ('ensure_partition', ('/', 'a', '0\n', [0])),
+    ('ensure_partition', ('/', 'a', ' 0', [0])),
+    ('ensure_partition', ('/', 'a', [0], '0-50000000')),
+    ('set_partition_cpus', ('/', 'a', '0-65535')),
+    ('set_irq_affinity', (24, '\u0663')),
+    ('set_irq_affinity', (24, '0-50000000')),
+    ('set_irq_affinity', (24, [0, 10 ** 9])),
+    ('set_workqueue_cpumask', ('0-50000000',)),
+    ('set_default_irq_affinity', ('1-2',)),
+    ('set_task_affinity', (10, '0-4095')),
+    # Each entrypoint kept to its purpose: partitions and housekeeping
+    # only under a libvirtd's root, never inside systemd's units or a
+    # partition; task moves only for the tasks they are meant for.
+    ('ensure_partition', ('/system.slice', 'a', [0], [0])),
+    ('ensure_partition', ('/user.slice/user-1000.slice', 'a', [0], [0])),
+    ('ensure_partition', ('/machine/tenant-b.partition', 'a', [0], [0])),
+    ('ensure_partition', ('/machine', 'a', [0], [0])),
+    ('remove_partition', ('/system.slice', 'b')),
+    ('ensure_housekeeping_cpuset', ('/machine/tenant-b.partition', [0])),
+    ('ensure_housekeeping_cpuset', ('/housekeeping', [0])),
+    ('confine_task', ('/machine/tenant-b.partition', 10)),
+    ('release_housekeeping_cpuset', ('/init.scope',)),
+    ('confine_task', ('/', 2)),
+    ('move_task', ('/', 'b', 1)),
+    ('move_task', ('/', 'b', 2)),
+    ('move_task', ('/', 'b', 10)),
+    ('set_task_affinity', (1, [0])),
+    ('set_task_affinity', (10, [0])),
+    ('set_task_affinity', (2, [0])),
+    ('set_task_affinity', (12, [0])),
     # systemd units.
     ('set_systemd_allowed_cpus', ('sshd.service', [0])),
     ('set_systemd_allowed_cpus', ('../system.slice', [0])),
@@ -128,6 +169,9 @@ class FakeHostTestCase(base.TestCase):
     def setUp(self):
         super().setUp()
         self.host = self.useFixture(ef.FakeHost(cgroup=self.cgroup))
+        self.host.add_task(2, privsep.PF_KTHREAD, 'kthreadd')
+        self.host.add_task(12, privsep.PF_KTHREAD |
+                           privsep.PF_NO_SETAFFINITY, 'ksoftirqd/0')
         self.useFixture(ef.FakeKernel(self.host))
         self.useFixture(ef.ClientModeOff())
         self.execute = self.useFixture(fixtures.MockPatch(
@@ -140,6 +184,9 @@ class FakeHostTestCase(base.TestCase):
     def read(self, *parts):
         with open(self.cpuset(*parts)) as f:
             return f.read().strip()
+
+    def enter_machine(self, tid, root='/'):
+        ef.enter_machine(cgroupfs.detect_layout(self.host.root), root, tid)
 
 
 @ddt.ddt
@@ -251,6 +298,7 @@ class TestPartitionsV1(FakeHostTestCase):
 
     def test_move_task_and_busy_remove(self):
         privsep.ensure_partition('/', 'a', [0], [0])
+        self.enter_machine(10)
         privsep.move_task('/', 'a', 10)
         self.assertEqual('10', self.read('machine/tenant-a.partition',
                                          'tasks'))
@@ -319,6 +367,7 @@ class TestPartitionsV2(FakeHostTestCase):
 
     def test_move_task_uses_cgroup_procs(self):
         privsep.ensure_partition('/', 'a', [0], [0])
+        self.enter_machine(11)
         privsep.move_task('/', 'a', 11)
         self.assertEqual('11', self.read2('machine/tenant-a.partition',
                                           'cgroup.procs'))
@@ -402,14 +451,14 @@ class TestHostEntrypoints(FakeHostTestCase):
                                              'smp_affinity_list'))
 
     def _irq_write_fails(self, code):
-        real_open = open
+        real_write = hostfs.write_text
 
-        def fake_open(path, mode='r', *args, **kwargs):
-            if path.endswith('smp_affinity_list') and 'w' in mode:
+        def fake_write(path, text, kinds):
+            if path.endswith('smp_affinity_list'):
                 raise OSError(code, os.strerror(code), path)
-            return real_open(path, mode, *args, **kwargs)
-        return mock.patch('nova_tenant_pin.privsep.open', create=True,
-                          side_effect=fake_open)
+            return real_write(path, text, kinds)
+        return mock.patch('nova_tenant_pin.hostfs.write_text',
+                          side_effect=fake_write)
 
     def test_irq_refusals_are_false(self):
         for code in (errno.EIO, errno.EPERM):
@@ -460,8 +509,116 @@ class TestHostEntrypoints(FakeHostTestCase):
                 self.assertEqual(expected, privsep.confine_task('/', 11))
 
     def test_task_affinity(self):
+        self.host.add_task(12, privsep.PF_KTHREAD, 'khugepaged')
         with mock.patch('os.sched_setaffinity') as setaffinity:
-            self.assertTrue(privsep.set_task_affinity(10, '0'))
-            setaffinity.assert_called_once_with(10, frozenset({0}))
+            self.assertTrue(privsep.set_task_affinity(12, '0'))
+            setaffinity.assert_called_once_with(12, frozenset({0}))
             setaffinity.side_effect = OSError(errno.EINVAL, 'x')
-            self.assertFalse(privsep.set_task_affinity(10, '0'))
+            self.assertFalse(privsep.set_task_affinity(12, '0'))
+
+
+def _plant(path, target):
+    """Replace the file ``path`` with a symlink to ``target``."""
+    os.unlink(path)
+    os.symlink(target, path)
+
+
+@ddt.ddt
+class TestSymlinkedLeaves(FakeHostTestCase):
+    """A file the entrypoints write (or read to decide a write) replaced by
+    a symlink to a file outside the tree: the call is refused with
+    UnsafePath, the outside file and the tree stay as they were."""
+
+    def setUp(self):
+        super().setUp()
+        self.outside = os.path.join(
+            self.useFixture(fixtures.TempDir()).path, 'victim')
+        with open(self.outside, 'w') as f:
+            f.write('precious')
+        privsep.ensure_partition('/', 'a', [0], [0])
+        privsep.ensure_housekeeping_cpuset('/', [0])
+        part = self.cpuset('machine', 'tenant-a.partition')
+        os.makedirs(os.path.join(part, 'qemu-1-x'))
+        ef._v1_files(os.path.join(part, 'qemu-1-x'), '0', '0')
+        self.enter_machine(11)
+
+    @ddt.unpack
+    @ddt.data(
+        ('/sys/fs/cgroup/cpuset/machine/tenant-a.partition/cpuset.cpus',
+         'set_partition_cpus', ('/', 'a', [1])),
+        ('/sys/fs/cgroup/cpuset/machine/tenant-a.partition/cpuset.cpus',
+         'ensure_partition', ('/', 'a', [0, 1], [0])),
+        ('/sys/fs/cgroup/cpuset/machine/tenant-a.partition/cpuset.mems',
+         'ensure_partition', ('/', 'a', [0], [0])),
+        ('/sys/fs/cgroup/cpuset/machine/tenant-a.partition/'
+         'cpuset.cpu_exclusive', 'set_partition_cpus', ('/', 'a', [0])),
+        ('/sys/fs/cgroup/cpuset/machine/tenant-a.partition/qemu-1-x/'
+         'cpuset.cpus', 'set_partition_cpus', ('/', 'a', [1])),
+        ('/sys/fs/cgroup/cpuset/machine/tenant-a.partition/cgroup.procs',
+         'move_task', ('/', 'a', 11)),
+        ('/sys/fs/cgroup/memory/machine/tenant-a.partition/cgroup.procs',
+         'move_task', ('/', 'a', 11)),
+        ('/sys/fs/cgroup/cpuset/housekeeping/tasks', 'confine_task',
+         ('/', 10)),
+        ('/sys/fs/cgroup/cpuset/housekeeping/cpuset.cpus',
+         'ensure_housekeeping_cpuset', ('/', [0, 1])),
+        ('/sys/fs/cgroup/cpuset/tasks', 'release_housekeeping_cpuset',
+         ('/',)),
+        ('/proc/irq/24/smp_affinity_list', 'set_irq_affinity', (24, [0])),
+        ('/proc/irq/default_smp_affinity', 'set_default_irq_affinity',
+         ([0],)),
+        ('/sys/devices/virtual/workqueue/cpumask', 'set_workqueue_cpumask',
+         ([0],)),
+    )
+    def test_refused_not_followed(self, leaf, name, args):
+        if name == 'release_housekeeping_cpuset':
+            privsep.confine_task('/', 10)
+        _plant(self.host.path(leaf), self.outside)
+        before = self.host.snapshot()
+        err = self.assertRaises(exception.UnsafePath,
+                                getattr(privsep, name), *args)
+        self.assertIn('is a symlink (not followed)', str(err))
+        self.assertIsInstance(err, exception.InvalidArgument)
+        with open(self.outside) as f:
+            self.assertEqual('precious', f.read())
+        self.assertEqual(before, self.host.snapshot())
+
+    def test_a_partition_directory_swapped_for_a_symlink(self):
+        """The check that the partition exists and the write both walk
+        the path without following a symlink."""
+        outside = os.path.dirname(self.outside)
+        part = self.cpuset('machine', 'tenant-a.partition')
+        os.rename(part, os.path.join(outside, 'moved'))
+        os.symlink(os.path.join(outside, 'moved'), part)
+        self.assertRaises(exception.InvalidArgument,
+                          privsep.set_partition_cpus, '/', 'a', [1])
+        self.assertRaises(exception.InvalidArgument,
+                          privsep.move_task, '/', 'a', 11)
+        with open(os.path.join(outside, 'moved', 'cpuset.cpus')) as f:
+            self.assertEqual('0', f.read())
+
+
+class TestFilesystemKind(FakeHostTestCase):
+    """A directory of the fake tree that the fake says is not a cgroup
+    file system (as a tmpfs mounted over a cgroup directory would be) is
+    refused for every cgroup write."""
+
+    def test_partition_on_the_wrong_file_system(self):
+        privsep.ensure_partition('/', 'a', [0], [0])
+        self.enter_machine(11)
+        fake = ef.FakeFilesystems(self.host.root)
+        real_kind = fake.kind
+
+        def kind(path):
+            if 'tenant-a.partition' in path:
+                return hostfs.SYSFS
+            return real_kind(path)
+        fake.kind = kind
+        self.useFixture(fake)
+        before = self.host.snapshot()
+        err = self.assertRaises(exception.UnsafePath,
+                                privsep.set_partition_cpus, '/', 'a', [1])
+        self.assertIn('is on sysfs, not cgroup', str(err))
+        self.assertRaises(exception.UnsafePath, privsep.move_task, '/',
+                          'a', 11)
+        self.assertEqual(before, self.host.snapshot())

@@ -261,9 +261,8 @@ class HostAuditor:
             known = self._is_qemu.get(pid)
             if known is None or (known is not True and known > now):
                 try:
-                    with open(os.path.join(self.proc_root, entry,
-                                           'comm')) as f:
-                        comm = f.read().strip()
+                    comm = procfs.read_text(os.path.join(
+                        self.proc_root, entry, 'comm')).strip()
                 except OSError:
                     continue
                 if comm.startswith('qemu-system') or comm == 'qemu-kvm':
@@ -286,8 +285,8 @@ class HostAuditor:
         if self._boot is None:
             return now
         try:
-            with open(os.path.join(self.proc_root, entry, 'stat')) as f:
-                ticks = int(f.read().rsplit(')', 1)[1].split()[19])
+            ticks = int(procfs.read_text(os.path.join(
+                self.proc_root, entry, 'stat')).rsplit(')', 1)[1].split()[19])
         except (OSError, ValueError, IndexError):
             return now
         return self._boot + ticks / self._ticks

@@ -44,6 +44,7 @@ import json
 import os
 import tempfile
 
+import jsonschema
 from oslo_concurrency import processutils
 from oslo_log import log as logging
 
@@ -66,14 +67,54 @@ MAX_PASSES = 5
 DEFAULT_IRQ_AFFINITY = '/proc/irq/default_smp_affinity'
 WORKQUEUE_CPUMASK = '/sys/devices/virtual/workqueue/cpumask'
 
+# What apply writes to the state file; release trusts nothing it reads
+# from it before this schema passes.
+_SHORT_TEXT = {'type': 'string', 'maxLength': 4096}
+_CPU_LIST = {'type': 'string', 'pattern': r'^[0-9,-]{0,4096}$'}
+STATE_SCHEMA = {
+    'type': 'object',
+    'required': ['version', 'root', 'cpus', 'values', 'systemd', 'refused',
+                 'cpuset'],
+    'properties': {
+        'version': {'const': STATE_VERSION},
+        'root': _SHORT_TEXT,
+        'cpus': _CPU_LIST,
+        'values': {'type': 'object',
+                   'propertyNames': {'pattern': r'^(irq:[0-9]{1,5}|'
+                                     r'default_irq_affinity|'
+                                     r'workqueue_cpumask)$'},
+                   'additionalProperties': {
+                       'type': 'string',
+                       'pattern': r'^[0-9a-fA-F,-]{0,4096}$'}},
+        'systemd': {'type': 'object',
+                    'propertyNames': {'enum': list(privsep.SYSTEMD_UNITS)},
+                    'additionalProperties': _CPU_LIST},
+        'refused': {'type': 'array', 'items': _SHORT_TEXT},
+        'cpuset': {'type': 'boolean'},
+        'tasks': {'type': 'object',
+                  'propertyNames': {'pattern': r'^[1-9][0-9]{0,9}$'},
+                  'additionalProperties': {
+                      'type': 'array', 'minItems': 2, 'maxItems': 2,
+                      'prefixItems': [{'type': 'integer', 'minimum': 0},
+                                      _CPU_LIST]}},
+    },
+}
+
 
 def _path(path):
     return cgroupfs.host_path(privsep.HOST_ROOT, path)
 
 
 def _read(path):
-    with open(_path(path)) as f:
-        return f.read().strip()
+    # Bytes decoded leniently: a task's name in stat/status may be any
+    # bytes (see procfs.read_text).
+    return procfs.read_text(_path(path)).strip()
+
+
+def new_state(root, cpus):
+    """The state of a host apply has not changed yet."""
+    return {'version': STATE_VERSION, 'root': root, 'cpus': cpus,
+            'values': {}, 'systemd': {}, 'refused': [], 'cpuset': False}
 
 
 def systemd_is_init():
@@ -96,11 +137,11 @@ def task_stat(tid):
     (fields 2, 9 and 22), or None if the task is gone."""
     try:
         stat = _read('/proc/%d/stat' % tid)
-    except OSError:
+        head, tail = stat.rsplit(')', 1)
+        fields = tail.split()
+        return head.split('(', 1)[1], int(fields[6]), int(fields[19])
+    except (OSError, ValueError, IndexError):
         return None
-    head, tail = stat.rsplit(')', 1)
-    fields = tail.split()
-    return head.split('(', 1)[1], int(fields[6]), int(fields[19])
 
 
 def task_affinity(tid):
@@ -108,9 +149,9 @@ def task_affinity(tid):
     gone."""
     try:
         status = _read('/proc/%d/status' % tid)
-    except OSError:
+        return topology.format_cpu_list(procfs.allowed_cpus(status))
+    except (OSError, ValueError):
         return None
-    return topology.format_cpu_list(procfs.allowed_cpus(status))
 
 
 def stays_put(tid):
@@ -166,14 +207,34 @@ class Housekeeping:
             return None
         except ValueError as e:
             raise exception.HousekeepingError(
-                reason='state file %s is not JSON: %s'
-                       % (self.state_file, e)) from None
-        if state.get('version') != STATE_VERSION:
+                reason='state file %s is not JSON: %s%s'
+                       % (self.state_file, e, self._RECOVER)) from None
+        if isinstance(state, dict) and 'version' in state and \
+                state['version'] != STATE_VERSION:
             raise exception.HousekeepingError(
                 reason='state file %s has version %r, expected %d'
                        % (self.state_file, state.get('version'),
                           STATE_VERSION))
+        error = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(STATE_SCHEMA).iter_errors(state))
+        if error is None:
+            try:
+                cgroupfs.normalize_root(state['root'])
+            except exception.InvalidArgument as e:
+                error = jsonschema.ValidationError(str(e), path=['root'])
+        if error is not None:
+            where = '/'.join(str(p) for p in error.absolute_path) or 'the top'
+            raise exception.HousekeepingError(
+                reason='state file %s is not a housekeeping state: at %s: '
+                       '%s%s' % (self.state_file, where, error.message,
+                                 self._RECOVER))
         return state
+
+    _RECOVER = (
+        '. It records the values apply changed: fix it by hand from a '
+        'backup, or, once the host\'s IRQ affinities, workqueue mask and '
+        'services are as they should be, remove it (apply then records '
+        'afresh)')
 
     def _save_state(self, state):
         directory = os.path.dirname(os.path.abspath(self.state_file))
@@ -241,9 +302,7 @@ class Housekeeping:
                 reason='not all online (online: %s)'
                        % topology.format_cpu_list(online))
         cpus = topology.format_cpu_list(self.cpus)
-        state = self.load_state() or {
-            'version': STATE_VERSION, 'root': self.root, 'values': {},
-            'systemd': {}, 'refused': [], 'cpuset': False}
+        state = self.load_state() or new_state(self.root, cpus)
         state['cpus'] = cpus
         use_systemd = systemd_is_init()
         targets = self._targets()
@@ -363,7 +422,8 @@ class Housekeeping:
             try:
                 ok = writer(topology.format_cpu_list(
                     self._cpus_of(key, value)))
-            except (exception.InvalidArgument, OSError) as e:
+            except (exception.InvalidArgument, topology.TopologyError,
+                    OSError) as e:
                 failed[key] = str(e)
                 continue
             if ok is False:

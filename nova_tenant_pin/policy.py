@@ -173,7 +173,11 @@ def resolve(project_id, extra_specs=None, image_properties=None,
     """
     flavor = {k: str(v).strip() for k, v in (extra_specs or {}).items()
               if k.startswith('tenant_pin:')}
-    image = {k: str(v).strip() for k, v in (image_properties or {}).items()
+    # Image properties are taken as they are: any user who may upload an
+    # image sets them, and no API validator checks them, so a value with
+    # whitespace ("strict\n", " required ") is refused as Nova's flavor
+    # extra-spec validator refuses it, not cleaned up.
+    image = {k: str(v) for k, v in (image_properties or {}).items()
              if k.startswith('tenant_pin_')}
     settings = settings or ProjectSettings()
     sources = []

@@ -19,6 +19,13 @@ restricts the CPUs, so checks of the invariants read ``/proc`` instead:
 ``Cpus_allowed_list`` of every task of a process, its ``comm`` (QEMU names
 vCPU threads ``CPU n/KVM`` or ``CPU n/TCG``) and its cpuset cgroup.
 Reading is unprivileged; nothing here writes.
+
+Any process may name itself with bytes that are not UTF-8
+(``prctl(PR_SET_NAME)``, no privilege needed), and that name shows in its
+``comm``, ``stat`` and ``status``. Every /proc file is therefore read as
+bytes and decoded with :func:`read_text`, which shows such bytes as
+``\\xNN`` escapes instead of failing: one hostile process must not blind
+the audit or stop housekeeping.
 """
 
 import dataclasses
@@ -45,9 +52,18 @@ class ThreadInfo:
         return int(match.group(1)) if match else None
 
 
-def _read(path):
-    with open(path) as f:
-        return f.read()
+def decode(data):
+    """Text of /proc bytes: UTF-8, other bytes as ``\\xNN`` escapes."""
+    return data.decode('utf-8', errors='backslashreplace')
+
+
+def read_text(path):
+    """The text of a /proc (or sysfs) file; never fails on its bytes."""
+    with open(path, 'rb') as f:
+        return decode(f.read())
+
+
+_read = read_text
 
 
 def cpuset_cgroup(cgroup_text):
@@ -77,7 +93,7 @@ def threads(pid, proc_root='/proc'):
     skipped. Raises ProcessLookupError when the process is gone."""
     task_dir = os.path.join(proc_root, str(pid), 'task')
     try:
-        tids = sorted(int(t) for t in os.listdir(task_dir))
+        tids = sorted(int(t) for t in os.listdir(task_dir) if t.isdigit())
     except FileNotFoundError:
         raise ProcessLookupError(pid)
     result = []
@@ -111,6 +127,8 @@ def thread_affinities(pid, comm_cache, proc_root='/proc'):
     real = proc_root == '/proc'
     result = []
     for entry in tids:
+        if not entry.isdigit():
+            continue
         tid = int(entry)
         try:
             comm = comm_cache.get((pid, tid))

@@ -281,7 +281,7 @@ class TestRelease(CommandTestCase):
 
     def test_dry_run_says_housekeeping_would_be_restored(self):
         with open(self.state_file, 'w') as f:
-            json.dump({'version': housekeeping.STATE_VERSION}, f)
+            json.dump(housekeeping.new_state('/', '0'), f)
         self.assertEqual(0, self.release(dry_run=True))
         out, _ = self.output()
         self.assertIn('nothing to do\n', out)
@@ -367,7 +367,7 @@ class TestRestoreHousekeeping(CommandTestCase):
 
     def test_restores_through_housekeeping_release(self):
         with open(self.state_file, 'w') as f:
-            json.dump({'version': housekeeping.STATE_VERSION}, f)
+            json.dump(housekeeping.new_state('/', '0'), f)
         with mock.patch('nova_tenant_pin.cmd.housekeeping.run',
                         return_value=1) as run:
             self.assertEqual(1, release.restore_housekeeping())

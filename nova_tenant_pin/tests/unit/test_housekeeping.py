@@ -23,6 +23,7 @@ import subprocess
 import sys
 from unittest import mock
 
+import ddt
 import fixtures
 
 from nova_tenant_pin.cmd import main as cli
@@ -305,3 +306,81 @@ class TestCommand(HousekeepingTestCase):
                       "expression '0-x'", proc.stderr)
         self.assertNotIn('Traceback', proc.stderr)
         self.assertEqual('', proc.stdout)
+
+
+def _valid_state(**changes):
+    state = {'version': 1, 'root': '/', 'cpus': '0',
+             'values': {'irq:24': '0-3', 'workqueue_cpumask': 'f'},
+             'systemd': {}, 'refused': [], 'cpuset': True,
+             'tasks': {'10': [100, '0-3']}}
+    state.update(changes)
+    return state
+
+
+def _without(key):
+    state = _valid_state()
+    del state[key]
+    return state
+
+
+@ddt.ddt
+class TestStateFileSchema(HousekeepingTestCase):
+    """A state file that is JSON but not what apply writes is refused
+    with what is wrong and how to recover, before anything is
+    restored."""
+
+    def write_state(self, document):
+        os.makedirs(os.path.dirname(self.state), exist_ok=True)
+        with open(self.state, 'w') as f:
+            json.dump(document, f)
+
+    @ddt.unpack
+    @ddt.data(
+        ([], 'at the top: [] is not of type \'object\''),
+        (None, 'at the top: None is not of type \'object\''),
+        ('text', 'is not of type \'object\''),
+        ({}, '\'version\' is a required property'),
+        (_without('values'), '\'values\' is a required property'),
+        (_without('root'), '\'root\' is a required property'),
+        (_without('systemd'), '\'systemd\' is a required property'),
+        (_valid_state(values=[]), 'at values: [] is not of type'),
+        (_valid_state(values={'irq:24': 24}), 'at values/irq:24: 24 is '
+         'not of type \'string\''),
+        (_valid_state(values={'/etc/passwd': 'f'}), 'at values: '),
+        (_valid_state(values={'irq:24': '0-1\nx'}), 'at values/irq:24'),
+        (_valid_state(systemd={'sshd.service': ''}), 'at systemd: '),
+        (_valid_state(systemd=None), 'at systemd: None is not of type'),
+        (_valid_state(refused='irq:24'), 'at refused: \'irq:24\' is not '
+         'of type \'array\''),
+        (_valid_state(cpuset='yes'), 'at cpuset: \'yes\' is not of type '
+         '\'boolean\''),
+        (_valid_state(tasks={'10': [100]}), 'at tasks/10: [100] is too '
+         'short'),
+        (_valid_state(tasks={'10': ['x', '0']}), 'at tasks/10/0'),
+        (_valid_state(tasks={'x': [1, '0']}), 'at tasks: '),
+        (_valid_state(root='/a\n'), 'at root: refused cgroup root'),
+        (_valid_state(root=7), 'at root: 7 is not of type \'string\''),
+        (_valid_state(cpus='٠'), 'at cpus: '),
+    )
+    def test_refused_with_a_way_out(self, document, message):
+        self.write_state(document)
+        before = self.snapshot()
+        for action in ('release', 'show'):
+            err = self.assertRaises(
+                exception.HousekeepingError,
+                getattr(housekeeping.Housekeeping(self.state), action))
+            self.assertIn('is not a housekeeping state', str(err))
+            self.assertIn(message, str(err))
+            self.assertIn('remove it (apply then records afresh)', str(err))
+        err = self.assertRaises(exception.HousekeepingError,
+                                self.keeper().apply)
+        self.assertIn(message, str(err))
+        self.assertEqual(before, self.snapshot())
+
+    def test_state_apply_writes_passes(self):
+        self.keeper().apply()
+        self.assertIsNotNone(housekeeping.Housekeeping(
+            self.state).load_state())
+        self.write_state(_valid_state())
+        self.assertEqual(_valid_state(), housekeeping.Housekeeping(
+            self.state).load_state())

@@ -87,6 +87,19 @@ class TestResolve(base.TestCase):
          'must be a number >= 1.0'),
         ({}, {'tenant_pin_cpu_allocation_ratio': '2'}, policy.PolicyError,
          'images cannot set overcommit'),
+        # Image properties are not cleaned up: whitespace is refused, as
+        # Nova's flavor extra-spec validator refuses it.
+        ({}, {'tenant_pin_pin_mode': 'strict\n'}, policy.PolicyError,
+         "tenant_pin_pin_mode must be one of float, strict, got 'strict\\n'"),
+        ({}, {'tenant_pin_isolation': ' required '}, policy.PolicyError,
+         "must be one of required, none, got ' required '"),
+        ({}, {'tenant_pin_isolation': 'none\t'}, policy.PolicyError,
+         'tenant_pin_isolation must be one of required, none'),
+        ({}, {'tenant_pin_pin_mode': '\u00a0float'}, policy.PolicyError,
+         'tenant_pin_pin_mode must be one of float, strict'),
+        ({'tenant_pin:pin_mode': 'strict'},
+         {'tenant_pin_pin_mode': 'strict\n'}, policy.PolicyError,
+         'tenant_pin_pin_mode must be one of float, strict'),
     )
     def test_refused(self, flavor, image, error, message):
         e = self.assertRaises(error, policy.resolve, 'p9', flavor, image,

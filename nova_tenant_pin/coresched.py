@@ -58,6 +58,8 @@ import threading
 
 from oslo_log import log as logging
 
+from nova_tenant_pin import procfs
+
 LOG = logging.getLogger(__name__)
 
 PR_SCHED_CORE = 62
@@ -160,9 +162,11 @@ def _tids(pid, proc_root):
 
 
 def _comm(pid, proc_root):
+    # Any process may name itself with bytes that are not UTF-8: read
+    # leniently (procfs.read_text), never fail on them.
     try:
-        with open(os.path.join(proc_root, str(pid), 'comm')) as f:
-            return f.read().strip()
+        return procfs.read_text(os.path.join(proc_root, str(pid),
+                                             'comm')).strip()
     except OSError:
         return None
 

@@ -117,17 +117,15 @@ def harden_exec():
 
 
 def _in_privsep_helper():
-    """True in ``privsep-helper`` started for this context: it imports this
-    module to find ``tenant_pin_pctxt`` after parsing its command line,
-    as root with every capability, and then forks the daemon."""
+    """True in ``privsep-helper`` started for a context of this module: it
+    imports this module to find the context after parsing its command
+    line, as root with every capability, and then forks the daemon."""
     try:
-        return cfg.CONF.privsep_context == tenant_pin_pctxt.pypath
+        return cfg.CONF.privsep_context in (tenant_pin_pctxt.pypath,
+                                            core_sched_pctxt.pypath)
     except (cfg.NoSuchOptError, cfg.NotInitializedError, AttributeError):
         return False
 
-
-if _in_privsep_helper():
-    harden_exec()
 
 # systemd units whose AllowedCPUs= housekeeping may change.
 SYSTEMD_UNITS = ('system.slice', 'user.slice', 'init.scope')
@@ -841,7 +839,7 @@ LIBVIRT_QEMU_RUN = '/run/libvirt/qemu'
 # The namespace of the metadata manager.metadata_xml writes (not imported:
 # the manager imports this module through cgroups).
 _TP_NS = 'http://openstack.org/xmlns/nova-tenant-pin/1.0'
-_DOMAIN_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$')
+_DOMAIN_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}\Z')
 _QEMU_BINARIES = ('qemu-system-', 'qemu-kvm')
 
 
@@ -939,3 +937,9 @@ def read_core_cookies(pid):
     pid = _qemu_pid(pid)
     return {str(t): c for t, c in coresched.thread_cookies(
         pid, coresched.Prctl(), _host('/proc')).items()}
+
+
+# Last, once both contexts exist: in privsep-helper, before the daemon is
+# forked, no program the daemon executes may regain capabilities.
+if _in_privsep_helper():
+    harden_exec()

@@ -26,6 +26,7 @@ import shutil
 import fixtures
 
 from nova_tenant_pin import audit
+from nova_tenant_pin import coresched
 from nova_tenant_pin import housekeeping
 from nova_tenant_pin import procfs
 from nova_tenant_pin.tests import base
@@ -66,6 +67,13 @@ class TestNonUtf8TaskNames(base.TestCase):
             comms = {t.comm for tasks in snapshot.values() for t in tasks
                      if t.pid == self.proc.pid}
             self.assertEqual({ESCAPED}, comms)
+
+    def test_core_scheduling_scans_the_whole_host(self):
+        """The scans for QEMU processes and vhost workers read every
+        process's name; the renamed one (it has no -uuid) is skipped."""
+        self.assertNotIn(self.proc.pid,
+                         coresched.qemu_pids_by_uuid().values())
+        self.assertEqual([], coresched.kernel_workers(self.proc.pid))
 
     def test_housekeeping_reads_the_task(self):
         self.useFixture(fixtures.MonkeyPatch(

@@ -409,6 +409,8 @@ class Housekeeping:
             if result['stuck']:
                 failed['cpuset'] = 'tasks the kernel kept: %s' % (
                     result['stuck'],)
+            elif result.get('error'):
+                failed['cpuset'] = result['error']
             else:
                 restored.append('cpuset')
             if self._restore_affinities(state):

@@ -724,8 +724,9 @@ def release_housekeeping_cpuset(root):
     remove the cpuset. Tasks forked while this runs are caught by repeating
     until the cpuset is empty (a few passes at most).
 
-    :returns: ``{"moved": count, "stuck": [tids the kernel kept]}``; the
-        cpuset stays when a task is stuck.
+    :returns: ``{"moved": count, "stuck": [tids the kernel kept]}``, and
+        ``"error"`` when the kernel refused to remove the cpuset; the
+        cpuset stays when a task is stuck or it could not be removed.
     """
     root = _root(root)
     cpuset, parent, path = _housekeeping_paths(root)
@@ -745,9 +746,15 @@ def release_housekeeping_cpuset(root):
             except OSError as e:
                 if e.errno != errno.ESRCH:
                     stuck.add(tid)
+    result = {'moved': moved, 'stuck': sorted(stuck)}
     if not group.tasks():
-        _rmdir(path)
-    return {'moved': moved, 'stuck': sorted(stuck)}
+        try:
+            _rmdir(path)
+        except OSError as e:
+            # Tasks are back in <root>; the empty cpuset stays, and the
+            # caller reports it as not restored.
+            result['error'] = 'remove %s: %s' % (path, os.strerror(e.errno))
+    return result
 
 
 @tenant_pin_pctxt.entrypoint

@@ -306,10 +306,14 @@ class FakeKernel(fixtures.Fixture):
                                               os.strerror(errno.EBUSY), path)
                     except FileNotFoundError:
                         pass
-                for name in os.listdir(path):
-                    child = os.path.join(path, name)
-                    if os.path.isfile(child) and not os.path.islink(child):
-                        os.unlink(child)
+                children = [os.path.join(path, n) for n in os.listdir(path)]
+                if any(os.path.islink(c) or os.path.isdir(c)
+                       for c in children):
+                    # A child cgroup (or what no cgroupfs holds): refused
+                    # before anything is removed.
+                    raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), path)
+                for child in children:
+                    os.unlink(child)
             real_rmdir(path, *args, **kwargs)
 
         original_v1_set_cpus = cgroupfs.V1Cgroup.set_cpus

@@ -66,6 +66,11 @@ TRAIT = 'CUSTOM_TENANT_PIN'
 TRAIT_CACHE_SECONDS = 60.0
 
 
+#: Migration statuses after which a live migration moves nothing any more.
+_MIGRATION_ENDED = frozenset(['completed', 'done', 'failed', 'error',
+                              'cancelled', 'confirmed', 'reverted'])
+
+
 #: The drivers running in this process (one in nova-compute; several in
 #: tests), told when mutable options change.
 _DRIVERS = weakref.WeakSet()
@@ -147,7 +152,7 @@ def shares_tenant_cores(instance):
 
 
 def confine_domain_xml(xml, pins, project_id, project_name=None,
-                       metadata=None):
+                       metadata=None, in_partition=True):
     """Rewrite Nova's domain XML to run in the tenant's partition.
 
     Sets ``<resource><partition>``, ``<vcpu cpuset>``, and replaces any
@@ -156,7 +161,9 @@ def confine_domain_xml(xml, pins, project_id, project_name=None,
     strict mode, nothing more in float mode. Makes sure the owner project
     is in the metadata, which the manager reads back after a restart, and
     with it ``metadata`` (:func:`manager.metadata_xml`: the instance's
-    isolation key, pin mode and ratio).
+    isolation key, pin mode and ratio). Without ``in_partition`` the domain
+    names no tenant partition: its CPUs confine it (an instance whose
+    tenant does not fit on whole cores).
     """
     root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
     vcpu = root.find('./vcpu')
@@ -169,7 +176,11 @@ def confine_domain_xml(xml, pins, project_id, project_name=None,
         vcpu.addnext(resource)
     for old in resource.findall('./partition'):
         resource.remove(old)
-    etree.SubElement(resource, 'partition').text = pins.partition
+    if in_partition:
+        etree.SubElement(resource, 'partition').text = pins.partition
+    elif len(resource) == 0:
+        root.remove(resource)
+        resource = vcpu  # <cputune> goes right after <vcpu>
     cputune = root.find('./cputune')
     if cputune is not None:
         for tag in ('vcpupin', 'emulatorpin', 'iothreadpin'):
@@ -210,15 +221,18 @@ def _ensure_owner_project(root, project_id, project_name):
     project.set('uuid', project_id)
 
 
-def migration_source_xml(xml, to_isolated_target):
+def migration_source_xml(xml, to_isolated_target, partition=None):
     """The source domain XML that Nova turns into the target's XML.
 
     The source's per-vCPU and emulator pins mean nothing on the target (and
     a pin outside the target partition would make the target QEMU fail to
     start), so they go; Nova then sets ``<vcpu cpuset>`` from the target's
-    ``dst_cpu_shared_set_info``. The partition stays when the target runs
-    this driver (it created the partition in its check), and goes when an
-    unisolated target was allowed.
+    ``dst_cpu_shared_set_info``. When the target runs this driver the
+    domain goes to ``partition``, the partition of the instance's present
+    isolation key, which the target created in its check (the domain may
+    still live in the partition of a key it had before the per-project
+    settings changed); the partition goes when an unisolated target was
+    allowed.
     """
     root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
     cputune = root.find('./cputune')
@@ -226,6 +240,13 @@ def migration_source_xml(xml, to_isolated_target):
         for tag in ('vcpupin', 'emulatorpin', 'iothreadpin'):
             for old in cputune.findall('./' + tag):
                 cputune.remove(old)
+    if to_isolated_target and partition is not None:
+        resource = root.find('./resource')
+        if resource is None:
+            resource = etree.SubElement(root, 'resource')
+        for part in resource.findall('./partition'):
+            resource.remove(part)
+        etree.SubElement(resource, 'partition').text = partition
     if not to_isolated_target:
         # Released on arrival: nothing of tenant-pin goes with it.
         tp_manager.set_metadata_element(root, None)
@@ -244,9 +265,10 @@ class _MigratingGuest:
     that Nova's own ``get_updated_guest_xml`` builds the target XML from it;
     everything else goes to the real Guest."""
 
-    def __init__(self, guest, to_isolated_target):
+    def __init__(self, guest, to_isolated_target, partition=None):
         self._guest = guest
         self._to_isolated_target = to_isolated_target
+        self._partition = partition
 
     def get_xml_desc(self, dump_inactive=False, dump_sensitive=False,
                      dump_migratable=False):
@@ -254,7 +276,8 @@ class _MigratingGuest:
                                        dump_sensitive=dump_sensitive,
                                        dump_migratable=dump_migratable)
         if dump_migratable:
-            xml = migration_source_xml(xml, self._to_isolated_target)
+            xml = migration_source_xml(xml, self._to_isolated_target,
+                                       self._partition)
         return xml
 
     def __getattr__(self, name):
@@ -281,6 +304,12 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         self._tp_cookies = None
         # {host: monotonic time until which it is known to report TRAIT}.
         self._tp_trait_cache = {}
+        # Incoming live migrations the source accepted, ``{instance uuid:
+        # migration uuid}``: their claims stay until Nova says the guest
+        # arrived or was rolled back here, or the migration record shows it
+        # ended or went to another host (a later pre-check failed here and
+        # the conductor chose another host).
+        self._tp_incoming = {}
         _DRIVERS.add(self)
 
     # -- start and periodic --------------------------------------------------
@@ -385,7 +414,54 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         migrations = objects.MigrationList.get_in_progress_by_host_and_node(
             ctxt, self._tp_host, self._host.get_hostname())
         known.update(migration.instance_uuid for migration in migrations)
+        # Until the conductor saves the migration's destination (after all
+        # its pre-checks), the record does not name this host yet.
+        known.update(self._tp_incoming_coming(ctxt))
         return known, dedicated, policies
+
+    def _tp_incoming_coming(self, ctxt):
+        """The instances Nova may still live-migrate here: a destination
+        check in progress, or one the source accepted whose migration has
+        neither ended nor been sent to another host. Forgets the others."""
+        coming = set(self._tp_checks.values())
+        for uuid, migration_uuid in list(self._tp_incoming.items()):
+            try:
+                migration = objects.Migration.get_by_uuid(ctxt,
+                                                          migration_uuid)
+            except exception.MigrationNotFound:
+                migration = None
+            dest = migration.dest_compute if migration is not None and \
+                migration.obj_attr_is_set('dest_compute') else None
+            if migration is not None and \
+                    migration.status not in _MIGRATION_ENDED and \
+                    dest in (None, self._tp_host):
+                coming.add(uuid)
+                continue
+            LOG.info('tenant-pin: the live migration %s of instance %s to %s '
+                     'ended or went to host %s (status %s)', migration_uuid,
+                     uuid, self._tp_host, dest,
+                     migration.status if migration is not None else 'gone')
+            self._tp_incoming.pop(uuid, None)
+        return coming
+
+    def _tp_release_abandoned_incoming(self):
+        """Release, now, the incoming claims of live migrations that will
+        not come here (the reconcile would too, at its next interval): a
+        claim whose guest never arrived holds room nobody uses."""
+        if not self._tp_incoming:
+            return
+        coming = self._tp_incoming_coming(nova_context.get_admin_context())
+        for uuid, claim in self.tenant_pin.claims().items():
+            if claim.incoming and claim.pending and uuid not in coming:
+                LOG.warning('tenant-pin: instance %s of tenant %s will not '
+                            'arrive on %s by live migration; its claim is '
+                            'released', uuid, claim.tenant, self._tp_host)
+                try:
+                    self.tenant_pin.release(uuid)
+                except Exception:
+                    LOG.exception('tenant-pin: releasing the abandoned '
+                                  'incoming claim of instance %s failed half '
+                                  'way; the next reconcile finishes it', uuid)
 
     def _tp_reconcile(self):
         self._tp_last_reconcile = time.monotonic()
@@ -472,15 +548,17 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         if self.tenant_pin is None:
             return
         interval = CONF.tenant_pin.reconcile_interval
-        if interval and time.monotonic() - self._tp_last_reconcile >= \
-                interval:
-            try:
+        try:
+            if interval and time.monotonic() - self._tp_last_reconcile >= \
+                    interval:
                 self._tp_reconcile()
-            except Exception:
-                # The host stays as safe as it was; the resource update
-                # must go on. The next interval tries again.
-                LOG.exception('tenant-pin: periodic reconcile on %s failed',
-                              self._tp_host)
+            else:
+                self._tp_release_abandoned_incoming()
+        except Exception:
+            # The host stays as safe as it was; the resource update must go
+            # on. The next interval tries again.
+            LOG.exception('tenant-pin: periodic reconcile on %s failed',
+                          self._tp_host)
         # Threads a tenant holds but its vCPUs do not need are nobody
         # else's: report them as reserved so placement's view is true.
         inventory = provider_tree.data(nodename).inventory
@@ -500,12 +578,30 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         if self.tenant_pin is None or is_dedicated(instance):
             return xml
         pins = self.tenant_pin.pins_for(instance.uuid)
+        in_partition = True
+        if pins is None and self._tp_recreated_in_place(instance.uuid):
+            # A hard reboot or power on of an instance whose tenant does
+            # not fit on whole cores here: it comes back where it ran.
+            pins = self.tenant_pin.unfit_pins(instance.uuid)
+            if pins is not None:
+                in_partition = False
+                LOG.warning('tenant-pin: host %s NOT isolated: tenant %s does '
+                            'not fit on whole cores; instance %s starts again '
+                            'on the CPUs no tenant holds (%s), where it ran '
+                            'before', self._tp_host, pins.tenant,
+                            instance.uuid, topo.format_cpu_list(pins.cpus),
+                            instance=instance)
         if pins is None:
             pins = self._tp_claim(instance)
         return confine_domain_xml(
             xml, pins, instance.project_id,
             getattr(context, 'project_name', None),
-            metadata=self.tenant_pin.metadata_of(instance.uuid))
+            metadata=self.tenant_pin.metadata_of(instance.uuid),
+            in_partition=in_partition)
+
+    def _tp_recreated_in_place(self, uuid):
+        with self._tp_keep_lock:
+            return uuid in self._tp_keep
 
     def _tp_claim(self, instance, vcpus=None):
         policy = self._tp_policy(instance)
@@ -696,8 +792,11 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                                           migration, limits, allocs):
         migrate_data = super().check_source_migrate_data_at_dest(
             ctxt, instance, migrate_data, migration, limits, allocs)
-        # The source accepted: the check's clean-up must keep the claim.
+        # The source accepted: the check's clean-up must keep the claim,
+        # until the migration arrives, is rolled back, or goes elsewhere.
         self.tenant_pin.confirm_incoming_migration(instance.uuid)
+        if not is_dedicated(instance) and migration is not None:
+            self._tp_incoming[instance.uuid] = migration.uuid
         return migrate_data
 
     def cleanup_live_migration_destination_check(self, context,
@@ -757,10 +856,21 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                           instance.uuid, instance.project_id, dest, TRAIT,
                           instance=instance)
                 return
-            guest = _MigratingGuest(guest, to_isolated)
+            guest = _MigratingGuest(guest, to_isolated,
+                                    self._tp_partition_of(instance))
         return super()._live_migration_operation(
             context, instance, dest, block_migration, migrate_data, guest,
             device_names)
+
+    def _tp_partition_of(self, instance):
+        """The partition of the instance's present isolation key, which
+        a target running this driver claims for it; None if its policy
+        cannot be resolved (logged)."""
+        try:
+            key = self._tp_policy(instance).isolation_key
+        except exception.BuildAbortException:
+            return None
+        return tp_manager.PARTITION_PREFIX + key
 
     def post_live_migration_at_destination(self, context, instance,
                                            network_info,
@@ -771,6 +881,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
             block_device_info=block_device_info)
         # The instance arrived with <vcpu cpuset> = its tenant's CPUs: now
         # compute and apply the optimal pins live.
+        self._tp_incoming.pop(instance.uuid, None)
         self._tp_started(instance)
         # Its cookie was set when its QEMU started here (emit_event); this
         # catches a start event that came late or not at all.
@@ -793,4 +904,5 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                 context, instance, network_info, block_device_info,
                 destroy_disks=destroy_disks, migrate_data=migrate_data)
         finally:
+            self._tp_incoming.pop(instance.uuid, None)
             self._tp_release(instance)

@@ -539,6 +539,21 @@ class TenantPinManager:
                 claim.issued |= pins.cpus
             return pins
 
+    def unfit_pins(self, uuid):
+        """Where a claimed instance whose tenant did not fit on whole
+        cores runs (the CPUs no key holds, else the housekeeping CPUs: see
+        :meth:`_transition`), as :class:`InstancePins`; None for any other
+        instance."""
+        with self._locked():
+            claim = self._claims.get(uuid)
+            if claim is None or uuid not in self._unfit.get(claim.tenant, ()):
+                return None
+            plan = self._last_plan
+            cpus = (plan.free_cpus if plan is not None else None) or \
+                self.housekeeping_cpus
+            return InstancePins(uuid=uuid, tenant=claim.tenant,
+                                cpus=frozenset(cpus))
+
     def metadata_of(self, uuid):
         """The metadata element (:func:`metadata_xml`) of a claimed
         instance, for its domain XML, or None."""

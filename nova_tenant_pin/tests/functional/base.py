@@ -26,7 +26,14 @@ Two things of the fake are extended (``FakeLibvirtPinning``):
   drops ``<metadata>`` and ``<resource>``), and ``pinVcpuFlags`` /
   ``pinEmulator`` edit it, as libvirt's live XML would show;
 * like libvirt, starting a domain whose partition does not exist, or whose
-  CPUs are outside it, fails; so does a live pin outside the partition.
+  CPUs are outside it, fails; so does a live pin outside the partition;
+* a domain with ``tp_migration_job`` set is the target of an incoming
+  live migration: ``jobInfo``/``jobStats`` report the job, and a live pin
+  or metadata change fails the way libvirt's does while the job holds the
+  domain's state change lock (``touched`` records each attempt);
+* ``fault``, when set, is called as ``fault(domain, what)`` before every
+  live change (``pin``, ``iothread``, ``metadata``) and may raise
+  (:func:`libvirt_error`), to fail a call as libvirt would.
 
 Each host's partitions are a :class:`MemoryPartitions` kept across
 compute restarts, as the kernel keeps cgroups.
@@ -36,6 +43,7 @@ import os
 import sys
 
 import fixtures
+from lxml import etree
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.api import client as api_client
 from nova.tests.functional.libvirt import base as libvirt_base
@@ -47,6 +55,7 @@ from nova_tenant_pin import conf  # noqa: F401
 from nova_tenant_pin import manager
 from nova_tenant_pin.tests import fakes
 from nova_tenant_pin.tests import invariants
+from nova_tenant_pin import topology as topo
 
 DRIVER = 'tenant_pin.TenantPinLibvirtDriver'
 
@@ -69,12 +78,31 @@ def _partition_violation(conn, xml):
     return None
 
 
+def libvirt_error(code, message):
+    """A libvirtError as libvirt raises it, e.g. ``VIR_ERR_OPERATION_INVALID``
+    with "Requested operation is not valid: domain is not running"."""
+    return fakelibvirt.make_libvirtError(
+        fakelibvirt.libvirtError, message, error_code=code,
+        error_domain=fakelibvirt.VIR_FROM_QEMU)
+
+
+#: What libvirt says to a live change of a domain whose incoming live
+#: migration holds the job (after waiting for the lock about 30 s).
+MIGRATION_LOCK = ('Timed out during operation: cannot acquire state change '
+                  'lock (held by monitor=remoteDispatchDomainMigratePrepare3'
+                  'Params)')
+
+VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN = 4
+
+
 class FakeLibvirtPinning(fixtures.Fixture):
     """Keep each fake domain's XML, pin live, and check partitions."""
 
     def __init__(self):
         super().__init__()
         self.starts = []
+        self.touched = []
+        self.fault = None
 
     def _setUp(self):
         Domain = fakelibvirt.Domain
@@ -112,7 +140,30 @@ class FakeLibvirtPinning(fixtures.Fixture):
                 refuse('cannot start domain: %s' % why)
             return orig_create_xml(conn, xml, flags)
 
+        orig_job_info = Domain.jobInfo
+        orig_job_stats = Domain.jobStats
+
+        def live_change(dom, what):
+            if getattr(dom, 'tp_migration_job', False):
+                fixture.touched.append((dom.UUIDString(), what))
+                raise libvirt_error(fakelibvirt.VIR_ERR_OPERATION_TIMEOUT,
+                                    MIGRATION_LOCK)
+            if fixture.fault is not None:
+                fixture.fault(dom, what)
+
+        def jobInfo(dom):
+            if getattr(dom, 'tp_migration_job', False):
+                return [fakelibvirt.VIR_DOMAIN_JOB_UNBOUNDED] + [0] * 11
+            return orig_job_info(dom)
+
+        def jobStats(dom, flags=0):
+            if getattr(dom, 'tp_migration_job', False):
+                return {'type': fakelibvirt.VIR_DOMAIN_JOB_UNBOUNDED,
+                        'operation': VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN}
+            return orig_job_stats(dom, flags)
+
         def pin(dom, cpus, vcpu):
+            live_change(dom, 'pin')
             # Like the kernel: the new pin alone must be inside the
             # partition's CPUs as they are now.
             partitions = getattr(dom._connection, 'tp_partitions', None)
@@ -132,7 +183,13 @@ class FakeLibvirtPinning(fixtures.Fixture):
         def pinEmulator(dom, cpumap, flags):
             pin(dom, fakes.cpus_of_cpumap(cpumap), None)
 
+        def pinIOThread(dom, iothread, cpumap, flags):
+            live_change(dom, 'iothread')
+            dom.tp_xml = set_iothread_pin_in_xml(
+                dom.tp_xml, fakes.cpus_of_cpumap(cpumap), iothread)
+
         def setMetadata(dom, kind, metadata, key, uri, flags=0):
+            live_change(dom, 'metadata')
             dom.tp_xml = fakes.set_metadata_in_xml(dom.tp_xml, metadata, key,
                                                    uri)
 
@@ -140,11 +197,27 @@ class FakeLibvirtPinning(fixtures.Fixture):
                             ('createWithFlags', createWithFlags),
                             ('pinVcpuFlags', pinVcpuFlags),
                             ('pinEmulator', pinEmulator),
-                            ('setMetadata', setMetadata)]:
+                            ('setMetadata', setMetadata),
+                            ('pinIOThread', pinIOThread),
+                            ('jobInfo', jobInfo), ('jobStats', jobStats)]:
             self.useFixture(fixtures.MonkeyPatch(
                 'nova.tests.fixtures.libvirt.Domain.' + name, value))
         self.useFixture(fixtures.MonkeyPatch(
             'nova.tests.fixtures.libvirt.Connection.createXML', createXML))
+
+
+def set_iothread_pin_in_xml(xml, cpus, iothread):
+    """``xml`` with ``<iothreadpin iothread=...>`` set to ``cpus``."""
+    root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
+    cputune = root.find('./cputune')
+    if cputune is None:
+        cputune = etree.SubElement(root, 'cputune')
+    elem = cputune.find('./iothreadpin[@iothread="%d"]' % iothread)
+    if elem is None:
+        elem = etree.SubElement(cputune, 'iothreadpin',
+                                iothread=str(iothread))
+    elem.set('cpuset', topo.format_cpu_list(cpus))
+    return etree.tostring(root, encoding='unicode')
 
 
 class TenantPinTestBase(libvirt_base.ServersTestBase):

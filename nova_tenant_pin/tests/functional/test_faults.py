@@ -47,7 +47,7 @@ class TestFaults(base.TenantPinTestBase):
 
     def setUp(self):
         super().setUp()
-        self.flags(reconcile_interval=60, group='tenant_pin')
+        self.flags(reconcile_interval=3600, group='tenant_pin')
         self.start_compute('host1')
         self.a1 = self.boot('a', 2)
         self.a2 = self.boot('a', 2)
@@ -56,7 +56,7 @@ class TestFaults(base.TenantPinTestBase):
     def _reconcile_now(self):
         driver = self.computes['host1'].driver
         with mock.patch('nova_tenant_pin.driver.time.monotonic',
-                        return_value=driver._tp_last_reconcile + 61):
+                        return_value=driver._tp_last_reconcile + 3601):
             self._run_periodics()
 
     def _running(self):
@@ -96,7 +96,7 @@ class TestStrictFaults(base.TenantPinTestBase):
     def test_delete_survives_a_failed_live_repin(self):
         """In strict mode a delete re-packs the tenant's other guests'
         pins live; the first pin fails."""
-        self.flags(reconcile_interval=60, group='tenant_pin')
+        self.flags(reconcile_interval=3600, group='tenant_pin')
         self.start_compute('host1')
         c1 = self.boot('c', 1)
         c2 = self.boot('c', 1)
@@ -117,7 +117,7 @@ class TestStrictFaults(base.TenantPinTestBase):
         self.assertEqual(2, len(self.domains_of('host1')))
         driver = self.computes['host1'].driver
         with mock.patch('nova_tenant_pin.driver.time.monotonic',
-                        return_value=driver._tp_last_reconcile + 61):
+                        return_value=driver._tp_last_reconcile + 3601):
             self._run_periodics()
         self.assertNotEqual(before,
                             self.domains_of('host1')[c2['id']].vcpu_pins)

@@ -69,10 +69,19 @@ class TestCpuList(base.TestCase):
     def test_parse(self, text, expected):
         self.assertEqual(expected, topology.parse_cpu_list(text))
 
-    @ddt.data('a', '3-1', '1-', '-1', '1,,2', '0-x')
+    @ddt.data('a', '3-1', '1-', '-1', '1,,2', '0-x',
+              # Other scripts' digits, which int() takes.
+              '\u0660-\u0661', '\uff10\uff10', '\u0663', '1-\u0663',
+              # Above any CPU: refused before the range is expanded.
+              '0-50000000', '65536', '0-' + '9' * 300)
     def test_parse_rejects(self, text):
         self.assertRaises(topology.TopologyError,
                           topology.parse_cpu_list, text)
+
+    def test_limit(self):
+        self.assertEqual({0, 1}, topology.parse_cpu_list('0-1', limit=1))
+        self.assertRaises(topology.TopologyError, topology.parse_cpu_list,
+                          '0-2', limit=1)
 
     @given(st.sets(st.integers(min_value=0, max_value=300)))
     def test_round_trip(self, cpus):

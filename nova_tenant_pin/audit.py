@@ -120,7 +120,7 @@ class DomainKeys:
     """``pid -> isolation key`` of QEMU processes: a ``pid_tenants`` for
     :class:`HostAuditor`.
 
-    Built from the host's domains (``manager.DomainInfo``), it reads a
+    Built from the host's domains (``domain_xml.DomainInfo``), it reads a
     process's domain from its command line (the UUID, else the name) and
     returns the domain's isolation key; None for a process of no known
     domain, or of a domain tenant-pin does not know.

@@ -449,7 +449,7 @@ class CoreCookies:
     :param mode: ``off``, ``auto`` (where the kernel supports it) or
         ``required`` (:class:`Unsupported` where it does not).
     :param list_domains: callable returning the host's domains as
-        ``manager.DomainInfo``.
+        ``domain_xml.DomainInfo``.
     :param cookies: reads and sets cookies (:class:`PrivilegedCookies`).
     """
 

@@ -32,7 +32,6 @@ import threading
 import time
 import weakref
 
-from lxml import etree
 from nova import context as nova_context
 from nova import exception
 from nova import objects
@@ -40,7 +39,6 @@ from nova.objects import fields
 from nova.scheduler.client import report
 from nova import utils as nova_utils
 from nova.virt import event as virtevent
-from nova.virt import hardware
 from nova.virt.libvirt import driver as libvirt_driver
 import os_resource_classes as orc
 from oslo_config import cfg
@@ -49,6 +47,7 @@ from oslo_log import log as logging
 from nova_tenant_pin import cgroups
 from nova_tenant_pin import conf as tp_conf
 from nova_tenant_pin import coresched
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import manager as tp_manager
 from nova_tenant_pin import options as tp_options
 from nova_tenant_pin import policy as tp_policy
@@ -58,7 +57,7 @@ LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
 tp_conf.register_opts(CONF)
 
-NOVA_NS = tp_manager.NOVA_NS
+NOVA_NS = domain_xml.NOVA_NS
 
 #: The placement trait every compute node running this driver reports.
 TRAIT = 'CUSTOM_TENANT_PIN'
@@ -151,113 +150,9 @@ def shares_tenant_cores(instance):
     return None
 
 
-def confine_domain_xml(xml, pins, project_id, project_name=None,
-                       metadata=None, in_partition=True):
-    """Rewrite Nova's domain XML to run in the tenant's partition.
-
-    Sets ``<resource><partition>``, ``<vcpu cpuset>``, and replaces any
-    ``<vcpupin>``/``<emulatorpin>``/``<iothreadpin>`` Nova wrote for its
-    shared CPU set with the tenant's: per-vCPU pins and the emulator in
-    strict mode, nothing more in float mode. Makes sure the owner project
-    is in the metadata, which the manager reads back after a restart, and
-    with it ``metadata`` (:func:`manager.metadata_xml`: the instance's
-    isolation key, pin mode and ratio). Without ``in_partition`` the domain
-    names no tenant partition: its CPUs confine it (an instance whose
-    tenant does not fit on whole cores).
-    """
-    root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
-    vcpu = root.find('./vcpu')
-    vcpu.set('cpuset', hardware.format_cpu_spec(pins.cpus, allow_ranges=True))
-    resource = root.find('./resource')
-    if resource is None:
-        resource = etree.Element('resource')
-        # libvirt's schema puts <resource> after <vcpu>/<cputune>; any
-        # position parses, so keep it near <vcpu> for readers.
-        vcpu.addnext(resource)
-    for old in resource.findall('./partition'):
-        resource.remove(old)
-    if in_partition:
-        etree.SubElement(resource, 'partition').text = pins.partition
-    elif len(resource) == 0:
-        root.remove(resource)
-        resource = vcpu  # <cputune> goes right after <vcpu>
-    cputune = root.find('./cputune')
-    if cputune is not None:
-        for tag in ('vcpupin', 'emulatorpin', 'iothreadpin'):
-            for old in cputune.findall('./' + tag):
-                cputune.remove(old)
-    if pins.vcpu_pins:
-        if cputune is None:
-            cputune = etree.Element('cputune')
-            resource.addnext(cputune)
-        for vcpu_id, cpus in sorted(pins.vcpu_pins.items()):
-            etree.SubElement(cputune, 'vcpupin', vcpu=str(vcpu_id),
-                             cpuset=hardware.format_cpu_spec(cpus))
-        etree.SubElement(cputune, 'emulatorpin',
-                         cpuset=hardware.format_cpu_spec(pins.cpus))
-    elif cputune is not None and len(cputune) == 0:
-        root.remove(cputune)
-    _ensure_owner_project(root, project_id, project_name)
-    if metadata is not None:
-        tp_manager.set_metadata_element(root, metadata)
-    return etree.tostring(root, encoding='unicode')
-
-
-def _ensure_owner_project(root, project_id, project_name):
-    nova_instance = root.find('./metadata/{%s}instance' % NOVA_NS)
-    if nova_instance is None:
-        metadata = root.find('./metadata')
-        if metadata is None:
-            metadata = etree.SubElement(root, 'metadata')
-        nova_instance = etree.SubElement(
-            metadata, '{%s}instance' % NOVA_NS, nsmap={'nova': NOVA_NS})
-    owner = nova_instance.find('./{%s}owner' % NOVA_NS)
-    if owner is None:
-        owner = etree.SubElement(nova_instance, '{%s}owner' % NOVA_NS)
-    project = owner.find('./{%s}project' % NOVA_NS)
-    if project is None:
-        project = etree.SubElement(owner, '{%s}project' % NOVA_NS)
-        project.text = project_name or project_id
-    project.set('uuid', project_id)
-
-
-def migration_source_xml(xml, to_isolated_target, partition=None):
-    """The source domain XML that Nova turns into the target's XML.
-
-    The source's per-vCPU and emulator pins mean nothing on the target (and
-    a pin outside the target partition would make the target QEMU fail to
-    start), so they go; Nova then sets ``<vcpu cpuset>`` from the target's
-    ``dst_cpu_shared_set_info``. When the target runs this driver the
-    domain goes to ``partition``, the partition of the instance's present
-    isolation key, which the target created in its check (the domain may
-    still live in the partition of a key it had before the per-project
-    settings changed); the partition goes when an unisolated target was
-    allowed.
-    """
-    root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
-    cputune = root.find('./cputune')
-    if cputune is not None:
-        for tag in ('vcpupin', 'emulatorpin', 'iothreadpin'):
-            for old in cputune.findall('./' + tag):
-                cputune.remove(old)
-    if to_isolated_target and partition is not None:
-        resource = root.find('./resource')
-        if resource is None:
-            resource = etree.SubElement(root, 'resource')
-        for part in resource.findall('./partition'):
-            resource.remove(part)
-        etree.SubElement(resource, 'partition').text = partition
-    if not to_isolated_target:
-        # Released on arrival: nothing of tenant-pin goes with it.
-        tp_manager.set_metadata_element(root, None)
-        resource = root.find('./resource')
-        if resource is not None:
-            for part in resource.findall('./partition'):
-                if (part.text or '').startswith(tp_manager.PARTITION_PREFIX):
-                    resource.remove(part)
-            if len(resource) == 0:
-                root.remove(resource)
-    return etree.tostring(root, encoding='unicode')
+# The two rewrites of Nova's domain XML live with the rest of the XML model.
+confine_domain_xml = domain_xml.confine_domain_xml
+migration_source_xml = domain_xml.migration_source_xml
 
 
 class _MigratingGuest:
@@ -476,7 +371,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
 
     def _tp_running_domains(self):
         conn = self._host.get_connection()
-        return [tp_manager.parse_domain_xml(dom.XMLDesc(0))
+        return [domain_xml.parse_domain_xml(dom.XMLDesc(0))
                 for dom in conn.listAllDomains(
                     tp_manager.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
 
@@ -870,7 +765,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
             key = self._tp_policy(instance).isolation_key
         except exception.BuildAbortException:
             return None
-        return tp_manager.PARTITION_PREFIX + key
+        return domain_xml.PARTITION_PREFIX + key
 
     def post_live_migration_at_destination(self, context, instance,
                                            network_info,

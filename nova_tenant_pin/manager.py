@@ -50,26 +50,16 @@ import copy
 import dataclasses
 import itertools
 
-from lxml import etree
 from oslo_concurrency import lockutils
 from oslo_log import log as logging
 
 from nova_tenant_pin import allocator
 from nova_tenant_pin import cgroups
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import policy as tp_policy
 from nova_tenant_pin import topology as topo
 
 LOG = logging.getLogger(__name__)
-
-NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
-PARTITION_PREFIX = '/machine/tenant-'
-
-#: The namespace of the element this project keeps in each domain's
-#: ``<metadata>``: the instance's isolation key, pin mode and ratio, so that
-#: a restart (and the CLI, which has no Nova database) knows them even for
-#: a domain that runs outside its key's partition.
-TP_NS = 'http://openstack.org/xmlns/nova-tenant-pin/1.0'
-TP_PREFIX = 'tenantpin'
 
 #: The isolation key shared by all projects exempt from isolation: they may
 #: share cores with each other, never with any other tenant. It cannot clash
@@ -144,154 +134,6 @@ class InstancePins:
     @property
     def partition(self):
         return cgroups.partition_name(self.tenant)
-
-
-@dataclasses.dataclass
-class DomainInfo:
-    """What the manager reads from one libvirt domain's XML."""
-
-    uuid: str
-    name: str
-    active: bool
-    persistent: bool
-    vcpus: int
-    project_id: str = None
-    partition: str = None
-    vcpu_cpuset: frozenset = None
-    vcpu_pins: dict = dataclasses.field(default_factory=dict)
-    emulator_pins: frozenset = None
-    key: str = None
-    pin_mode: str = None
-    ratio: float = None
-    isolation: str = None
-
-    @property
-    def isolation_key(self):
-        """The key the domain is isolated on: what its metadata records,
-        else the tenant whose partition holds it, else None."""
-        return self.key or self.tenant
-
-    @property
-    def confinement(self):
-        """``partition``: in its own key's partition; ``pins``: confined
-        by its pins only (adopted, or its key changed since it started),
-        until its next hard reboot; ``none``: not known to tenant-pin."""
-        if self.tenant is not None and self.tenant == self.isolation_key:
-            return 'partition'
-        if self.isolation_key is not None:
-            return 'pins'
-        return 'none'
-
-    @property
-    def tenant(self):
-        """The tenant whose partition holds the domain, or None."""
-        if self.partition and self.partition.startswith(PARTITION_PREFIX):
-            return self.partition[len(PARTITION_PREFIX):]
-        return None
-
-    def effective_vcpu_cpus(self, vcpu, all_cpus):
-        """The CPUs vCPU ``vcpu`` may run on, as libvirt applies the XML."""
-        if vcpu in self.vcpu_pins:
-            return self.vcpu_pins[vcpu]
-        if self.vcpu_cpuset is not None:
-            return self.vcpu_cpuset
-        return frozenset(all_cpus)
-
-    def effective_emulator_cpus(self, all_cpus):
-        """The CPUs the emulator and I/O threads may run on."""
-        if self.emulator_pins is not None:
-            return self.emulator_pins
-        if self.vcpu_cpuset is not None:
-            return self.vcpu_cpuset
-        return frozenset(all_cpus)
-
-    def all_cpus(self, host_cpus):
-        """Every CPU that any thread of the domain may run on."""
-        cpus = set(self.effective_emulator_cpus(host_cpus))
-        for vcpu in range(self.vcpus):
-            cpus |= self.effective_vcpu_cpus(vcpu, host_cpus)
-        return frozenset(cpus)
-
-    @property
-    def dedicated(self):
-        """Looks like a domain Nova pinned itself (``hw:cpu_policy=
-        dedicated``): in no tenant partition, every vCPU pinned to one CPU."""
-        return (self.tenant is None and self.vcpus > 0 and
-                len(self.vcpu_pins) == self.vcpus and
-                all(len(c) == 1 for c in self.vcpu_pins.values()))
-
-
-def parse_domain_xml(xml, active=True, persistent=True):
-    """Read a libvirt domain XML into a :class:`DomainInfo`."""
-    root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
-    vcpu = root.find('./vcpu')
-    vcpus = int(vcpu.text.strip()) if vcpu is not None and vcpu.text else 0
-    cpuset = vcpu.get('cpuset') if vcpu is not None else None
-    project = root.find('./metadata/{%s}instance/{%s}owner/{%s}project'
-                        % (NOVA_NS, NOVA_NS, NOVA_NS))
-    partition = root.findtext('./resource/partition')
-    pins = {}
-    for pin in root.findall('./cputune/vcpupin'):
-        pins[int(pin.get('vcpu'))] = frozenset(
-            topo.parse_cpu_list(pin.get('cpuset')))
-    emulator = root.find('./cputune/emulatorpin')
-    meta = root.find('./metadata/{%s}instance' % TP_NS)
-    ratio = None
-    if meta is not None and meta.get('ratio'):
-        try:
-            ratio = float(meta.get('ratio'))
-        except ValueError:
-            ratio = None
-    return DomainInfo(
-        uuid=root.findtext('./uuid').strip(),
-        name=root.findtext('./name').strip(),
-        active=active, persistent=persistent, vcpus=vcpus,
-        project_id=(project.get('uuid') or None) if project is not None
-        else None,
-        partition=partition.strip() if partition else None,
-        vcpu_cpuset=(frozenset(topo.parse_cpu_list(cpuset))
-                     if cpuset else None),
-        vcpu_pins=pins,
-        emulator_pins=(frozenset(topo.parse_cpu_list(emulator.get('cpuset')))
-                       if emulator is not None else None),
-        key=meta.get('key') or None if meta is not None else None,
-        pin_mode=meta.get('pin_mode') or None if meta is not None else None,
-        ratio=ratio,
-        isolation=meta.get('isolation') or None if meta is not None
-        else None)
-
-
-def metadata_xml(key, pin_mode, ratio, isolation=None):
-    """The tenant-pin metadata element of a domain (namespace
-    :data:`TP_NS`), as ``virDomain.setMetadata`` takes it.
-
-    ``isolation`` is what the flavor or image asked for (``required`` or
-    ``none``), None when they left it to the host: with it, the key can be
-    worked out again when the per-project settings change.
-    """
-    elem = etree.Element('instance', key=key, pin_mode=pin_mode,
-                         ratio=repr(float(ratio)))
-    if isolation:
-        elem.set('isolation', isolation)
-    return etree.tostring(elem, encoding='unicode')
-
-
-def set_metadata_element(root, metadata, key=TP_PREFIX, uri=TP_NS):
-    """Set, in a domain XML tree, the ``<metadata>`` element of namespace
-    ``uri`` to the element ``metadata`` (an XML string; removed when None),
-    as ``virDomain.setMetadata`` does with prefix ``key``."""
-    meta = root.find('./metadata')
-    if meta is None:
-        meta = etree.SubElement(root, 'metadata')
-    for old in list(meta):
-        if etree.QName(old).namespace == uri:
-            meta.remove(old)
-    if metadata is not None:
-        elem = etree.fromstring(metadata)
-        new = etree.SubElement(meta, '{%s}%s' % (uri, elem.tag),
-                               nsmap={key: uri})
-        for name, value in elem.attrib.items():
-            new.set(name, value)
 
 
 def isolation_request(policy):
@@ -372,18 +214,15 @@ class _Ops:
                   % (xml, info.uuid))
         if not self.dry_run:
             try:
-                dom.setMetadata(VIR_DOMAIN_METADATA_ELEMENT, xml, TP_PREFIX,
-                                TP_NS, flags)
+                dom.setMetadata(VIR_DOMAIN_METADATA_ELEMENT, xml,
+                                domain_xml.TP_PREFIX, domain_xml.TP_NS, flags)
             except Exception as e:
                 # Only a hint for restarts; the pins are what confine.
                 LOG.warning('%s: cannot record the tenant-pin metadata of '
                             'instance %s: %s', self.mgr.name, info.uuid, e)
                 return
-        meta = etree.fromstring(xml)
-        info.key = meta.get('key')
-        info.pin_mode = meta.get('pin_mode')
-        info.ratio = float(meta.get('ratio'))
-        info.isolation = meta.get('isolation')
+        (info.key, info.pin_mode, info.ratio,
+         info.isolation) = domain_xml.read_metadata(xml)
 
 
 class TenantPinManager:
@@ -561,8 +400,9 @@ class TenantPinManager:
             claim = self._claims.get(uuid)
             if claim is None:
                 return None
-            return metadata_xml(claim.tenant, claim.mode,
-                                claim.ratio or self.ratio, claim.isolation)
+            return domain_xml.metadata_xml(
+                claim.tenant, claim.mode, claim.ratio or self.ratio,
+                claim.isolation)
 
     def stranded_cpus(self):
         """Threads held by tenants but not needed by their vCPUs: the
@@ -878,7 +718,8 @@ class TenantPinManager:
                     if not dry_run:
                         try:
                             dom.setMetadata(VIR_DOMAIN_METADATA_ELEMENT,
-                                            None, None, TP_NS, flags)
+                                            None, None, domain_xml.TP_NS,
+                                            flags)
                         except Exception as e:
                             LOG.warning('%s: cannot drop the metadata of '
                                         'instance %s: %s', self.name,
@@ -996,7 +837,8 @@ class TenantPinManager:
 
     @staticmethod
     def _parse_domain(xml, active, persistent):
-        return parse_domain_xml(xml, active=active, persistent=persistent)
+        return domain_xml.parse_domain_xml(xml, active=active,
+                                           persistent=persistent)
 
     def _domain_policy(self, info, policies):
         """The policy of a domain's instance: the caller's, else what its
@@ -1561,7 +1403,7 @@ class TenantPinManager:
             return
         flags = self._flags(info)
         if flags:
-            ops.set_metadata(dom, info, metadata_xml(
+            ops.set_metadata(dom, info, domain_xml.metadata_xml(
                 claim.tenant, claim.mode, ratio, claim.isolation), flags)
 
     def _pin_domain(self, ops, entry, placement, within, repairs=None):

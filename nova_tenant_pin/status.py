@@ -61,7 +61,7 @@ def collect(host_topology, partitions, domains, housekeeping_cpus=(),
     reboot.
 
     :param partitions: ``{tenant: PartitionInfo}`` (cgroups.list_partitions).
-    :param domains: ``manager.DomainInfo`` of every domain on the host.
+    :param domains: ``domain_xml.DomainInfo`` of every domain on the host.
     :param housekeeping_cpus: CPUs reserved for the host; whole cores.
     :param ratio: the in-tenant allocation ratio, for stranded threads.
     """

@@ -262,13 +262,14 @@ def _left_alone(host):
     """Running guests the manager leaves alone because they name no Nova
     project and no tenant (not Nova's, or defined by hand): they may run
     on any CPU they are given."""
+    from nova_tenant_pin import domain_xml
     from nova_tenant_pin import manager
 
     found = []
     for dom in host.connection.listAllDomains(
             manager.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-        info = manager.parse_domain_xml(dom.XMLDesc(0), active=True,
-                                        persistent=bool(dom.isPersistent()))
+        info = domain_xml.parse_domain_xml(
+            dom.XMLDesc(0), active=True, persistent=bool(dom.isPersistent()))
         if info.isolation_key is None and not info.project_id and \
                 not info.dedicated:
             found.append(info)

@@ -69,18 +69,18 @@ def add_parser(subparsers):
 
 
 def read_domains(uri):
-    """The ``manager.DomainInfo`` of every domain libvirt at ``uri`` has,
+    """The ``domain_xml.DomainInfo`` of every domain libvirt at ``uri`` has,
     through a read-only connection. Raises what libvirt raises (and
     ImportError without its Python binding)."""
     import libvirt
 
-    from nova_tenant_pin import manager
+    from nova_tenant_pin import domain_xml
 
     # The caller reports a failure once; libvirt need not print it too.
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     conn = libvirt.openReadOnly(uri)
     try:
-        return [manager.parse_domain_xml(
+        return [domain_xml.parse_domain_xml(
             dom.XMLDesc(0), active=bool(dom.isActive()),
             persistent=bool(dom.isPersistent()))
             for dom in conn.listAllDomains()]

@@ -70,7 +70,7 @@ def read_host(args):
     import libvirt
 
     from nova_tenant_pin import cgroups
-    from nova_tenant_pin import manager
+    from nova_tenant_pin import domain_xml
     from nova_tenant_pin import topology
 
     try:
@@ -91,7 +91,7 @@ def read_host(args):
         raise cli.UsageError('cannot connect to libvirt at %s: %s'
                              % (args.libvirt_uri, e))
     try:
-        domains = [manager.parse_domain_xml(
+        domains = [domain_xml.parse_domain_xml(
             dom.XMLDesc(0), active=bool(dom.isActive()),
             persistent=bool(dom.isPersistent()))
             for dom in conn.listAllDomains()]

@@ -30,6 +30,7 @@ import threading
 from lxml import etree
 
 from nova_tenant_pin import cgroups
+from nova_tenant_pin import domain_xml as dxml
 from nova_tenant_pin import manager
 from nova_tenant_pin import topology as topo
 
@@ -73,10 +74,10 @@ def domain_xml(uuid, vcpus, project=None, partition=None, cpuset=None,
         vcpu.set('cpuset', topo.format_cpu_list(cpuset))
     if project is not None:
         meta = etree.SubElement(root, 'metadata')
-        inst = etree.SubElement(meta, '{%s}instance' % manager.NOVA_NS,
-                                nsmap={'nova': manager.NOVA_NS})
-        owner = etree.SubElement(inst, '{%s}owner' % manager.NOVA_NS)
-        etree.SubElement(owner, '{%s}project' % manager.NOVA_NS,
+        inst = etree.SubElement(meta, '{%s}instance' % dxml.NOVA_NS,
+                                nsmap={'nova': dxml.NOVA_NS})
+        owner = etree.SubElement(inst, '{%s}owner' % dxml.NOVA_NS)
+        etree.SubElement(owner, '{%s}project' % dxml.NOVA_NS,
                          uuid=project).text = 'name-%s' % project
     if partition:
         res = etree.SubElement(root, 'resource')
@@ -98,7 +99,7 @@ class FakeDomain:
         self.xml = xml
         self.active = active
         self.persistent = persistent
-        self.info = manager.parse_domain_xml(xml)
+        self.info = dxml.parse_domain_xml(xml)
 
     def XMLDesc(self, flags=0):
         return self.xml
@@ -131,7 +132,7 @@ class FakeDomain:
         cpus = cpus_of_cpumap(cpumap)
         self._check_inside(cpus)
         self.xml = set_pin_in_xml(self.xml, cpus, vcpu)
-        self.info = manager.parse_domain_xml(self.xml)
+        self.info = dxml.parse_domain_xml(self.xml)
         self._conn.pin_calls.append((self.info.uuid, vcpu, cpus))
 
     def pinEmulator(self, cpumap, flags):
@@ -139,19 +140,19 @@ class FakeDomain:
         cpus = cpus_of_cpumap(cpumap)
         self._check_inside(cpus)
         self.xml = set_pin_in_xml(self.xml, cpus)
-        self.info = manager.parse_domain_xml(self.xml)
+        self.info = dxml.parse_domain_xml(self.xml)
         self._conn.pin_calls.append((self.info.uuid, 'emulator', cpus))
 
     def setMetadata(self, kind, metadata, key, uri, flags=0):
         self.xml = set_metadata_in_xml(self.xml, metadata, key, uri)
-        self.info = manager.parse_domain_xml(self.xml)
+        self.info = dxml.parse_domain_xml(self.xml)
 
 
 def set_metadata_in_xml(xml, metadata, key, uri):
     """Return ``xml`` with the metadata element of namespace ``uri`` set
     to ``metadata`` (removed when None), as libvirt's setMetadata does."""
     root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
-    manager.set_metadata_element(root, metadata, key, uri)
+    dxml.set_metadata_element(root, metadata, key, uri)
     return etree.tostring(root, encoding='unicode')
 
 
@@ -171,7 +172,7 @@ class FakeConnection:
 
     def start(self, xml):
         """Define and start a domain, checking what libvirt checks."""
-        info = manager.parse_domain_xml(xml)
+        info = dxml.parse_domain_xml(xml)
         if info.tenant is not None:
             part = self.partitions.partitions.get(info.tenant)
             if part is None:

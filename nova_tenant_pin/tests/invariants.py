@@ -31,7 +31,7 @@ def check_host(topology, housekeeping_cpus, partitions, domains,
     """Violations of invariants 1-3 on one host.
 
     :param partitions: ``{tenant: PartitionInfo}`` (``list_partitions()``).
-    :param domains: :class:`~nova_tenant_pin.manager.DomainInfo` of the
+    :param domains: :class:`~nova_tenant_pin.domain_xml.DomainInfo` of the
         host's domains. Only running ones are checked for isolation; stopped
         ones (an instance shut off, or the source of a resize waiting for
         confirmation) still hold their room, so they count for invariant 3.

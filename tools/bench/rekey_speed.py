@@ -45,6 +45,7 @@ import statistics
 import time
 import uuid
 
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import manager
 from nova_tenant_pin import policy
 from nova_tenant_pin.tests import fakes
@@ -105,7 +106,7 @@ class Host:
         xml = fakes.domain_xml(inst, vcpus, project=project,
                                partition=pins.partition, cpuset=pins.cpus)
         xml = fakes.set_metadata_in_xml(xml, self.mgr.metadata_of(inst),
-                                        manager.TP_PREFIX, manager.TP_NS)
+                                        domain_xml.TP_PREFIX, domain_xml.TP_NS)
         self.conn.start(xml)
         self.mgr.domain_started(inst)
 

@@ -52,7 +52,7 @@ from oslo_utils import uuidutils
 # Registers the [tenant_pin] options that setUp sets, before Nova loads
 # the driver.
 from nova_tenant_pin import conf  # noqa: F401
-from nova_tenant_pin import manager
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin.tests import fakes
 from nova_tenant_pin.tests import invariants
 from nova_tenant_pin import topology as topo
@@ -65,7 +65,7 @@ def _partition_violation(conn, xml):
     partitions = getattr(conn, 'tp_partitions', None)
     if partitions is None:
         return None
-    info = manager.parse_domain_xml(xml)
+    info = domain_xml.parse_domain_xml(xml)
     if info.tenant is None:
         return None
     part = partitions.partitions.get(info.tenant)
@@ -167,7 +167,7 @@ class FakeLibvirtPinning(fixtures.Fixture):
             # Like the kernel: the new pin alone must be inside the
             # partition's CPUs as they are now.
             partitions = getattr(dom._connection, 'tp_partitions', None)
-            tenant = manager.parse_domain_xml(dom.tp_xml).tenant
+            tenant = domain_xml.parse_domain_xml(dom.tp_xml).tenant
             if partitions is not None and tenant and dom.isActive():
                 part = partitions.partitions.get(tenant)
                 if part is None or not cpus <= part.cpus:
@@ -291,7 +291,7 @@ class TenantPinTestBase(libvirt_base.ServersTestBase):
             # From now on every partition write is checked for overlap.
             conn.tp_partitions.topology = mgr.topology
             conn.tp_partitions.domain_source = lambda: [
-                (manager.parse_domain_xml(d.tp_xml), bool(d.isActive()))
+                (domain_xml.parse_domain_xml(d.tp_xml), bool(d.isActive()))
                 for d in list(conn._vms.values())]
         return name
 
@@ -342,7 +342,7 @@ class TenantPinTestBase(libvirt_base.ServersTestBase):
         if not active_only:
             flags |= fakelibvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE
         return {
-            d.UUIDString(): manager.parse_domain_xml(
+            d.UUIDString(): domain_xml.parse_domain_xml(
                 d.tp_xml, active=bool(d.isActive()))
             for d in conn.listAllDomains(flags)}
 

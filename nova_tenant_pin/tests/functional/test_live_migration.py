@@ -24,6 +24,7 @@ whose partition is missing or too narrow) and completes or fails the job.
 import fixtures
 from nova.tests.functional.api import client as api_client
 
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import driver as tp_driver
 from nova_tenant_pin import manager
 from nova_tenant_pin.tests.functional import base
@@ -41,7 +42,7 @@ class LiveMigrationBase(base.TenantPinTestBase):
 
     def _migrate_stub(self, domain, destination, params, flags):
         xml = params['destination_xml']
-        info = manager.parse_domain_xml(xml)
+        info = domain_xml.parse_domain_xml(xml)
         project = info.tenant
         self.seen = {
             'xml': info,
@@ -242,7 +243,7 @@ class TestUnisolatedTarget(_StockTarget):
                    group='tenant_pin')
         server = self.boot('a', 2, host='host_a')
         self._live_migrate(server, 'completed', host='host_b')
-        info = manager.parse_domain_xml(self.dest_xml)
+        info = domain_xml.parse_domain_xml(self.dest_xml)
         self.assertIsNone(info.partition)
         self.assertIsNone(info.vcpu_cpuset)
         self.assertEqual({}, info.vcpu_pins)

@@ -24,7 +24,7 @@ that ``unrescue.xml`` can be written.
 import fixtures
 from nova import conf as nova_conf
 
-from nova_tenant_pin import manager
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin.tests.functional import base
 
 CONF = nova_conf.CONF
@@ -52,7 +52,7 @@ class TestRescue(base.TenantPinTestBase):
         self.api.post_server_action(server['id'], {'rescue': {}})
         server = self._wait_for_state_change(server, 'RESCUE')
         rescued = self.domain_of(server)
-        self.assertEqual(manager.PARTITION_PREFIX + self.project('a'),
+        self.assertEqual(domain_xml.PARTITION_PREFIX + self.project('a'),
                          rescued.partition)
         self.assertEqual(before[self.project('a')], rescued.vcpu_cpuset)
         self.assertInvariants()
@@ -63,7 +63,7 @@ class TestRescue(base.TenantPinTestBase):
         self.api.post_server_action(server['id'], {'unrescue': None})
         server = self._wait_for_state_change(server, 'ACTIVE')
         restored = self.domain_of(server)
-        self.assertEqual(manager.PARTITION_PREFIX + self.project('a'),
+        self.assertEqual(domain_xml.PARTITION_PREFIX + self.project('a'),
                          restored.partition)
         self.assertEqual(before, self.manager_of('host1').tenant_map())
         self.assertInvariants()

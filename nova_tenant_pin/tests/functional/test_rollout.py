@@ -17,7 +17,7 @@ back, and live migration between hosts with and without it."""
 
 from unittest import mock
 
-from nova_tenant_pin import manager
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin.tests.functional import base
 
 STOCK = 'libvirt.LibvirtDriver'
@@ -162,7 +162,7 @@ class TestMigrationFromStockHost(RolloutBase):
 
     def _migrate_stub(self, domain, destination, params, flags):
         xml = params['destination_xml']
-        self.arrived = manager.parse_domain_xml(xml)
+        self.arrived = domain_xml.parse_domain_xml(xml)
         self.dest_claims = self.manager_of('host_b').claims()
         dest = self.computes['host_b'].driver._host.get_connection()
         dest.createXML(xml, 0)

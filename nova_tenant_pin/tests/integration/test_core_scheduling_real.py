@@ -40,7 +40,7 @@ import fixtures
 
 from nova_tenant_pin import audit
 from nova_tenant_pin import coresched
-from nova_tenant_pin import manager
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import privsep
 from nova_tenant_pin.tests import base
 from nova_tenant_pin import topology
@@ -158,12 +158,12 @@ class Guest:
         with open(os.path.join(self.run_dir, self.name + '.xml'), 'w') as f:
             f.write(STATUS_XML % {'pid': self.pid, 'name': self.name,
                                   'uuid': self.uuid, 'key': key,
-                                  'ns': manager.TP_NS})
+                                  'ns': domain_xml.TP_NS})
 
     def info(self):
-        return manager.DomainInfo(uuid=self.uuid, name=self.name,
-                                  active=self.proc.poll() is None,
-                                  persistent=True, vcpus=1, key=self.key)
+        return domain_xml.DomainInfo(uuid=self.uuid, name=self.name,
+                                     active=self.proc.poll() is None,
+                                     persistent=True, vcpus=1, key=self.key)
 
     def stop(self):
         if self.proc.poll() is None:

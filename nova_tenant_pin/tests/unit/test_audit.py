@@ -22,7 +22,7 @@ import fixtures
 
 from nova_tenant_pin import audit
 from nova_tenant_pin.cmd import main as cli
-from nova_tenant_pin import manager
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin.tests import base
 from nova_tenant_pin.tests.unit import test_topology
 from nova_tenant_pin import topology
@@ -77,9 +77,9 @@ def libvirt_cmdline(name, uuid):
 
 
 def domain(name, uuid, key=None, partition=None):
-    return manager.DomainInfo(
+    return domain_xml.DomainInfo(
         uuid=uuid, name=name, active=True, persistent=True, vcpus=2,
-        partition=manager.PARTITION_PREFIX + partition if partition
+        partition=domain_xml.PARTITION_PREFIX + partition if partition
         else None, key=key)
 
 

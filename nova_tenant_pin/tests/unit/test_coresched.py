@@ -29,6 +29,7 @@ import fixtures
 
 from nova_tenant_pin import audit
 from nova_tenant_pin import coresched
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import manager
 from nova_tenant_pin import privsep
 from nova_tenant_pin.tests import base
@@ -273,8 +274,9 @@ class TestCoreCookies(_Base):
 
     def _domain(self, uuid, key, pid):
         self.kernel.add_process(pid, name='dom-' + uuid, uuid=uuid)
-        return manager.DomainInfo(uuid=uuid, name='dom-' + uuid, active=True,
-                                  persistent=True, vcpus=2, key=key)
+        return domain_xml.DomainInfo(uuid=uuid, name='dom-' + uuid,
+                                     active=True, persistent=True, vcpus=2,
+                                     key=key)
 
     def test_sync_gives_each_key_one_cookie_through_rekey(self):
         domains = [self._domain('a1', 'A', 100), self._domain('a2', 'A', 200),
@@ -411,16 +413,16 @@ class TestPrivsepEntrypoints(_Base):
         os.symlink(exe, os.path.join(self.proc, str(pid), 'exe'))
         with open(os.path.join(self.run_dir, name + '.pid'), 'w') as f:
             f.write('%d\n' % pid)
-        meta = manager.metadata_xml(key, 'float', 1.0) if key else ''
+        meta = domain_xml.metadata_xml(key, 'float', 1.0) if key else ''
         meta = meta.replace('<instance', '<tenantpin:instance xmlns:'
-                            'tenantpin="%s"' % manager.TP_NS).replace(
+                            'tenantpin="%s"' % domain_xml.TP_NS).replace(
             '/>', '/>')
         with open(os.path.join(self.run_dir, name + '.xml'), 'w') as f:
             f.write(STATUS_XML % {'pid': pid, 'name': name,
                                   'uuid': 'u-' + name, 'meta': meta})
 
     def test_namespace_matches_the_manager(self):
-        self.assertEqual(manager.TP_NS, privsep._TP_NS)
+        self.assertEqual(domain_xml.TP_NS, privsep._TP_NS)
 
     def test_sets_and_shares_one_cookie(self):
         self._domain('instance-1', 100, 'A')

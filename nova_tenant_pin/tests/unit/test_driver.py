@@ -20,6 +20,7 @@ import ddt
 import fixtures
 from nova import exception
 
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import driver
 from nova_tenant_pin import manager
 from nova_tenant_pin.tests import base
@@ -123,7 +124,7 @@ class TestDomainXml(base.TestCase):
         xml = driver.confine_domain_xml(
             self._nova_xml(vcpu_pins={0: {2, 3}, 1: {2, 3}}, emulator={2}),
             pins, 'p1')
-        info = manager.parse_domain_xml(xml)
+        info = domain_xml.parse_domain_xml(xml)
         self.assertEqual('/machine/tenant-p1', info.partition)
         self.assertEqual(frozenset({8, 9}), info.vcpu_cpuset)
         self.assertEqual({}, info.vcpu_pins)
@@ -133,20 +134,20 @@ class TestDomainXml(base.TestCase):
     def test_strict_mode_pins_each_vcpu_and_the_emulator(self):
         pins = manager.InstancePins(UUID, 'p1', frozenset({8, 9}),
                                     {0: frozenset({8}), 1: frozenset({9})})
-        info = manager.parse_domain_xml(
+        info = domain_xml.parse_domain_xml(
             driver.confine_domain_xml(self._nova_xml(), pins, 'p1'))
         self.assertEqual({0: {8}, 1: {9}}, info.vcpu_pins)
         self.assertEqual(frozenset({8, 9}), info.emulator_pins)
 
     def test_owner_project_added_when_nova_left_it_out(self):
         pins = manager.InstancePins(UUID, 'p1', frozenset({8, 9}))
-        info = manager.parse_domain_xml(
+        info = domain_xml.parse_domain_xml(
             driver.confine_domain_xml(self._nova_xml(), pins, 'p1', 'demo'))
         self.assertEqual('p1', info.project_id)
 
     def test_existing_owner_project_is_kept(self):
         pins = manager.InstancePins(UUID, 'p1', frozenset({8, 9}))
-        info = manager.parse_domain_xml(driver.confine_domain_xml(
+        info = domain_xml.parse_domain_xml(driver.confine_domain_xml(
             self._nova_xml(project='p1'), pins, 'p1'))
         self.assertEqual('p1', info.project_id)
 
@@ -155,7 +156,7 @@ class TestDomainXml(base.TestCase):
                                partition='/machine/tenant-p1',
                                cpuset={8, 9}, vcpu_pins={0: {8}, 1: {9}},
                                emulator={8, 9})
-        info = manager.parse_domain_xml(
+        info = domain_xml.parse_domain_xml(
             driver.migration_source_xml(src, to_isolated_target=True))
         self.assertEqual('/machine/tenant-p1', info.partition)
         self.assertEqual({}, info.vcpu_pins)
@@ -165,9 +166,9 @@ class TestDomainXml(base.TestCase):
         src = fakes.domain_xml(UUID, 2, project='p1',
                                partition='/machine/tenant-p1', cpuset={8, 9})
         src = fakes.set_metadata_in_xml(
-            src, manager.metadata_xml('p1', 'float', 1.0),
-            manager.TP_PREFIX, manager.TP_NS)
-        info = manager.parse_domain_xml(
+            src, domain_xml.metadata_xml('p1', 'float', 1.0),
+            domain_xml.TP_PREFIX, domain_xml.TP_NS)
+        info = domain_xml.parse_domain_xml(
             driver.migration_source_xml(src, to_isolated_target=False))
         self.assertIsNone(info.partition)
         # Released on arrival: no tenant-pin key goes with it.
@@ -176,8 +177,8 @@ class TestDomainXml(base.TestCase):
 
     def test_metadata_records_key_mode_ratio_and_what_the_flavor_asked(self):
         pins = manager.InstancePins(UUID, 'group-acme', frozenset({8, 9}))
-        meta = manager.metadata_xml('group-acme', 'strict', 1.5, 'required')
-        info = manager.parse_domain_xml(driver.confine_domain_xml(
+        meta = domain_xml.metadata_xml('group-acme', 'strict', 1.5, 'required')
+        info = domain_xml.parse_domain_xml(driver.confine_domain_xml(
             self._nova_xml(project='p1'), pins, 'p1', metadata=meta))
         self.assertEqual(('group-acme', 'strict', 1.5, 'required'),
                          (info.key, info.pin_mode, info.ratio,
@@ -192,7 +193,7 @@ class TestDomainXml(base.TestCase):
         guest.get_xml_desc.return_value = src
         wrapped = driver._MigratingGuest(guest, True)
         self.assertEqual(src, wrapped.get_xml_desc())
-        self.assertEqual({}, manager.parse_domain_xml(
+        self.assertEqual({}, domain_xml.parse_domain_xml(
             wrapped.get_xml_desc(dump_migratable=True)).vcpu_pins)
         wrapped.migrate('uri')
         guest.migrate.assert_called_once_with('uri')

@@ -22,6 +22,7 @@ import uuid as uuidlib
 
 from nova_tenant_pin import allocator
 from nova_tenant_pin import cgroups
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import manager
 from nova_tenant_pin.tests import base
 from nova_tenant_pin.tests import fakes
@@ -353,7 +354,7 @@ class TestReconcile(ManagerTestCase):
             p2, cpus=p2.cpus | set(stolen))
         dom = self.conn.domains[a]
         dom.xml = fakes.set_pin_in_xml(dom.xml, frozenset(stolen), 0)
-        dom.info = manager.parse_domain_xml(dom.xml)
+        dom.info = domain_xml.parse_domain_xml(dom.xml)
         self.assertNotEqual([], invariants.check_host(
             self.topology, HOUSEKEEPING, self.partitions.list_partitions(),
             [x.info for x in self.conn.domains.values()]))
@@ -374,7 +375,7 @@ class TestReconcile(ManagerTestCase):
             p3, cpus=p3.cpus | set(stolen))
         dom = self.conn.domains[d]
         dom.xml = fakes.set_pin_in_xml(dom.xml, frozenset(stolen), 0)
-        dom.info = manager.parse_domain_xml(dom.xml)
+        dom.info = domain_xml.parse_domain_xml(dom.xml)
         repairs = self.mgr.reconcile()
         self.assertInvariants()
         self.assertTrue(any('instance %s of tenant p3' % d in r

@@ -20,6 +20,7 @@ import os
 import random
 
 from nova_tenant_pin import allocator
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import manager
 from nova_tenant_pin import policy
 from nova_tenant_pin.tests import fakes
@@ -49,7 +50,7 @@ class PolicyTestCase(tm.ManagerTestCase):
             cpuset=pins.cpus, vcpu_pins=pins.vcpu_pins,
             emulator=pins.cpus if pins.vcpu_pins else None)
         xml = fakes.set_metadata_in_xml(xml, mgr.metadata_of(inst),
-                                        manager.TP_PREFIX, manager.TP_NS)
+                                        domain_xml.TP_PREFIX, domain_xml.TP_NS)
         self.conn.start(xml)
         mgr.domain_started(inst)
         return inst

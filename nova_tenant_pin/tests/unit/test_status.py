@@ -20,7 +20,7 @@ import fixtures
 
 from nova_tenant_pin import cgroups
 from nova_tenant_pin.cmd import status as status_cmd
-from nova_tenant_pin import manager
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import status
 from nova_tenant_pin.tests import base
 from nova_tenant_pin import topology
@@ -42,10 +42,10 @@ def dom(name, vcpus, tenant=None, pins=None, active=True, cpuset=None,
     the isolation key recorded in its tenant-pin metadata."""
     if partition is None:
         partition = tenant if tenant and not pins else ''
-    return manager.DomainInfo(
+    return domain_xml.DomainInfo(
         uuid='uuid-' + name, name=name, active=active, persistent=True,
         vcpus=vcpus, project_id=tenant,
-        partition=manager.PARTITION_PREFIX + partition if partition
+        partition=domain_xml.PARTITION_PREFIX + partition if partition
         else None,
         vcpu_cpuset=frozenset(cpuset) if cpuset else None,
         vcpu_pins={v: frozenset([c]) for v, c in (pins or {}).items()},

@@ -52,6 +52,7 @@ import collections
 import dataclasses
 import math
 
+from nova_tenant_pin import exception
 from nova_tenant_pin import topology as topo
 
 FLOAT = 'float'
@@ -61,7 +62,7 @@ MODES = (FLOAT, STRICT)
 _EPSILON = 1e-9
 
 
-class PlanError(ValueError):
+class PlanError(exception.TenantPinException, ValueError):
     """The request given to :func:`plan` is malformed or contradictory."""
 
 

@@ -135,12 +135,9 @@ class DomainInfo:
         return threads
 
     def all_cpus(self, host_cpus):
-        """Every CPU that any vCPU or the emulator thread of the domain may
-        run on."""
-        cpus = set(self.effective_emulator_cpus(host_cpus))
-        for vcpu in range(self.vcpus):
-            cpus |= self.effective_vcpu_cpus(vcpu, host_cpus)
-        return frozenset(cpus)
+        """Every CPU that any thread of the domain (vCPU, emulator, I/O)
+        may run on."""
+        return frozenset().union(*self.thread_cpus(host_cpus).values())
 
     @property
     def dedicated(self):
@@ -308,6 +305,9 @@ def confine_domain_xml(xml, pins, project_id, project_name=None,
                              cpuset=topo.format_cpu_list(cpus))
         etree.SubElement(cputune, 'emulatorpin',
                          cpuset=topo.format_cpu_list(pins.cpus))
+        for iothread in _iothread_ids(root):
+            etree.SubElement(cputune, 'iothreadpin', iothread=str(iothread),
+                             cpuset=topo.format_cpu_list(pins.cpus))
     elif cputune is not None and len(cputune) == 0:
         root.remove(cputune)
     _ensure_owner_project(root, project_id, project_name)

@@ -48,6 +48,7 @@ from nova_tenant_pin import cgroups
 from nova_tenant_pin import conf as tp_conf
 from nova_tenant_pin import coresched
 from nova_tenant_pin import domain_xml
+from nova_tenant_pin import guests as tp_guests
 from nova_tenant_pin import manager as tp_manager
 from nova_tenant_pin import options as tp_options
 from nova_tenant_pin import policy as tp_policy
@@ -373,7 +374,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         conn = self._host.get_connection()
         return [domain_xml.parse_domain_xml(dom.XMLDesc(0))
                 for dom in conn.listAllDomains(
-                    tp_manager.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+                    tp_guests.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
 
     def _tp_sync_cookies(self, why, instance=None):
         """Give every running guest its isolation key's core-scheduling

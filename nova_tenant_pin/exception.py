@@ -12,11 +12,13 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Exceptions of the enforcement layer (cgroups, privsep, housekeeping).
+"""The exceptions of nova-tenant-pin: one root, :class:`TenantPinException`.
 
-Every exception takes one message argument, so that oslo.privsep can
-re-raise it in the unprivileged caller exactly as the daemon raised it
-(the daemon sends the class path and ``args``).
+Every exception the privsep daemon may raise takes one message argument,
+so that oslo.privsep can re-raise it in the unprivileged caller exactly as
+the daemon raised it (the daemon sends the class path and ``args``). The
+pure modules' errors (``allocator.PlanError``, ``policy.PolicyError``)
+derive from the root too.
 """
 
 
@@ -52,3 +54,15 @@ class HousekeepingError(TenantPinException):
 class UnsafePath(InvalidArgument):
     """A path privileged code refuses to open: a symlink on the way, a
     "." or "..", or a file on the wrong kind of file system."""
+
+
+class TenantDoesNotFit(TenantPinException):
+    """The host has no whole cores left for this key's new instance."""
+
+    msg_fmt = 'instance %(uuid)s of tenant %(tenant)s does not fit: %(reason)s'
+
+    def __init__(self, uuid, tenant, reason):
+        super().__init__(uuid=uuid, tenant=tenant, reason=reason)
+        self.uuid = uuid
+        self.tenant = tenant
+        self.reason = reason

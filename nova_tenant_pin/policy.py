@@ -45,6 +45,8 @@ import dataclasses
 import math
 import re
 
+from nova_tenant_pin import exception
+
 ISOLATION_SPEC = 'tenant_pin:isolation'
 PIN_MODE_SPEC = 'tenant_pin:pin_mode'
 RATIO_SPEC = 'tenant_pin:cpu_allocation_ratio'
@@ -64,7 +66,7 @@ RATIO_RE = re.compile(r'^[0-9]+(\.[0-9]+)?$')
 GROUP_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_-]{0,57}$')
 
 
-class PolicyError(ValueError):
+class PolicyError(exception.TenantPinException, ValueError):
     """A tenant-pin setting has a value it cannot have."""
 
 

@@ -175,10 +175,16 @@ class _CopyDomain:
     def isPersistent(self):
         return self._dom.isPersistent()
 
+    def jobStats(self, flags=0):
+        return self._dom.jobStats(flags)
+
     def pinVcpuFlags(self, vcpu, cpumap, flags):
         pass
 
     def pinEmulator(self, cpumap, flags):
+        pass
+
+    def pinIOThread(self, iothread, cpumap, flags):
         pass
 
     def setMetadata(self, kind, metadata, key, uri, flags=0):
@@ -267,7 +273,7 @@ def _left_alone(host):
 
     found = []
     for dom in host.connection.listAllDomains(
-            manager.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            guests.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
         info = domain_xml.parse_domain_xml(
             dom.XMLDesc(0), active=True, persistent=bool(dom.isPersistent()))
         if info.isolation_key is None and not info.project_id and \

@@ -31,7 +31,7 @@ from lxml import etree
 
 from nova_tenant_pin import cgroups
 from nova_tenant_pin import domain_xml as dxml
-from nova_tenant_pin import manager
+from nova_tenant_pin import guests
 from nova_tenant_pin import topology as topo
 
 
@@ -43,14 +43,20 @@ def cpus_of_cpumap(cpumap):
     return frozenset(i for i, on in enumerate(cpumap) if on)
 
 
-def set_pin_in_xml(xml, cpus, vcpu=None):
-    """Return ``xml`` with ``<vcpupin vcpu=...>`` (or ``<emulatorpin>`` when
-    ``vcpu`` is None) set to ``cpus``."""
+def set_pin_in_xml(xml, cpus, vcpu=None, iothread=None):
+    """Return ``xml`` with ``<vcpupin vcpu=...>`` (``<iothreadpin
+    iothread=...>`` with ``iothread``, ``<emulatorpin>`` when both are
+    None) set to ``cpus``."""
     root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
     cputune = root.find('./cputune')
     if cputune is None:
         cputune = etree.SubElement(root, 'cputune')
-    if vcpu is None:
+    if iothread is not None:
+        elem = cputune.find('./iothreadpin[@iothread="%d"]' % iothread)
+        if elem is None:
+            elem = etree.SubElement(cputune, 'iothreadpin',
+                                    iothread=str(iothread))
+    elif vcpu is None:
         elem = cputune.find('./emulatorpin')
         if elem is None:
             elem = etree.SubElement(cputune, 'emulatorpin')
@@ -63,8 +69,10 @@ def set_pin_in_xml(xml, cpus, vcpu=None):
 
 
 def domain_xml(uuid, vcpus, project=None, partition=None, cpuset=None,
-               vcpu_pins=None, emulator=None, name=None):
-    """A minimal domain XML in the shape Nova writes."""
+               vcpu_pins=None, emulator=None, name=None, iothreads=1,
+               iothread_pins=None):
+    """A minimal domain XML in the shape Nova writes (one I/O thread, as
+    Nova gives every guest)."""
     root = etree.Element('domain', type='kvm')
     etree.SubElement(root, 'uuid').text = uuid
     etree.SubElement(root, 'name').text = name or 'instance-%s' % uuid[:8]
@@ -72,6 +80,8 @@ def domain_xml(uuid, vcpus, project=None, partition=None, cpuset=None,
     vcpu.text = str(vcpus)
     if cpuset:
         vcpu.set('cpuset', topo.format_cpu_list(cpuset))
+    if iothreads:
+        etree.SubElement(root, 'iothreads').text = str(iothreads)
     if project is not None:
         meta = etree.SubElement(root, 'metadata')
         inst = etree.SubElement(meta, '{%s}instance' % dxml.NOVA_NS,
@@ -82,7 +92,7 @@ def domain_xml(uuid, vcpus, project=None, partition=None, cpuset=None,
     if partition:
         res = etree.SubElement(root, 'resource')
         etree.SubElement(res, 'partition').text = partition
-    if vcpu_pins or emulator:
+    if vcpu_pins or emulator or iothread_pins:
         cputune = etree.SubElement(root, 'cputune')
         for v, cpus in sorted((vcpu_pins or {}).items()):
             etree.SubElement(cputune, 'vcpupin', vcpu=str(v),
@@ -90,16 +100,38 @@ def domain_xml(uuid, vcpus, project=None, partition=None, cpuset=None,
         if emulator:
             etree.SubElement(cputune, 'emulatorpin',
                              cpuset=topo.format_cpu_list(emulator))
+        for i, cpus in sorted((iothread_pins or {}).items()):
+            etree.SubElement(cputune, 'iothreadpin', iothread=str(i),
+                             cpuset=topo.format_cpu_list(cpus))
     return etree.tostring(root, encoding='unicode')
 
 
 class FakeDomain:
+    """A domain; ``job`` is libvirt's ``jobStats()`` while a job (a live
+    migration) holds it: then every change fails, as libvirt's does once
+    it gives up waiting for the job's state change lock."""
+
     def __init__(self, conn, xml, active=True, persistent=True):
         self._conn = conn
         self.xml = xml
         self.active = active
         self.persistent = persistent
         self.info = dxml.parse_domain_xml(xml)
+        self.job = None
+
+    def jobStats(self, flags=0):
+        if not self.active:
+            raise FakeLibvirtError('Requested operation is not valid: '
+                                   'domain is not running')
+        return dict(self.job or {'type': 0})
+
+    def _change(self, name):
+        self._conn.fault_point(name)
+        if self.job is not None:
+            raise FakeLibvirtError(
+                'Timed out during operation: cannot acquire state change '
+                'lock (held by monitor=remoteDispatchDomainMigratePrepare3'
+                'Params)')
 
     def XMLDesc(self, flags=0):
         return self.xml
@@ -128,7 +160,7 @@ class FakeDomain:
                     sorted(part.cpus) if part else 'missing'))
 
     def pinVcpuFlags(self, vcpu, cpumap, flags):
-        self._conn.fault_point('pinVcpuFlags')
+        self._change('pinVcpuFlags')
         cpus = cpus_of_cpumap(cpumap)
         self._check_inside(cpus)
         self.xml = set_pin_in_xml(self.xml, cpus, vcpu)
@@ -136,14 +168,28 @@ class FakeDomain:
         self._conn.pin_calls.append((self.info.uuid, vcpu, cpus))
 
     def pinEmulator(self, cpumap, flags):
-        self._conn.fault_point('pinEmulator')
+        self._change('pinEmulator')
         cpus = cpus_of_cpumap(cpumap)
         self._check_inside(cpus)
         self.xml = set_pin_in_xml(self.xml, cpus)
         self.info = dxml.parse_domain_xml(self.xml)
         self._conn.pin_calls.append((self.info.uuid, 'emulator', cpus))
 
+    def pinIOThread(self, iothread, cpumap, flags):
+        self._change('pinIOThread')
+        if iothread not in self.info.iothread_ids:
+            raise FakeLibvirtError('Requested operation is not valid: '
+                                   'cannot find IOThread \'%d\' in '
+                                   'iothreadpids' % iothread)
+        cpus = cpus_of_cpumap(cpumap)
+        self._check_inside(cpus)
+        self.xml = set_pin_in_xml(self.xml, cpus, iothread=iothread)
+        self.info = dxml.parse_domain_xml(self.xml)
+        self._conn.pin_calls.append((self.info.uuid, 'iothread%d' % iothread,
+                                     cpus))
+
     def setMetadata(self, kind, metadata, key, uri, flags=0):
+        self._change('setMetadata')
         self.xml = set_metadata_in_xml(self.xml, metadata, key, uri)
         self.info = dxml.parse_domain_xml(self.xml)
 
@@ -197,10 +243,10 @@ class FakeConnection:
             doms = list(self.domains.values())
         result = []
         for dom in doms:
-            if dom.active and flags & manager.VIR_CONNECT_LIST_DOMAINS_ACTIVE:
+            if dom.active and flags & guests.VIR_CONNECT_LIST_DOMAINS_ACTIVE:
                 result.append(dom)
             elif not dom.active and \
-                    flags & manager.VIR_CONNECT_LIST_DOMAINS_INACTIVE:
+                    flags & guests.VIR_CONNECT_LIST_DOMAINS_INACTIVE:
                 result.append(dom)
         return result
 

@@ -428,7 +428,8 @@ class TestReconcile(ManagerTestCase):
         # Nova pinned this one itself, on CPUs 2 and 10 (two half cores).
         self.conn.start(fakes.domain_xml(ded, 2, project='pd',
                                          vcpu_pins={0: {2}, 1: {10}},
-                                         emulator={2, 10}))
+                                         emulator={2, 10},
+                                         iothread_pins={1: {2, 10}}))
         self.mgr.reconcile()
         self.assertEqual({ded: frozenset({2, 10})},
                          self.mgr.dedicated_instances())

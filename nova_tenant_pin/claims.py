@@ -1,0 +1,258 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The claims: room that instances hold on a host, and how a host finds
+them again from its domains (after a restart, an adoption, a change of
+per-project settings). No libvirt, no Nova: the domains come as
+:class:`~nova_tenant_pin.domain_xml.DomainInfo`, the policies from a
+callable.
+"""
+
+import collections
+import dataclasses
+import itertools
+
+from oslo_log import log as logging
+
+from nova_tenant_pin import allocator
+from nova_tenant_pin import cgroups
+from nova_tenant_pin import policy as tp_policy
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Claim:
+    """Room held on the host by one instance.
+
+    ``pending`` is True until the instance's domain has been seen (a spawn
+    in progress, or an incoming live migration); a periodic reconcile keeps
+    pending claims, and releases claims whose domain went away.
+    ``confirmed`` marks an incoming live migration that the source accepted,
+    so the destination check's clean-up does not release it. ``issued`` is
+    every CPU handed out for a pending claim's domain XML: until its domain
+    exists and is re-pinned, no change takes those CPUs from its tenant.
+    """
+
+    uuid: str
+    project_id: str
+    tenant: str
+    vcpus: int
+    cell: object = None
+    mode: str = allocator.FLOAT
+    ratio: float = None
+    isolation: str = None
+    pending: bool = True
+    incoming: bool = False
+    confirmed: bool = False
+    issued: frozenset = frozenset()
+
+
+@dataclasses.dataclass(frozen=True)
+class InstancePins:
+    """Where one instance may run: what the driver writes into its XML.
+
+    ``cpus`` is ``<vcpu cpuset>`` and the emulator's CPUs; ``vcpu_pins``
+    maps each vCPU to the CPUs of its ``<vcpupin>`` (strict mode: one CPU
+    each; float mode: None, all vCPUs float on ``cpus``).
+    """
+
+    uuid: str
+    tenant: str
+    cpus: frozenset
+    vcpu_pins: dict = None
+
+    @property
+    def partition(self):
+        return cgroups.partition_name(self.tenant)
+
+
+def isolation_request(policy):
+    """What the flavor or image of a :class:`policy.Policy` asked for
+    (``required``/``none``), or None when the host default decided."""
+    if dict(policy.sources).get('isolation') in ('flavor', 'image'):
+        return (tp_policy.REQUIRED if policy.isolated
+                else tp_policy.NONE)
+    return None
+
+
+def rebuild(truth, old_claims, policy_of, default_mode, host_cpus,
+            repairs, known_dedicated=None, known=None, seen_before=True):
+    """The claims as the domains show them, plus the pending claims of
+    instances whose domain does not exist yet.
+
+    :param truth: a :class:`~nova_tenant_pin.transition.Truth`.
+    :param old_claims: ``{uuid: Claim}`` the host held until now, in the
+        order they were claimed.
+    :param policy_of: callable ``(DomainInfo) -> Policy or None``.
+    :param default_mode: the host's pin mode.
+    :param repairs: a list the differences found are appended to.
+    :param known_dedicated: ``{uuid: cpus}`` of the instances with
+        dedicated CPUs, when known; else a domain in no partition with
+        every vCPU pinned to one CPU is taken for one.
+    :param known: uuids Nova places on this host, when known.
+    :param seen_before: the host was planned before (so a domain found
+        without a claim is news).
+    :returns: ``(claims, dedicated)``.
+    """
+    domains = truth.domains
+    claims = collections.OrderedDict()
+    dedicated = {}
+    found = []
+    for uuid, info in domains.items():
+        old = old_claims.get(uuid)
+        if known_dedicated is not None:
+            if uuid in known_dedicated:
+                dedicated[uuid] = frozenset(known_dedicated[uuid])
+                continue
+        elif info.dedicated and info.key is None and old is None:
+            dedicated[uuid] = frozenset(
+                itertools.chain.from_iterable(info.vcpu_pins.values()))
+            continue
+        if uuid in truth.busy and old is not None and old.pending:
+            # Arriving by live migration: its claim holds until Nova
+            # says the migration ended.
+            found.append(old)
+            continue
+        pol = policy_of(info)
+        if pol is not None:
+            key, mode, ratio = (pol.isolation_key, pol.pin_mode,
+                                pol.ratio)
+            isolation = isolation_request(pol)
+        elif info.isolation_key is not None:
+            key = info.isolation_key
+            mode = info.pin_mode or default_mode
+            ratio, isolation = info.ratio, info.isolation
+        elif old is not None:
+            key, mode, ratio = old.tenant, old.mode, old.ratio
+            isolation = old.isolation
+        else:
+            LOG.warning('domain %s (%s) names no project and no tenant '
+                        'partition; it is left alone', info.name, uuid)
+            continue
+        if uuid in truth.busy and info.isolation_key not in (None, key):
+            # A job (a live migration) holds it: nothing may change it,
+            # its metadata included, until the job ends.
+            repairs.append('instance %s: its key changes from %s to %s '
+                           'once its %s ends' % (uuid, info.isolation_key,
+                                                 key, 'job'))
+            key = info.isolation_key
+        if info.isolation_key is None:
+            repairs.append(
+                'instance %s of tenant %s was started without '
+                'tenant-pin: adopted, its threads are pinned to the '
+                'tenant\'s cores live and it moves into the partition '
+                'at its next hard reboot' % (uuid, key))
+        elif info.isolation_key != key:
+            repairs.append(
+                'instance %s of project %s: its key changes from %s to '
+                '%s; it is re-pinned live to the cores of %s' % (
+                    uuid, info.project_id, info.isolation_key, key, key))
+        if old is not None and old.vcpus != info.vcpus and \
+                not old.pending:
+            repairs.append('instance %s of tenant %s has %d vCPUs, the '
+                           'map said %d' % (uuid, key, info.vcpus,
+                                            old.vcpus))
+        if old is None and seen_before and \
+                info.isolation_key is not None:
+            repairs.append('instance %s of tenant %s was running without '
+                           'a claim; claimed now' % (uuid, key))
+        found.append(Claim(
+            uuid=uuid, project_id=info.project_id or key,
+            tenant=key, vcpus=max(1, info.vcpus),
+            cell=old.cell if old else None, mode=mode, ratio=ratio,
+            isolation=isolation, pending=False, incoming=False,
+            confirmed=old.confirmed if old else False))
+    # Keep the order the instances were claimed in; instances found only
+    # now go after them, ordered by the lowest CPU their first vCPU uses,
+    # so a host that restarts packs strict pins the same way it did.
+    order = {u: i for i, u in enumerate(old_claims)}
+    found.sort(key=lambda c: (
+        order.get(c.uuid, len(order)),
+        min(domains[c.uuid].effective_vcpu_cpus(
+            0, host_cpus) or {0}),
+        c.uuid))
+    for claim in found:
+        claims[claim.uuid] = claim
+    for uuid, old in old_claims.items():
+        if uuid in claims:
+            continue
+        if old.pending and known is not None and uuid not in known:
+            # Nova no longer sends it here: a live migration that was
+            # given up before it started, a build that went elsewhere.
+            repairs.append('instance %s of tenant %s was expected but '
+                           'Nova no longer places it here; its claim is '
+                           'released' % (uuid, old.tenant))
+        elif old.pending:
+            claims[uuid] = old
+        else:
+            repairs.append('instance %s of tenant %s has no domain any '
+                           'more; its claim is released'
+                           % (uuid, old.tenant))
+    return claims, dedicated
+
+
+def target_plan(claims, current, topology, housekeeping_cpus, ratio,
+                dedicated_cpus, static, truth=None, name='host'):
+    """The :func:`allocator.plan` of ``claims`` from the map ``current``.
+
+    A key's in-tenant ratio is the smallest of its instances' (``ratio``
+    for those that say nothing). With ``truth`` (a
+    :class:`~nova_tenant_pin.transition.Truth`), a key never loses the
+    CPUs already written into the XML of a domain being defined (a
+    pending claim's ``issued``: that domain would start outside its
+    partition), nor those a domain busy with a job (a live migration)
+    runs on: it cannot be re-pinned until the job ends. Such keys keep
+    their present cores for this change; a claim that then does not fit
+    is refused and Nova reschedules it.
+    """
+    requests = [allocator.InstanceRequest(
+        uuid=c.uuid, project_id=c.tenant, vcpus=c.vcpus, cell=c.cell,
+        mode=c.mode) for c in claims.values()]
+    ratios = {}
+    for c in claims.values():
+        own = c.ratio if c.ratio is not None else ratio
+        ratios[c.tenant] = min(ratios.get(c.tenant, own), own)
+
+    def plan(frozen=None):
+        return allocator.plan(
+            topology, requests, housekeeping_cpus=housekeeping_cpus,
+            current=current, ratio=ratio, dedicated_cpus=dedicated_cpus,
+            static={**static, **(frozen or {})}, tenant_ratios=ratios)
+
+    result = plan()
+    if truth is None:
+        return result
+    held = collections.defaultdict(frozenset)
+    for claim in claims.values():
+        if claim.pending and claim.issued:
+            held[claim.tenant] |= claim.issued
+    for uuid in truth.busy:
+        info = truth.domains[uuid]
+        if info.isolation_key is not None:
+            held[info.isolation_key] |= info.all_cpus(topology.online_cpus)
+    frozen = {}
+    for move in result.moves:
+        if move.removed & held.get(move.project_id, frozenset()):
+            frozen[move.project_id] = frozenset(current[move.project_id])
+    if not frozen:
+        return result
+    LOG.info('%s: tenants %s keep their cores until their new or migrating '
+             'instances have started', name, ', '.join(sorted(frozen)))
+    try:
+        return plan(frozen)
+    except allocator.PlanError as e:
+        LOG.warning('%s: cannot hold the cores of tenants %s (%s); going on '
+                    'without', name, ', '.join(sorted(frozen)), e)
+        return result

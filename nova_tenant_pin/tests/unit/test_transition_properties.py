@@ -1,0 +1,356 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Properties of the transition planner over random hosts, maps and faults.
+
+Hosts: 1-2 NUMA cells of 2-6 cores of 1-2 threads, the first core
+housekeeping. A host starts isolated: random instances (1-4 vCPUs, float or
+strict, 0-2 I/O threads) of up to 4 isolation keys, each domain in its
+key's partition and pinned where the allocator placed it; some guests were
+started without tenant-pin (adopted: no partition, running anywhere). The
+target: instances added, removed, resized, or moved to another key (the
+per-project settings changed). A fault may stop the steps at any point.
+
+Each test's docstring says which guarantee it checks. The checker
+(:func:`new_exposures`) reads only the simulated kernel state: partitions and
+each thread's CPUs, never the planner's own bookkeeping.
+"""
+
+import collections
+import dataclasses
+import os
+
+from hypothesis import assume
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from nova_tenant_pin import allocator
+from nova_tenant_pin import claims as tp_claims
+from nova_tenant_pin import domain_xml
+from nova_tenant_pin.tests import base
+from nova_tenant_pin import topology
+from nova_tenant_pin import transition
+
+# The project's profiles (see test_allocator_properties): "ci" replays a
+# fixed set of examples.
+settings.register_profile('dev', max_examples=300)
+settings.register_profile('ci', max_examples=400, derandomize=True,
+                          database=None)
+settings.register_profile('stress', max_examples=3000)
+settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'dev'))
+
+KEYS = ['k0', 'k1', 'k2', 'k3']
+INSTANCES = ['i%d' % i for i in range(6)]
+
+
+@st.composite
+def hosts(draw):
+    cells, cpu = {}, 0
+    threads = draw(st.integers(1, 2))
+    for cell in range(draw(st.integers(1, 2))):
+        cores = []
+        for _ in range(draw(st.integers(2, 6))):
+            cores.append(list(range(cpu, cpu + threads)))
+            cpu += threads
+        cells[cell] = cores
+    return topology.HostTopology(cells)
+
+
+def _claim(uuid, key, vcpus, mode):
+    return tp_claims.Claim(uuid=uuid, project_id=key, tenant=key,
+                           vcpus=vcpus, mode=mode, ratio=1.0,
+                           pending=False)
+
+
+def _plan(host, hk, claims, current, truth=None):
+    return tp_claims.target_plan(claims, current, host, hk, 1.0,
+                                 frozenset(), {}, truth=truth)
+
+
+def _domain(uuid, claim, placement, iothreads, adopted):
+    """A domain as the driver defines it, placed by ``placement``."""
+    pins = {}
+    if placement is not None and placement.vcpu_pins is not None:
+        pins = {v: frozenset([c]) for v, c in placement.vcpu_pins.items()}
+    if adopted:
+        return domain_xml.DomainInfo(
+            uuid=uuid, name=uuid, active=True, persistent=True,
+            vcpus=claim.vcpus, project_id=claim.tenant,
+            iothread_ids=tuple(range(1, iothreads + 1)))
+    return domain_xml.DomainInfo(
+        uuid=uuid, name=uuid, active=True, persistent=True,
+        vcpus=claim.vcpus, project_id=claim.tenant,
+        partition=domain_xml.PARTITION_PREFIX + claim.tenant,
+        vcpu_cpuset=placement.cpus, vcpu_pins=pins,
+        emulator_pins=placement.cpus if pins else None,
+        key=claim.tenant, pin_mode=claim.mode, ratio=1.0,
+        iothread_ids=tuple(range(1, iothreads + 1)))
+
+
+@st.composite
+def scenarios(draw):
+    """``(host, housekeeping, truth, keymap, claims)``: an isolated host,
+    and the claims of the target."""
+    host = draw(hosts())
+    hk = frozenset(host.cores[0].cpus)
+    n = draw(st.integers(0, 6))
+    claims = collections.OrderedDict()
+    for i in range(n):
+        uuid = 'i%d' % i
+        claims[uuid] = _claim(uuid, draw(st.sampled_from(KEYS)),
+                              draw(st.integers(1, 4)),
+                              draw(st.sampled_from(allocator.MODES)))
+    first = _plan(host, hk, claims, {})
+    assume(not first.unplaced)
+    domains = {}
+    for uuid, claim in claims.items():
+        domains[uuid] = _domain(uuid, claim, first.instances[uuid],
+                                draw(st.integers(0, 2)),
+                                adopted=draw(st.integers(0, 5)) == 0)
+    partitions = {k: c for k, c in first.tenant_map().items()
+                  if any(d.tenant == k for d in domains.values())}
+    truth = transition.Truth(partitions, domains)
+    target = collections.OrderedDict()
+    for uuid, claim in claims.items():
+        change = draw(st.sampled_from(['keep', 'keep', 'drop', 'resize',
+                                       'rekey']))
+        if change == 'drop':
+            # The domain is gone too (deleted).
+            del domains[uuid]
+            continue
+        if change == 'resize':
+            # A new size needs a new domain (resize, hard reboot): the
+            # claim changes, the running domain keeps its vCPUs.
+            claim = dataclasses.replace(claim, vcpus=domains[uuid].vcpus)
+        if change == 'rekey':
+            claim = dataclasses.replace(claim,
+                                        tenant=draw(st.sampled_from(KEYS)))
+        target[uuid] = claim
+    for i in range(draw(st.integers(0, 2))):
+        # New instances: a claim, no domain yet (being defined).
+        uuid = 'n%d' % i
+        target[uuid] = dataclasses.replace(
+            _claim(uuid, draw(st.sampled_from(KEYS)),
+                   draw(st.integers(1, 4)),
+                   draw(st.sampled_from(allocator.MODES))), pending=True)
+    # The map as the reconcile sees it: the partitions, relabelled for the
+    # guests whose key changed.
+    keymap = transition.relabel(
+        transition.truth_map(truth, host.online_cpus, host), target,
+        truth.domains, host, {}, [])
+    return host, hk, truth, keymap, target
+
+
+def members(truth, host):
+    """``[(name, key, cpus)]``: who may run where, as the kernel enforces
+    it. A running domain's threads inside its partition (a guest started
+    without tenant-pin counts for its project); a partition for the key
+    it holds cores for (a partition that hosts guests of another key, whose
+    key changed while they ran, holds for its own key only what its own
+    guests use)."""
+    found, hosting, own = [], set(), collections.defaultdict(set)
+    for info in truth.domains.values():
+        if not info.active:
+            continue
+        cpus = info.all_cpus(host.online_cpus)
+        if info.tenant is not None:
+            cpus &= truth.partitions.get(info.tenant, frozenset())
+            if info.isolation_key != info.tenant:
+                hosting.add(info.tenant)
+            else:
+                own[info.tenant] |= cpus
+        found.append((info.uuid, info.isolation_key or info.project_id,
+                      cpus))
+    for key, cpus in truth.partitions.items():
+        found.append(('partition ' + key, key,
+                      own[key] if key in hosting else cpus))
+    return found
+
+
+def cohabitants(truth, host, hk):
+    """``{(core cpus, a, b)}`` of members sharing a core (``b`` is
+    ``'housekeeping'`` for a member on a housekeeping core), and the key
+    of each member."""
+    on_core = collections.defaultdict(set)
+    keys = {'housekeeping': 'housekeeping'}
+    for name, key, cpus in members(truth, host):
+        keys[name] = key
+        for core in host.cores_of(cpus):
+            on_core[core.cpus].add(name)
+    for core in host.cores_of(hk):
+        on_core[core.cpus].add('housekeeping')
+    pairs = set()
+    for core, names in on_core.items():
+        names = sorted(names)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                pairs.add((core, a, b))
+    return pairs, keys
+
+
+def exposures(truth, host, hk):
+    """Members of two keys (or a key and housekeeping) on one core."""
+    pairs, keys = cohabitants(truth, host, hk)
+    return {(c, a, b) for c, a, b in pairs if keys[a] != keys[b]}
+
+
+def new_exposures(before, after, host, hk):
+    """Exposures in ``after`` of two keys (or a key and housekeeping) that
+    shared no core in ``before`` (invariant 1 is about keys: keys that
+    share a core because guests changed key a moment ago may go on sharing
+    while their guests are moved apart; no step brings two keys together
+    that were apart)."""
+    pairs, keys = cohabitants(before, host, hk)
+    was = {tuple(sorted((keys[a], keys[b]))) for _c, a, b in pairs}
+    _pairs, keys = cohabitants(after, host, hk)
+    return {(c, a, b) for c, a, b in exposures(after, host, hk)
+            if tuple(sorted((keys[a], keys[b]))) not in was}
+
+
+def refusals(truth, step, host):
+    """Why the kernel or libvirt would refuse ``step`` in ``truth``: a
+    live pin outside the domain's partition, a partition narrowed below
+    what its domains' threads use (cgroup v1: EBUSY)."""
+    if step.kind == transition.PIN:
+        info = truth.domains[step.uuid]
+        part = truth.partitions.get(info.tenant, frozenset())
+        if info.tenant is not None and not step.cpus <= part:
+            return 'pin of %s outside partition %s' % (step.uuid, info.tenant)
+    if step.kind == transition.SET_PARTITION and step.old is not None:
+        for info in truth.domains.values():
+            if info.tenant == step.key and info.active and \
+                    not info.all_cpus(host.online_cpus) <= step.cpus:
+                return 'partition %s narrowed below %s' % (step.key,
+                                                           info.uuid)
+    if step.kind == transition.REMOVE_PARTITION:
+        for info in truth.domains.values():
+            if info.tenant == step.key:
+                return 'partition %s removed under %s' % (step.key,
+                                                          info.uuid)
+    return None
+
+
+def run(testcase, truth, result, host, hk, upto=None):
+    """Apply ``result.steps[:upto]`` to a copy of ``truth``, checking that
+    each step is one the kernel accepts and that each prefix is safe, up
+    to a move the planner says it had to force (guests that swap places on
+    a host with no spare core: announced in its repairs)."""
+    state = truth.copy()
+    steps = result.steps
+    for i, step in enumerate(steps[:upto]):
+        testcase.assertIsNone(refusals(state, step, host),
+                              'step %d of %s' % (i, steps))
+        before = state.copy()
+        transition.apply_step(state, step)
+        if result.forced_from is not None and i >= result.forced_from:
+            continue
+        if step.kind == transition.METADATA:
+            # A guest takes its new key: no thread moves.
+            continue
+        testcase.assertEqual(
+            set(), new_exposures(before, state, host, hk),
+            'after step %d (%s) of %s' % (i, step.describe(), steps))
+    return state
+
+
+def at_target(testcase, state, plan, claims, host):
+    """Every domain of a placed claim runs where the plan says, under its
+    key, in a partition that holds it; every key has its cores; no core is
+    reachable by two keys."""
+    testcase.assertEqual(set(), exposures(state, host, frozenset(
+        plan.housekeeping_cpus)))
+    for uuid, placement in plan.instances.items():
+        info = state.domains.get(uuid)
+        if info is None:
+            continue
+        testcase.assertEqual(claims[uuid].tenant, info.isolation_key)
+        for (kind, index), cpus in info.thread_cpus(
+                host.online_cpus).items():
+            want = placement.cpus
+            if kind == 'vcpu' and placement.vcpu_pins is not None:
+                want = frozenset([placement.vcpu_pins[index]])
+            testcase.assertEqual(want, cpus, '%s %s' % (uuid, kind))
+        if info.tenant is not None:
+            testcase.assertLessEqual(info.all_cpus(host.online_cpus),
+                                     state.partitions[info.tenant])
+    for key, cpus in plan.tenant_map().items():
+        testcase.assertLessEqual(cpus, state.partitions.get(key, set()))
+
+
+class TestTransitionProperties(base.TestCase):
+
+    def plan_steps(self, truth, plan, claims, keymap, host, hk):
+        return transition.plan_transition(truth, plan, claims, keymap, host,
+                                          hk, 1.0)
+
+    @settings(deadline=None)
+    @given(scenarios())
+    def test_every_prefix_is_safe(self, scenario):
+        """Whatever prefix of the steps runs (the rest failing or never
+        run), no core is reachable by two keys (vCPU, emulator and I/O
+        threads inside their partition) or by a key and housekeeping, and
+        every step is one the kernel accepts. If this fails, the steps'
+        order is wrong: look at the step named in the message."""
+        host, hk, truth, keymap, claims = scenario
+        plan = _plan(host, hk, claims, keymap, truth)
+        assume(not plan.unplaced)
+        steps = self.plan_steps(truth, plan, claims, keymap, host, hk)
+        state = run(self, truth, steps, host, hk)
+        at_target(self, state, plan, claims, host)
+
+    @settings(deadline=None)
+    @given(scenarios(), st.floats(0, 1))
+    def test_planning_again_after_a_fault_reaches_the_target(
+            self, scenario, where):
+        """A fault stops the steps anywhere; planning again from what the
+        host then holds (the map of what each key can reach, not the map
+        that was meant) gives steps that are safe too and reach the
+        target."""
+        host, hk, truth, keymap, claims = scenario
+        plan = _plan(host, hk, claims, keymap, truth)
+        assume(not plan.unplaced)
+        steps = self.plan_steps(truth, plan, claims, keymap, host, hk)
+        cut = int(where * len(steps.steps))
+        state = run(self, truth, steps, host, hk, upto=cut)
+        held = transition.held_map(state, claims, host, {}, hk)
+        again = _plan(host, hk, claims, held, state)
+        assume(not again.unplaced)
+        steps = self.plan_steps(state, again, claims, held, host, hk)
+        final = run(self, state, steps, host, hk)
+        at_target(self, final, again, claims, host)
+
+    @settings(deadline=None)
+    @given(scenarios(), st.sets(st.sampled_from(INSTANCES)))
+    def test_busy_domains_get_no_step_and_stay_safe(self, scenario, busy):
+        """Domains with a job in progress (a live migration) get no pin
+        and no metadata step, and the other steps stay safe around them
+        (their key keeps the cores they run on)."""
+        host, hk, truth, keymap, claims = scenario
+        # A job holds a guest that runs in its partition (a guest started
+        # without tenant-pin floats everywhere until it is confined).
+        truth.busy = frozenset(u for u in busy & set(truth.domains)
+                               if truth.domains[u].tenant is not None)
+        for uuid in truth.busy & set(claims):
+            # Its key changes when its job has ended (claims.rebuild).
+            claims[uuid] = dataclasses.replace(
+                claims[uuid], tenant=truth.domains[uuid].isolation_key)
+        keymap = transition.relabel(
+            transition.truth_map(truth, host.online_cpus, host), claims,
+            truth.domains, host, {}, [], truth.busy)
+        plan = _plan(host, hk, claims, keymap, truth)
+        assume(not plan.unplaced)
+        steps = self.plan_steps(truth, plan, claims, keymap, host, hk)
+        self.assertFalse([s for s in steps.steps if s.uuid in truth.busy])
+        run(self, truth, steps, host, hk)

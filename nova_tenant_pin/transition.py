@@ -1,0 +1,797 @@
+# Copyright 2026 The nova-tenant-pin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""From what a host holds to what it should hold: an ordered list of steps.
+
+Pure: no libvirt, no Nova, no cgroup access. The input is
+
+- the *truth* (:class:`Truth`): each key's partition CPUs as the cgroup
+  tree holds them, each domain's XML reading
+  (:class:`~nova_tenant_pin.domain_xml.DomainInfo`: where every vCPU,
+  emulator and I/O thread may run), and the domains libvirt runs a job on
+  (a live migration): those are *busy*;
+- the target: an :class:`~nova_tenant_pin.allocator.Plan` and the claims
+  (each with its isolation ``key``, ``mode``, ``ratio``, ``isolation``,
+  ``pending`` and ``issued`` CPUs) it was made from.
+
+The output (:func:`plan_transition`) is a list of :class:`Step` whose
+every prefix keeps invariant 1 (no core reachable by two keys, counting
+every QEMU thread inside its partition) and invariant 2 (no key on a
+housekeeping core) when the steps after it never run: the executor stops
+at the first failure, and the next change plans again from the truth it
+left. Busy domains get no step: their threads stay where they are, their
+partition keeps holding them, and the claim that brought them (an
+incoming live migration) holds their key's cores.
+
+The order (design invariant 4):
+
+1. shrinks and releases: a key's domains are re-pinned inside its new
+   CPUs, then its partition narrowed (bottom-up);
+2. grows: a key's partition widened, then its domains re-pinned
+   (top-down);
+3. every domain pinned to its final placement and its metadata recorded;
+   every partition set to its final CPUs (shrinks before widens) and
+   partitions that hold nothing removed.
+
+When guests change key (per-project settings re-read, guests adopted from
+outside tenant-pin) or some do not fit, the guests move one by one first
+(:meth:`_Planner.move_guests`) and steps 1 and 2 are skipped. A domain
+lives in the partition it started in; when that is not its key's, its pins
+confine it and the partition is widened to hold them.
+"""
+
+import collections
+import copy
+import dataclasses
+
+from nova_tenant_pin import allocator
+from nova_tenant_pin import domain_xml
+from nova_tenant_pin import topology as topo
+
+SET_PARTITION = 'set_partition'
+REMOVE_PARTITION = 'remove_partition'
+PIN = 'pin'
+METADATA = 'metadata'
+
+EMULATOR = ('emulator', None)
+
+
+def vcpu_thread(vcpu):
+    return ('vcpu', vcpu)
+
+
+def iothread_thread(iothread):
+    return ('iothread', iothread)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One write: a partition's CPUs, a thread's pin, a domain's metadata.
+
+    ``old`` is the partition's CPUs before (None: the partition is
+    created). ``metadata`` None with kind :data:`METADATA` drops it.
+    """
+
+    kind: str
+    key: str = None
+    uuid: str = None
+    thread: tuple = None
+    cpus: frozenset = None
+    old: frozenset = None
+    metadata: str = None
+
+    def describe(self):
+        """The line an operator reads (``adopt --dry-run`` prints them)."""
+        cpus = topo.format_cpu_list(self.cpus or ())
+        if self.kind == SET_PARTITION and self.old is None:
+            return 'create partition of tenant %s with CPUs %s' % (
+                self.key, cpus)
+        if self.kind == SET_PARTITION:
+            return 'set partition of tenant %s to CPUs %s (was %s)' % (
+                self.key, cpus, topo.format_cpu_list(self.old))
+        if self.kind == REMOVE_PARTITION:
+            return 'remove partition of tenant %s' % self.key
+        if self.kind == METADATA and self.metadata is None:
+            return 'drop the tenant-pin metadata of instance %s' % self.uuid
+        if self.kind == METADATA:
+            return 'record %s in the metadata of instance %s' % (
+                self.metadata, self.uuid)
+        kind, index = self.thread
+        if kind == 'vcpu':
+            return 'pin vCPU %d of instance %s to CPUs %s' % (
+                index, self.uuid, cpus)
+        if kind == 'iothread':
+            return 'pin I/O thread %d of instance %s to CPUs %s' % (
+                index, self.uuid, cpus)
+        return 'pin emulator threads of instance %s to CPUs %s' % (
+            self.uuid, cpus)
+
+
+@dataclasses.dataclass
+class Truth:
+    """What the kernel and libvirt hold now.
+
+    ``partitions``: ``{key: cpus}``; ``domains``: ``{uuid: DomainInfo}``;
+    ``busy``: uuids of the running domains with a job in progress.
+    """
+
+    partitions: dict
+    domains: dict
+    busy: frozenset = frozenset()
+
+    def copy(self):
+        return Truth(dict(self.partitions),
+                     {u: copy.deepcopy(i) for u, i in self.domains.items()},
+                     frozenset(self.busy))
+
+
+def apply_step(truth, step):
+    """``truth`` as it is after ``step`` (in place): what the executor's
+    write does, for the planner and the tests."""
+    if step.kind == SET_PARTITION:
+        truth.partitions[step.key] = frozenset(step.cpus)
+    elif step.kind == REMOVE_PARTITION:
+        truth.partitions.pop(step.key, None)
+    elif step.kind == METADATA:
+        info = truth.domains[step.uuid]
+        if step.metadata is None:
+            info.key = info.pin_mode = info.ratio = info.isolation = None
+        else:
+            (info.key, info.pin_mode, info.ratio,
+             info.isolation) = domain_xml.read_metadata(step.metadata)
+    elif step.kind == PIN:
+        info = truth.domains[step.uuid]
+        kind, index = step.thread
+        if kind == 'vcpu':
+            info.vcpu_pins[index] = frozenset(step.cpus)
+        elif kind == 'iothread':
+            info.iothread_pins[index] = frozenset(step.cpus)
+        else:
+            info.emulator_pins = frozenset(step.cpus)
+    return truth
+
+
+def reachable(truth, host_cpus, topology):
+    """``{core: {key, ...}}``: the keys whose threads may run on each core,
+    as the kernel enforces it (a thread's pin inside its partition), and
+    the keys whose partition holds the core for them. A partition that
+    hosts domains of another key (their key changed while they ran) holds
+    for its own key only the cores its own domains use."""
+    owners = collections.defaultdict(set)
+    hosting, own = set(), collections.defaultdict(set)
+    for info in truth.domains.values():
+        if not info.active or info.isolation_key is None:
+            continue
+        cpus = info.all_cpus(host_cpus)
+        if info.tenant is not None:
+            cpus &= truth.partitions.get(info.tenant, frozenset())
+            if info.isolation_key != info.tenant:
+                hosting.add(info.tenant)
+            else:
+                own[info.tenant] |= cpus
+        for core in topology.cores_of(cpus):
+            owners[core].add(info.isolation_key)
+    for key, cpus in truth.partitions.items():
+        for core in topology.cores_of(own[key] if key in hosting else cpus):
+            owners[core].add(key)
+    return owners
+
+
+def shared_cores(truth, host_cpus, topology, housekeeping_cpus=()):
+    """Violations of invariants 1 and 2 in ``truth``: ``{(core cpus,
+    keys)}`` of each core two keys may run on, and of each housekeeping
+    core a key may run on (keys ``('housekeeping', key)``)."""
+    found = set()
+    hk = set(topology.cores_of(housekeeping_cpus))
+    for core, keys in reachable(truth, host_cpus, topology).items():
+        if len(keys) > 1:
+            found.add((core.cpus, tuple(sorted(keys))))
+        if core in hk:
+            for key in keys:
+                found.add((core.cpus, ('housekeeping', key)))
+    return found
+
+
+def truth_map(truth, host_cpus, topology):
+    """The present map as the cgroup tree shows it: each partition's CPUs.
+    A partition keeps the domains that started in it when their key
+    changes, and holds their cores for them: the whole cores that only
+    such domains use are their key's (the one with the most vCPUs there),
+    not the partition's."""
+    foreign = collections.defaultdict(
+        lambda: collections.defaultdict(collections.Counter))
+    own = collections.defaultdict(set)
+    for info in truth.domains.values():
+        if info.tenant is None or not (info.active or info.persistent):
+            continue
+        # The key the domain runs under now (its metadata), not the one
+        # it is about to get.
+        used = info.all_cpus(host_cpus)
+        if info.isolation_key == info.tenant:
+            own[info.tenant] |= used
+        else:
+            for core in topology.cores_of(used):
+                foreign[info.tenant][core][info.isolation_key] += \
+                    max(1, info.vcpus)
+    result = collections.defaultdict(frozenset)
+    for key, part in truth.partitions.items():
+        cpus = set(part)
+        for core, keys in sorted(foreign.get(key, {}).items(),
+                                 key=lambda kv: kv[0].cpus):
+            if set(core.cpus) & own[key] or not set(core.cpus) <= cpus:
+                continue
+            cpus -= set(core.cpus)
+            other = sorted(keys.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+            result[other] |= frozenset(core.cpus)
+        if foreign.get(key):
+            # Only whole cores that the partition alone uses.
+            cpus = set(topology.whole_core_cpus(cpus))
+        if cpus:
+            result[key] |= frozenset(cpus)
+    return dict(result)
+
+
+def held_map(truth, claims, topology, static, housekeeping_cpus=(),
+             repairs=None):
+    """What each key holds now, read from the host alone: after a change
+    failed half way this, not the map the manager meant to reach, is what
+    the next plan starts from, so that no core a thread of one key can
+    still run on goes to another.
+
+    A thread runs inside its partition, so the partitions say most of it
+    (:func:`truth_map`, relabelled for guests whose key changed:
+    :func:`relabel`). A guest in no partition whose key is recorded
+    (adopted, confined by its pins only) holds the whole cores its threads
+    may run on too, where no other key holds them (a guest that still
+    floats everywhere is not isolated from anyone yet).
+    """
+    host = topology.online_cpus
+    current = relabel(truth_map(truth, host, topology), claims,
+                      truth.domains, topology, static,
+                      [] if repairs is None else repairs, truth.busy)
+    hk = set(topology.whole_core_cpus(housekeeping_cpus))
+    for info in truth.domains.values():
+        key = info.isolation_key
+        if info.tenant is not None or key is None or not info.active:
+            continue
+        others = set(hk).union(*(c for k, c in current.items()
+                                 if k != key))
+        cpus = set(topology.whole_core_cpus(info.all_cpus(host))) - others
+        if cpus:
+            current[key] = frozenset(current.get(key, frozenset()) | cpus)
+    return current
+
+
+@dataclasses.dataclass
+class Transition:
+    """What :func:`plan_transition` returns: the steps, the repairs to
+    log, and the guests that do not fit (``{key: [uuid]}``) with the CPUs
+    they share."""
+
+    steps: list
+    repairs: list
+    unfit: dict
+    overflow: frozenset
+    #: The truth as it is once every step ran.
+    after: Truth = None
+    #: Guests moved where guests of other keys still ran: no safe order
+    #: existed (they swap places on a host with no spare core).
+    forced: frozenset = frozenset()
+    #: The index of the first step of the first forced move, or None.
+    forced_from: int = None
+
+
+class _Planner:
+    """Plans on a copy of the truth: each recorded step is applied to it,
+    so the next decision sees the state the previous steps leave."""
+
+    def __init__(self, truth, host_cpus, topology, default_ratio, hk=()):
+        self.state = truth.copy()
+        self.busy = truth.busy
+        self.host = host_cpus
+        self.topology = topology
+        self.default_ratio = default_ratio
+        self.hk = frozenset(hk)
+        self.steps = []
+        # Guests moved onto cores where guests of other keys still run:
+        # no safe order existed (guests that swap places on a full host).
+        self.forced = set()
+        self.forced_from = None
+
+    @property
+    def parts(self):
+        return self.state.partitions
+
+    def info(self, uuid):
+        return self.state.domains[uuid]
+
+    def _add(self, step):
+        self.steps.append(step)
+        apply_step(self.state, step)
+
+    def set_partition(self, key, cpus):
+        cpus = frozenset(cpus)
+        old = self.parts.get(key)
+        if old == cpus or not cpus:
+            return
+        self._add(Step(SET_PARTITION, key=key, cpus=cpus, old=old))
+
+    def remove_partition(self, key):
+        if key in self.parts:
+            self._add(Step(REMOVE_PARTITION, key=key))
+
+    def pin(self, uuid, thread, cpus):
+        if uuid not in self.busy:
+            self._add(Step(PIN, uuid=uuid, thread=thread,
+                           cpus=frozenset(cpus)))
+
+    def set_metadata(self, uuid, metadata):
+        if uuid not in self.busy:
+            self._add(Step(METADATA, uuid=uuid, metadata=metadata))
+
+    # -- one domain ----------------------------------------------------------
+
+    def record(self, uuid, claim):
+        """Keep the instance's key, pin mode and ratio in its metadata."""
+        info = self.info(uuid)
+        ratio = claim.ratio or self.default_ratio
+        if (info.key, info.pin_mode, info.ratio, info.isolation) != (
+                claim.tenant, claim.mode, ratio, claim.isolation):
+            self.set_metadata(uuid, domain_xml.metadata_xml(
+                claim.tenant, claim.mode, ratio, claim.isolation))
+
+    def place(self, uuid, claim, placement, within, repairs):
+        """Pin a domain to ``placement`` inside ``within``: its new key is
+        recorded first (from then on its threads are that key's), and the
+        partition it lives in widened to hold the pins (a hosted domain's
+        new key's cores, or cores its own key got by relabelling)."""
+        if uuid in self.busy:
+            return
+        if self.info(uuid).key != claim.tenant:
+            self.record(uuid, claim)
+        part = self.info(uuid).tenant
+        if part is not None:
+            wanted = placement.cpus & frozenset(within)
+            held = self.parts.get(part, frozenset())
+            if wanted and not wanted <= held:
+                self.set_partition(part, wanted | held)
+        self.pin_domain(uuid, placement, within, repairs)
+
+    def wanted_pins(self, uuid, placement, allowed):
+        info = self.info(uuid)
+        wanted = {}
+        for vcpu in range(info.vcpus):
+            cpus = placement.cpus
+            if placement.vcpu_pins is not None and \
+                    vcpu in placement.vcpu_pins:
+                cpus = frozenset([placement.vcpu_pins[vcpu]])
+            wanted[vcpu_thread(vcpu)] = cpus if cpus <= allowed else allowed
+        wanted[EMULATOR] = allowed
+        for iothread in info.iothread_ids:
+            wanted[iothread_thread(iothread)] = allowed
+        return wanted
+
+    def pin_domain(self, uuid, placement, within, repairs=None):
+        """Pin a domain's vCPU, emulator and I/O threads to its placement,
+        if they are not already there. ``within`` is the key's CPUs at
+        this step: a pin outside them would be refused by the kernel (or
+        give the domain another key's cores), so it waits for a later
+        step."""
+        info = self.info(uuid)
+        allowed = placement.cpus & frozenset(within)
+        if not allowed or not (info.active or info.persistent):
+            return
+        now = info.thread_cpus(self.host)
+        changed = False
+        for thread, cpus in sorted(
+                self.wanted_pins(uuid, placement, allowed).items(),
+                key=_thread_order):
+            if now[thread] != cpus:
+                self.pin(uuid, thread, cpus)
+                changed = True
+        if changed and repairs is not None and uuid not in self.busy:
+            repairs.append('instance %s of tenant %s: pins set to CPUs %s'
+                           % (uuid, placement.project_id,
+                              topo.format_cpu_list(allowed)))
+
+    def placed(self, uuid, placement):
+        info = self.info(uuid)
+        now = info.thread_cpus(self.host)
+        return all(now[t] == c for t, c in self.wanted_pins(
+            uuid, placement, placement.cpus).items())
+
+
+def _thread_order(item):
+    kind, index = item[0]
+    return ({'vcpu': 0, 'emulator': 1, 'iothread': 2}[kind], index or 0)
+
+
+def plan_transition(truth, plan, claims, keymap, topology,
+                    housekeeping_cpus, default_ratio, last_map=None):
+    """The steps from ``truth`` to ``plan``.
+
+    :param truth: a :class:`Truth`.
+    :param plan: the target :class:`~nova_tenant_pin.allocator.Plan`.
+    :param claims: ``{uuid: claim}``, each with ``tenant`` (its isolation
+        key), ``mode``, ``ratio``, ``isolation``, ``pending``, ``issued``.
+    :param keymap: ``{key: cpus}``, the map ``plan`` was made from.
+    :param last_map: the map of the previous plan (a key it had whose
+        partition is missing lost it from the tree: "recreated").
+    :returns: a :class:`Transition`.
+    """
+    host = topology.online_cpus
+    planner = _Planner(truth, host, topology, default_ratio,
+                       topology.whole_core_cpus(housekeeping_cpus))
+    domains = truth.domains
+    repairs = []
+    keymap = dict(keymap)
+    overflow = plan.free_cpus or frozenset(housekeeping_cpus)
+    targets, unfit = {}, collections.defaultdict(list)
+    for uuid, info in domains.items():
+        claim = claims.get(uuid)
+        if claim is None or not (info.active or info.persistent):
+            continue
+        if uuid in plan.instances:
+            targets[uuid] = plan.instances[uuid]
+        else:
+            targets[uuid] = allocator.InstancePlacement(
+                uuid, claim.tenant, frozenset(overflow), ())
+            unfit[claim.tenant].append(uuid)
+    by_key = collections.defaultdict(list)
+    for uuid in targets:
+        if uuid in plan.instances:
+            by_key[claims[uuid].tenant].append(uuid)
+
+    def need(key):
+        # The key's cores, and wherever the guests living in the
+        # partition run now (its own guests are inside the key's cores
+        # except while they wait to be re-pinned there).
+        cpus = set(keymap.get(key, ()))
+        for u in targets:
+            if planner.info(u).tenant == key:
+                cpus |= planner.info(u).all_cpus(host)
+        return frozenset(cpus) & host
+
+    def narrow(key):
+        if key in planner.parts:
+            cpus = planner.parts[key] & need(key)
+            if cpus and cpus != planner.parts[key]:
+                planner.set_partition(key, cpus)
+
+    def pin(uuid, within):
+        planner.place(uuid, claims[uuid], targets[uuid], within, repairs)
+
+    # Partitions that must stay: a domain that holds room lives there.
+    # Any other (the source of a finished move) does not keep its
+    # partition; the kernel refuses to remove one with tasks in it.
+    used = {domains[u].tenant for u in targets}
+    moves = list(plan.moves)
+    first_grow = next((i for i, m in enumerate(moves)
+                       if m.action in ('create', 'grow', 'widen')),
+                      len(moves))
+    # Guests whose key changes or that do not fit are moved one by one
+    # first; the map's steps then only set the partitions. So are guests
+    # outside their key's partition that are not where they should be (a
+    # change of key that stopped half way).
+    rekeyed = any(domains[u].isolation_key != claims[u].tenant or
+                  (domains[u].tenant != claims[u].tenant and
+                   u not in planner.busy and
+                   not planner.placed(u, targets[u]))
+                  for u in targets)
+    if rekeyed or unfit:
+        _move_guests(planner, plan, targets, claims, used, repairs)
+    else:
+        for move in moves[:first_grow]:
+            key = move.project_id
+            keymap[key] = move.cpus
+            for uuid in by_key.get(key, ()):
+                pin(uuid, move.cpus)
+            if move.cpus:
+                narrow(key)
+            else:
+                if key in planner.parts and key not in used:
+                    planner.remove_partition(key)
+                keymap.pop(key, None)
+            _note_move(move, repairs)
+        for move in moves[first_grow:]:
+            key = move.project_id
+            keymap[key] = move.cpus
+            planner.set_partition(key, move.cpus | planner.parts.get(
+                key, frozenset()))
+            for uuid in by_key.get(key, ()):
+                pin(uuid, move.cpus)
+            if move.removed:
+                narrow(key)
+            _note_move(move, repairs)
+    keymap = plan.tenant_map()
+    last_map = last_map or {}
+    for key, cpus in sorted(keymap.items()):
+        if key not in planner.parts:
+            planner.set_partition(key, cpus)
+            repairs.append('tenant %s: partition %s with CPUs %s' % (
+                key, 'recreated' if key in last_map else 'created',
+                topo.format_cpu_list(cpus)))
+    for uuid in targets:
+        pin(uuid, targets[uuid].cpus)
+        planner.record(uuid, claims[uuid])
+    # Final partition CPUs: shrinks first, then widens.
+    for key in sorted(planner.parts):
+        want = need(key)
+        if not want and key not in used:
+            planner.remove_partition(key)
+        elif want and not want >= planner.parts[key]:
+            planner.set_partition(key, want & planner.parts[key] or want)
+    for key in sorted(planner.parts):
+        want = need(key)
+        if want and want != planner.parts[key]:
+            planner.set_partition(key, want)
+    return Transition(planner.steps, repairs, dict(unfit),
+                      frozenset(overflow), planner.state,
+                      frozenset(planner.forced), planner.forced_from)
+
+
+def _move_guests(planner, plan, targets, claims, used, repairs):
+    """Move every guest to its final placement, one at a time, when keys
+    change (per-project settings re-read, guests adopted from outside
+    tenant-pin) or some guests do not fit.
+
+    A guest moves only when no guest of another key runs on its new cores,
+    unless the two share a core already (they trusted each other until a
+    moment ago: moving does not expose either to anyone new). When guests
+    wait on each other (they swap places), one of them first narrows onto
+    the part of its present cores that nobody waits for; only when none
+    can does one move anyway.
+
+    Before anything moves, each guest takes its new key (its metadata) and
+    each partition keeps only what its guests use (and the CPUs issued to
+    instances being defined): a partition never holds a core for nobody
+    while another key's guest arrives there. The map's partitions are set
+    afterwards, by the caller's final step.
+    """
+    host = planner.host
+    topology = planner.topology
+    issued = collections.defaultdict(frozenset)
+    for claim in claims.values():
+        if claim.pending and claim.issued:
+            issued[claim.tenant] |= claim.issued
+
+    def now(uuid):
+        return planner.info(uuid).all_cpus(host)
+
+    final = plan.tenant_map()
+
+    def keep(key):
+        # What its guests use, the CPUs issued to its instances being
+        # defined, and its key's final cores where no other key's guest
+        # runs now (so a partition that changes nothing is not narrowed
+        # and widened again).
+        cpus = set(issued.get(key, ()))
+        others = set()
+        for u in targets:
+            if planner.info(u).tenant == key:
+                cpus |= now(u)
+            elif claims[u].tenant != key:
+                others |= now(u)
+        others = topology.whole_core_cpus(others)
+        cpus |= set(final.get(key, ())) - set(others)
+        return frozenset(cpus)
+
+    def narrow(key):
+        if key not in planner.parts:
+            return
+        cpus = planner.parts[key] & keep(key)
+        if cpus:
+            if cpus != planner.parts[key]:
+                planner.set_partition(key, cpus)
+        elif key not in used:
+            planner.remove_partition(key)
+
+    for uuid in targets:
+        info = planner.info(uuid)
+        if info.isolation_key is not None and \
+                info.key != claims[uuid].tenant:
+            planner.record(uuid, claims[uuid])
+    for key in sorted(planner.parts):
+        narrow(key)
+
+    def move(uuid, placement):
+        planner.place(uuid, claims[uuid], placement, placement.cpus,
+                      repairs)
+        if planner.info(uuid).tenant is not None:
+            narrow(planner.info(uuid).tenant)
+
+    # A busy domain (a live migration in progress) is planned around: it
+    # stays where it is, and its partition keeps holding it.
+    pending = [u for u in targets if u not in planner.busy and
+               not planner.placed(u, targets[u])]
+    while pending:
+        # Which keys' guests may run on each core now (guests adopted from
+        # outside tenant-pin float everywhere and are not counted).
+        on_core = collections.defaultdict(set)
+        for u in targets:
+            if planner.info(u).isolation_key is not None:
+                for core in topology.cores_of(now(u)):
+                    on_core[core].add(claims[u].tenant)
+
+        def free_part(uuid):
+            """The part of its final cores it may move onto now."""
+            key = claims[uuid].tenant
+            shares = set()
+            for core in topology.cores_of(now(uuid)):
+                shares |= on_core[core]
+            return frozenset(
+                cpu for core in topology.cores_of(targets[uuid].cpus)
+                if not on_core[core] - {key} - shares
+                for cpu in core.cpus) & targets[uuid].cpus
+
+        ready = next((u for u in pending
+                      if free_part(u) == targets[u].cpus), None)
+        if ready is not None:
+            move(ready, targets[ready])
+            pending.remove(ready)
+            continue
+
+        def wanted_by_others(uuid):
+            key = claims[uuid].tenant
+            return frozenset(topology.whole_core_cpus(
+                frozenset().union(*(targets[v].cpus for v in pending
+                                    if claims[v].tenant != key))))
+
+        # Guests that wait on each other: one moves first onto the part of
+        # its final cores that is free for it, leaving cores others wait
+        # for; else one narrows onto the part of its present cores that
+        # nobody waits for.
+        step = None
+        for uuid in pending:
+            part = free_part(uuid)
+            if part and part != now(uuid) and \
+                    (now(uuid) - part) & wanted_by_others(uuid):
+                step = uuid, part
+                break
+        else:
+            for uuid in pending:
+                rest = now(uuid) - wanted_by_others(uuid)
+                if rest and rest != now(uuid):
+                    step = uuid, rest
+                    break
+        if step is None:
+            # Guests that swap places: one goes through whole cores that
+            # no partition holds and no guest runs on, leaving its cores
+            # to the other.
+            taken = set(planner.hk).union(*planner.parts.values(),
+                                          *(now(u) for u in targets))
+            spare = frozenset(c for core in topology.cores
+                              if not taken & set(core.cpus)
+                              for c in core.cpus)
+            if spare:
+                step = pending[0], spare
+        if step is not None:
+            uuid, cpus = step
+            move(uuid, dataclasses.replace(targets[uuid], cpus=cpus,
+                                           vcpu_pins=None))
+            continue
+        uuid = pending.pop(0)
+        if not planner.forced:
+            planner.forced_from = len(planner.steps)
+        planner.forced.add(uuid)
+        repairs.append('instance %s of tenant %s moves to CPUs %s, where '
+                       'guests of other tenants that wait for its present '
+                       'cores still run' % (
+                           uuid, claims[uuid].tenant,
+                           topo.format_cpu_list(targets[uuid].cpus)))
+        move(uuid, targets[uuid])
+
+
+def _note_move(move, repairs):
+    repairs.append('tenant %s: %s to CPUs %s' % (
+        move.project_id, move.action,
+        topo.format_cpu_list(move.cpus) or 'none'))
+
+
+def release_steps(truth, cpus, ours, host_cpus):
+    """The steps that turn isolation off: every partition widened to
+    ``cpus`` (top-down: partitions first), then every thread of the
+    domains in ``ours`` pinned to ``cpus`` and their metadata dropped, then
+    the partitions that hold no domain removed."""
+    planner = _Planner(truth, host_cpus, None, None)
+    cpus = frozenset(cpus)
+    for key in sorted(planner.parts):
+        planner.set_partition(key, planner.parts[key] | cpus)
+    for uuid in ours:
+        info = planner.info(uuid)
+        if not (info.active or info.persistent):
+            continue
+        for thread, now in sorted(info.thread_cpus(host_cpus).items(),
+                                  key=_thread_order):
+            if now != cpus:
+                planner.pin(uuid, thread, cpus)
+        if info.key is not None:
+            planner.set_metadata(uuid, None)
+    used = {info.tenant for info in truth.domains.values()}
+    for key in sorted(planner.parts):
+        if key not in used:
+            planner.remove_partition(key)
+    return planner.steps
+
+
+def relabel(current, claims, domains, topology, static, repairs,
+            busy=frozenset()):
+    """The present map as the instances' new keys see it, with no core
+    moved: the cores of a key whose instances changed key are shared out
+    among their new keys. A core that only instances going to one new key
+    use goes to that key; the rest go to the heir (the old key itself
+    while some of its instances stay, else the new key with the most
+    vCPUs); the cores that guests of several new keys use are shared out
+    by need. Keys that merge keep their cores and
+    nothing moves; a key that splits off keeps the cores only it uses and
+    grows elsewhere for the rest.
+
+    :param domains: ``{uuid: DomainInfo}``.
+    :param busy: uuids of domains with a job in progress: they cannot
+        move, so the cores they run on stay with their key.
+    """
+    host = topology.online_cpus
+    original = dict(current)
+    current = dict(current)
+    by_old = collections.defaultdict(collections.Counter)
+    locked = {}
+    users = collections.defaultdict(
+        lambda: collections.defaultdict(collections.Counter))
+    for uuid, claim in claims.items():
+        if uuid not in domains:
+            continue
+        info = domains[uuid]
+        old = info.isolation_key
+        if old is None or old not in current:
+            continue
+        by_old[old][claim.tenant] += claim.vcpus
+        for core in topology.cores_of(info.all_cpus(host) & current[old]):
+            users[old][core][claim.tenant] += claim.vcpus
+            if uuid in busy:
+                locked[core] = claim.tenant
+    for old, news in sorted(by_old.items()):
+        if set(news) == {old} or old in static:
+            continue
+        heir = old if old in news else sorted(
+            news.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+        # Only the cores the old key held before this relabelling (it may
+        # have been given others as the heir of another key).
+        cpus = original[old]
+        current[old] = current[old] - cpus
+        if not current[old]:
+            del current[old]
+        # Each new key needs about ceil(vCPUs / threads) of these cores.
+        # A core that guests of one new key only use goes to it; a core
+        # that guests of several use goes to the one that still needs
+        # most (the heir on a tie): guests that float together over a
+        # partition share its cores out instead of one key taking all.
+        threads = topology.max_threads_per_core
+        demand = {k: -(-v // threads) for k, v in news.items()}
+        ordered = sorted(users[old].items(), key=lambda kv: (
+            len(kv[1]) > 1, kv[0].cpus))
+        for core, keys in ordered:
+            key = locked.get(core) or sorted(keys.items(), key=lambda kv: (
+                -demand.get(kv[0], 0), -kv[1], kv[0] != heir, kv[0]))[0][0]
+            demand[key] = demand.get(key, 0) - 1
+            if key != heir and key not in static:
+                current[key] = current.get(key, frozenset()) | \
+                    frozenset(core.cpus)
+                cpus -= frozenset(core.cpus)
+        if cpus and heir not in static:
+            current[heir] = current.get(heir, frozenset()) | cpus
+        elif cpus:
+            current[old] = cpus
+        repairs.append('tenant %s: its instances now belong to %s; its '
+                       'cores go with them' % (old, ', '.join(sorted(news))))
+    return current

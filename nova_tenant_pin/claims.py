@@ -28,6 +28,7 @@ from oslo_log import log as logging
 from nova_tenant_pin import allocator
 from nova_tenant_pin import cgroups
 from nova_tenant_pin import policy as tp_policy
+from nova_tenant_pin import topology as topo
 
 LOG = logging.getLogger(__name__)
 
@@ -101,7 +102,11 @@ def rebuild(truth, old_claims, policy_of, default_mode, host_cpus,
     :param known_dedicated: ``{uuid: cpus}`` of the instances with
         dedicated CPUs, when known; else a domain in no partition with
         every vCPU pinned to one CPU is taken for one.
-    :param known: uuids Nova places on this host, when known.
+    :param known: uuids Nova places on this host, when known: a stopped
+        domain of any other instance holds no room (it is dropped from
+        ``truth``), nor does a pending claim of one (an incoming live
+        migration given up before it started). A running domain is always
+        counted: its threads run here.
     :param seen_before: the host was planned before (so a domain found
         without a claim is news).
     :returns: ``(claims, dedicated)``.
@@ -110,6 +115,13 @@ def rebuild(truth, old_claims, policy_of, default_mode, host_cpus,
     claims = collections.OrderedDict()
     dedicated = {}
     found = []
+    for uuid, info in list(domains.items()):
+        if known is not None and not info.active and uuid not in known and \
+                not (uuid in old_claims and old_claims[uuid].pending):
+            # The source of a confirmed resize, an evacuated guest.
+            LOG.info('stopped domain %s of instance %s is not placed here '
+                     'by Nova; it holds no room', info.name, uuid)
+            del domains[uuid]
     for uuid, info in domains.items():
         old = old_claims.get(uuid)
         if known_dedicated is not None:
@@ -203,6 +215,16 @@ def rebuild(truth, old_claims, policy_of, default_mode, host_cpus,
     return claims, dedicated
 
 
+def pins_from_plan(plan, uuid):
+    """The :class:`InstancePins` of ``uuid`` in ``plan``."""
+    placement = plan.instances[uuid]
+    pins = None
+    if placement.vcpu_pins is not None:
+        pins = {v: frozenset([c]) for v, c in placement.vcpu_pins.items()}
+    return InstancePins(uuid=uuid, tenant=placement.project_id,
+                        cpus=placement.cpus, vcpu_pins=pins)
+
+
 def target_plan(claims, current, topology, housekeeping_cpus, ratio,
                 dedicated_cpus, static, truth=None, name='host'):
     """The :func:`allocator.plan` of ``claims`` from the map ``current``.
@@ -256,3 +278,30 @@ def target_plan(claims, current, topology, housekeeping_cpus, ratio,
         LOG.warning('%s: cannot hold the cores of tenants %s (%s); going on '
                     'without', name, ', '.join(sorted(frozen)), e)
         return result
+
+
+def report(name, domains, claims, unfit, overflow, previous_unfit, seen):
+    """Log, once per change, what is not confined by its partition and
+    whether the host is isolated; returns ``unfit`` (``{key: [uuid]}`` of
+    the guests that do not fit on whole cores). ``seen`` keeps the guests
+    already logged as confined by their pins."""
+    for uuid, info in domains.items():
+        if uuid not in claims or info.confinement == 'partition' or \
+                not info.active or uuid in seen:
+            continue
+        seen.add(uuid)
+        LOG.info('%s: instance %s of tenant %s is confined by its pins (it '
+                 'runs in %s) until its next hard reboot', name, uuid,
+                 claims[uuid].tenant, info.partition and 'partition ' +
+                 info.partition or 'no tenant partition')
+    if unfit and unfit != previous_unfit:
+        LOG.error('%s: host NOT isolated: tenants %s do not fit on whole '
+                  'cores; their instances %s share CPUs %s, which no other '
+                  'tenant uses; the other tenants are isolated', name,
+                  ', '.join(sorted(unfit)),
+                  ', '.join(sorted(u for us in unfit.values() for u in us)),
+                  topo.format_cpu_list(overflow))
+    elif previous_unfit and not unfit:
+        LOG.info('%s: every tenant fits on whole cores again; the host is '
+                 'isolated', name)
+    return unfit

@@ -14,29 +14,16 @@
 
 """The per-host map of isolation keys: claim, release, migrate in, reconcile.
 
-One :class:`TenantPinManager` runs in each nova-compute. It holds, under one
-lock, the instances that hold room on the host (*claims*) and the whole cores
-each isolation key holds (*the map*). Every change goes through the same
-layers:
-
-1. :func:`nova_tenant_pin.allocator.plan` computes the target map from the
-   present one (sticky: keys keep their cores) and the ordered ``moves``;
-2. :mod:`~nova_tenant_pin.guests` reads what libvirt holds (each domain's
-   XML and whether a job, such as a live migration, holds it) and the
-   cgroup tree gives each partition's CPUs: the *truth*;
-3. :func:`nova_tenant_pin.transition.plan_transition` turns the truth and
-   the target into steps whose every prefix is safe;
-4. :class:`~nova_tenant_pin.executor.Executor` writes them, stopping at
-   the first failure. After a failure the next change plans from what the
-   host really holds (read again), never from what this one meant to
-   reach.
-
-It imports no Nova, so that the integration suite can drive it with plain
-libvirt. State survives restarts because it is never only here:
-:meth:`reconcile` rebuilds the claims from the domains (the Nova project is
-in the domain's ``<nova:owner><nova:project uuid=...>``, the key in its
-tenant-pin metadata or its ``<resource><partition>``) and the map from the
-partitions, and repairs partitions and pins that drifted.
+One :class:`TenantPinManager` runs in each nova-compute. Under one lock it
+holds the instances that hold room on the host (*claims*) and the whole
+cores each isolation key holds (*the map*). A change reads the truth
+(:mod:`~nova_tenant_pin.guests`, the partitions), plans the target
+(:func:`~nova_tenant_pin.claims.target_plan`), turns both into steps whose
+every prefix is safe (:mod:`~nova_tenant_pin.transition`) and writes them
+(:mod:`~nova_tenant_pin.executor`), stopping at the first failure; the next
+change then plans from what the host holds, read again. It imports no Nova.
+:meth:`TenantPinManager.reconcile` rebuilds the state from the domains and
+the partitions (restart, adoption, settings changed) and repairs drift.
 """
 
 import collections
@@ -67,34 +54,29 @@ EXEMPT_TENANT = 'exempt'
 TenantDoesNotFit = exception.TenantDoesNotFit
 Claim = tp_claims.Claim
 InstancePins = tp_claims.InstancePins
-isolation_request = tp_claims.isolation_request
 
 
 class TenantPinManager:
     """The tenant map of one host, and every change to it, under one lock.
 
-    :param topology: the host's
-        :class:`~nova_tenant_pin.topology.HostTopology`.
-    :param partitions: a :class:`~nova_tenant_pin.cgroups.TenantPartitions`.
+    :param topology: the host's :class:`~.topology.HostTopology`.
+    :param partitions: a :class:`~.cgroups.TenantPartitions`.
     :param get_connection: callable returning the libvirt connection.
     :param housekeeping_cpus: CPUs that no tenant ever gets (whole cores).
     :param pin_mode: the default pin mode, ``float`` or ``strict``.
     :param ratio: the default in-tenant CPU allocation ratio.
     :param static: ``{project or isolation key: cpus}`` fixed cpusets.
     :param exempt_projects: projects that share the :data:`EXEMPT_TENANT`
-        partition instead of getting one each (when ``settings`` is not
-        given).
-    :param settings: the operator's per-project
-        :class:`~nova_tenant_pin.policy.ProjectSettings`.
+        partition (when ``settings`` is not given).
+    :param settings: the per-project :class:`~.policy.ProjectSettings`.
     :param reserved_cpus: CPUs Nova keeps for itself (``[compute]
         cpu_dedicated_set``); no tenant gets a core that holds one.
     :param name: names the lock and the logs (the host name).
 
     Each instance's isolation key, pin mode and ratio come from its
-    :class:`~nova_tenant_pin.policy.Policy` (the driver resolves it from
-    the flavor, the image and ``settings``; without one, the project and
-    the defaults decide). Instances with one key share that key's whole
-    cores; a key's in-tenant ratio is the smallest of its instances'.
+    :class:`~.policy.Policy` (from the flavor, the image and ``settings``;
+    without one, the project and the defaults decide). Instances with one
+    key share that key's whole cores.
     """
 
     def __init__(self, topology, partitions, get_connection,
@@ -218,7 +200,7 @@ class TenantPinManager:
             if claim is None or self._last_plan is None or \
                     uuid not in self._last_plan.instances:
                 return None
-            pins = self._pins_from_plan(self._last_plan, uuid)
+            pins = tp_claims.pins_from_plan(self._last_plan, uuid)
             if claim.pending:
                 claim.issued |= pins.cpus
             return pins
@@ -279,8 +261,6 @@ class TenantPinManager:
 
     # -- changes -----------------------------------------------------------
 
-    # -- changes -----------------------------------------------------------
-
     def claim(self, uuid, project_id, vcpus, cell=None, incoming=False,
               policy=None):
         """Hold room for an instance and return its :class:`InstancePins`.
@@ -309,7 +289,7 @@ class TenantPinManager:
             claims[uuid] = Claim(
                 uuid=uuid, project_id=project_id, tenant=key, vcpus=vcpus,
                 cell=cell, mode=policy.pin_mode, ratio=policy.ratio,
-                isolation=isolation_request(policy),
+                isolation=tp_claims.isolation_request(policy),
                 pending=old.pending if old else True,
                 incoming=incoming, confirmed=False,
                 issued=old.issued if old else frozenset())
@@ -328,7 +308,7 @@ class TenantPinManager:
                     'would no longer fit' % ', '.join(pushed))
             self._transition(plan, claims, 'claim of instance %s' % uuid,
                              guests, truth)
-            pins = self._pins_from_plan(plan, uuid)
+            pins = tp_claims.pins_from_plan(plan, uuid)
             if claims[uuid].pending:
                 claims[uuid].issued |= pins.cpus
             LOG.info('%s: instance %s of tenant %s (project %s) claimed %d '
@@ -404,7 +384,7 @@ class TenantPinManager:
             plan = self._change(claims, 'start of instance %s' % uuid)
             if uuid not in plan.instances:
                 return None
-            return self._pins_from_plan(plan, uuid)
+            return tp_claims.pins_from_plan(plan, uuid)
 
     def add_dedicated(self, uuid, cpus):
         """Record an instance with dedicated CPUs (Nova's own)."""
@@ -417,11 +397,9 @@ class TenantPinManager:
         return dict(self._static_cfg)
 
     def update_settings(self, settings, static=None):
-        """Take new per-project settings (``exempt_projects``,
-        ``isolation_groups``, and ``static_tenant_cpuset`` when ``static``
-        is given) re-read on SIGHUP. The keys and cores of running
-        instances change at the next :meth:`reconcile`, which the caller
-        runs (the driver, with each instance's policy).
+        """Take new per-project settings (and ``static_tenant_cpuset`` when
+        ``static`` is given) re-read on SIGHUP. Running instances change key
+        and cores at the next :meth:`reconcile`, which the caller runs.
 
         :raises allocator.PlanError: a static cpuset that breaks a rule;
             nothing changed.
@@ -461,16 +439,8 @@ class TenantPinManager:
         cores; a key that splits off gets cores of its own before anyone
         else may take the ones it leaves).
 
-        :param dedicated: ``{uuid: cpus}`` of the instances with dedicated
-            CPUs, when the caller knows them (the driver asks Nova). Without
-            it, a domain in no tenant partition whose every vCPU is pinned
-            to one CPU is taken for one.
-        :param known: uuids of the instances the caller places on this host
-            (the driver asks Nova). A stopped domain of any other instance
-            (the source of a confirmed resize, an evacuated guest) holds no
-            room, nor does a pending claim of one (an incoming live
-            migration given up before it started). A running domain is
-            always counted: its threads run here.
+        :param dedicated, known: what Nova says of the host's instances
+            (:func:`claims.rebuild`).
         :param policies: ``{uuid: Policy}`` of the instances, when the
             caller knows them (the driver resolves them from the flavors).
             Without it, each domain's tenant-pin metadata and the present
@@ -480,16 +450,6 @@ class TenantPinManager:
             repairs = []
             guests, truth = self._read()
             domains = truth.domains
-            if known is not None:
-                known = set(known)
-                for uuid, info in list(domains.items()):
-                    if not info.active and uuid not in known and \
-                            not (uuid in self._claims and
-                                 self._claims[uuid].pending):
-                        LOG.info('%s: stopped domain %s of instance %s is '
-                                 'not placed here by Nova; it holds no room',
-                                 self.name, info.name, uuid)
-                        del domains[uuid]
             claims, dedicated = tp_claims.rebuild(
                 truth, self._claims,
                 lambda info: self._domain_policy(info, policies or {}),
@@ -497,14 +457,8 @@ class TenantPinManager:
                 seen_before=self._last_plan is not None)
             found = transition.truth_map(truth, self._host_cpus,
                                          self.topology)
-            for key in sorted(set(found) | set(self._tenants)):
-                if found.get(key) != self._tenants.get(key) and \
-                        self._last_plan is not None:
-                    repairs.append(
-                        'tenant %s: partition holds CPUs %s, the map said %s'
-                        % (key, topo.format_cpu_list(found.get(key, ())) or
-                           'none', topo.format_cpu_list(
-                               self._tenants.get(key, ())) or 'none'))
+            if self._last_plan is not None:
+                repairs.extend(transition.map_drift(found, self._tenants))
             current = transition.relabel(found, claims, domains,
                                          self.topology, self.static, repairs,
                                          truth.busy)
@@ -583,9 +537,7 @@ class TenantPinManager:
         held = transition.held_map(truth, claims, self.topology, self.static,
                                    self.housekeeping_cpus)
         LOG.warning('%s: the last change stopped half way; planning from '
-                    'what the host holds: %s', self.name, ', '.join(
-                        '%s:%s' % (k, topo.format_cpu_list(c))
-                        for k, c in sorted(held.items())) or 'nothing')
+                    'what the host holds: %s', self.name, held)
         self._tenants = held
         return held
 
@@ -601,22 +553,12 @@ class TenantPinManager:
                                  self.name, write=not dry_run)
 
     def _plan(self, claims, current, truth=None):
-        """The target plan of ``claims`` from ``current``; with ``truth``,
-        holding the cores that cannot move yet (:func:`claims.
-        target_plan`)."""
+        """:func:`claims.target_plan` of ``claims`` from ``current``."""
         dedicated = set(self.reserved_cpus).union(*self._dedicated.values())
         return tp_claims.target_plan(
             claims, current, self.topology, self.housekeeping_cpus,
             self.ratio, frozenset(dedicated) & self._host_cpus, self.static,
             truth=truth, name=self.name)
-
-    def _pins_from_plan(self, plan, uuid):
-        placement = plan.instances[uuid]
-        pins = None
-        if placement.vcpu_pins is not None:
-            pins = {v: frozenset([c]) for v, c in placement.vcpu_pins.items()}
-        return InstancePins(uuid=uuid, tenant=placement.project_id,
-                            cpus=placement.cpus, vcpu_pins=pins)
 
     def _domain_policy(self, info, policies):
         """The policy of a domain's instance: the caller's, else what its
@@ -638,13 +580,8 @@ class TenantPinManager:
                     dry_run=False):
         """Apply ``plan`` from ``truth`` and commit ``claims`` and the new
         map; return the writes made (with ``dry_run``: described, not
-        made, nothing committed).
-
-        The steps come from :func:`transition.plan_transition` (every
-        prefix safe); the executor stops at the first failed write, and
-        then nothing is committed and the next change plans from what the
-        host holds (:meth:`_current`).
-        """
+        made, nothing committed). After a failed write nothing is
+        committed and the next change plans from what the host holds."""
         last_map = (self._last_plan.tenant_map()
                     if self._last_plan is not None else {})
         result = transition.plan_transition(
@@ -669,32 +606,7 @@ class TenantPinManager:
         self._claims = claims
         self._last_plan = plan
         self._stale = False
-        self._report(result.after.domains, claims, result.unfit,
-                     result.overflow)
+        self._unfit = tp_claims.report(
+            self.name, result.after.domains, claims, result.unfit,
+            result.overflow, self._unfit, self._pins_only_seen)
         return outcome.actions
-
-    def _report(self, domains, claims, unfit, overflow):
-        """Log, once per change, what is not confined by its partition and
-        whether the host is isolated."""
-        for uuid, info in domains.items():
-            if uuid not in claims or info.confinement == 'partition' or \
-                    not info.active or uuid in self._pins_only_seen:
-                continue
-            self._pins_only_seen.add(uuid)
-            LOG.info('%s: instance %s of tenant %s is confined by its pins '
-                     '(it runs in %s) until its next hard reboot',
-                     self.name, uuid, claims[uuid].tenant,
-                     info.partition and 'partition ' + info.partition or
-                     'no tenant partition')
-        if unfit and unfit != self._unfit:
-            LOG.error('%s: host NOT isolated: tenants %s do not fit on whole '
-                      'cores; their instances %s share CPUs %s, which no '
-                      'other tenant uses; the other tenants are isolated',
-                      self.name, ', '.join(sorted(unfit)),
-                      ', '.join(sorted(u for us in unfit.values()
-                                       for u in us)),
-                      topo.format_cpu_list(overflow))
-        elif self._unfit and not unfit:
-            LOG.info('%s: every tenant fits on whole cores again; the host '
-                     'is isolated', self.name)
-        self._unfit = unfit

@@ -242,6 +242,16 @@ def truth_map(truth, host_cpus, topology):
     return dict(result)
 
 
+def map_drift(found, expected):
+    """Lines naming each key whose partition holds other CPUs than the map
+    says."""
+    return ['tenant %s: partition holds CPUs %s, the map said %s' % (
+        key, topo.format_cpu_list(found.get(key, ())) or 'none',
+        topo.format_cpu_list(expected.get(key, ())) or 'none')
+        for key in sorted(set(found) | set(expected))
+        if found.get(key) != expected.get(key)]
+
+
 def held_map(truth, claims, topology, static, housekeeping_cpus=(),
              repairs=None):
     """What each key holds now, read from the host alone: after a change

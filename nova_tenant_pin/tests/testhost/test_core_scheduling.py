@@ -25,7 +25,7 @@ thread's cookie from the kernel (``PR_SCHED_CORE_GET`` on every task of
 import os
 
 from nova_tenant_pin import coresched
-from nova_tenant_pin import manager
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import privsep
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
 from nova_tenant_pin.tests.integration import test_core_scheduling_real as real
@@ -56,9 +56,9 @@ class TestCookiesOnLibvirtGuests(base.TestHostTestCase):
         self.addCleanup(privsep.core_sched_pctxt.set_client_mode, True)
 
     def start(self, name, key):
-        meta = manager.metadata_xml(key, 'float', 1.0).replace(
+        meta = domain_xml.metadata_xml(key, 'float', 1.0).replace(
             '<instance', '<tenantpin:instance xmlns:tenantpin="%s"'
-            % manager.TP_NS)
+            % domain_xml.TP_NS)
         dom = self.libvirt.define(lvf.tiny_domain_xml(
             name, vcpus=2, metadata=meta), start=False)
         # As the driver starts every guest: paused until it has its cookie.
@@ -68,7 +68,7 @@ class TestCookiesOnLibvirtGuests(base.TestHostTestCase):
     def cookies(self):
         conn = self.libvirt.conn
         return coresched.CoreCookies(
-            coresched.REQUIRED, lambda: [manager.parse_domain_xml(
+            coresched.REQUIRED, lambda: [domain_xml.parse_domain_xml(
                 d.XMLDesc(0), active=bool(d.isActive()))
                 for d in conn.listAllDomains() if d.isActive()])
 
@@ -109,8 +109,8 @@ class TestCookiesOnLibvirtGuests(base.TestHostTestCase):
 
         # Re-key: the manager records a2's new key in its live metadata
         # (libvirt's status XML), then the cookies follow.
-        a2.setMetadata(2, manager.metadata_xml('tenant-b', 'float', 1.0),
-                       manager.TP_PREFIX, manager.TP_NS,
+        a2.setMetadata(2, domain_xml.metadata_xml('tenant-b', 'float', 1.0),
+                       domain_xml.TP_PREFIX, domain_xml.TP_NS,
                        VIR_DOMAIN_AFFECT_LIVE | VIR_DOMAIN_AFFECT_CONFIG)
         self.cookies().sync()
         doms[1] = (a2, 'tenant-b')

@@ -843,7 +843,7 @@ core_sched_pctxt = priv_context.PrivContext(
 #: Where libvirt's QEMU driver keeps each running domain's PID file and
 #: status XML (the live definition, metadata included).
 LIBVIRT_QEMU_RUN = '/run/libvirt/qemu'
-# The namespace of the metadata manager.metadata_xml writes (not imported:
+# The namespace of the metadata domain_xml.metadata_xml writes (not imported:
 # the manager imports this module through cgroups).
 _TP_NS = 'http://openstack.org/xmlns/nova-tenant-pin/1.0'
 _DOMAIN_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}\Z')

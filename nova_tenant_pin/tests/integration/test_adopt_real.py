@@ -35,7 +35,7 @@ import uuid
 import libvirt
 
 from nova_tenant_pin import audit
-from nova_tenant_pin import manager as manager_mod
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
 from nova_tenant_pin.tests.integration import real_guests
 from nova_tenant_pin.tests.integration.real_guests import guest_threads
@@ -61,7 +61,7 @@ class TestAdoptStockGuests(real_guests.TwoProjectsTestCase):
         guest = real_guests.Guest(project, inst, dom,
                                   real_guests.qemu_pid(dom))
         self.guests.append(guest)
-        info = manager_mod.parse_domain_xml(dom.XMLDesc(0))
+        info = domain_xml.parse_domain_xml(dom.XMLDesc(0))
         self.assertEqual(project, info.project_id)
         self.assertIsNone(info.tenant)
         self.assertEqual({}, info.vcpu_pins)
@@ -135,10 +135,10 @@ class TestAdoptStockGuests(real_guests.TwoProjectsTestCase):
             # Recorded live and in the persistent definition (LIVE|CONFIG),
             # so the pins and the key survive a restart of the manager.
             for flags in (0, libvirt.VIR_DOMAIN_XML_INACTIVE):
-                info = manager_mod.parse_domain_xml(guest.dom.XMLDesc(flags))
+                info = domain_xml.parse_domain_xml(guest.dom.XMLDesc(flags))
                 self.assertEqual(guest.project, info.key)
                 self.assertLessEqual(info.all_cpus(self.everything), mine)
-            live = manager_mod.parse_domain_xml(guest.dom.XMLDesc(0))
+            live = domain_xml.parse_domain_xml(guest.dom.XMLDesc(0))
             self.assertEqual('pins', live.confinement)
         self.assertTrue(mgr.isolation()['isolated'], mgr.isolation())
         pid_tenants = {g.pid: g.project for g in self.guests}
@@ -162,7 +162,7 @@ class TestAdoptStockGuests(real_guests.TwoProjectsTestCase):
         self.assert_all_may_run_everywhere()
         self.assert_no_partitions_left()
         for guest in self.guests:
-            info = manager_mod.parse_domain_xml(guest.dom.XMLDesc(0))
+            info = domain_xml.parse_domain_xml(guest.dom.XMLDesc(0))
             self.assertIsNone(info.key)
             self.assertEqual(self.everything,
                              info.all_cpus(self.everything))

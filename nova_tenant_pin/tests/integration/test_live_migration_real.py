@@ -46,6 +46,7 @@ from lxml import etree
 from nova_tenant_pin import audit
 from nova_tenant_pin import cgroupfs
 from nova_tenant_pin import cgroups
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import manager as manager_mod
 from nova_tenant_pin import procfs
 from nova_tenant_pin.tests import base
@@ -196,7 +197,7 @@ class TestLiveMigration(base.TestCase):
         self.assertIsNotNone(seen['partition'])
         self.assertEqual(seen['pins'].cpus, seen['partition'].cpus)
         root = etree.fromstring(seen['xml'].encode())
-        self.assertEqual(manager_mod.PARTITION_PREFIX + a,
+        self.assertEqual(domain_xml.PARTITION_PREFIX + a,
                          root.findtext('./resource/partition'))
         self.assertEqual([], root.findall('./cputune/vcpupin'))
         # On B the guest runs in its partition, apart from tenant c, and

@@ -37,7 +37,7 @@ import libvirt
 from nova_tenant_pin import audit
 from nova_tenant_pin import cgroupfs
 from nova_tenant_pin import cgroups
-from nova_tenant_pin import manager as manager_mod
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import policy
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
 from nova_tenant_pin.tests.integration import real_guests
@@ -67,7 +67,7 @@ class TestRekeyRealGuests(real_guests.TwoProjectsTestCase):
 
     def recorded(self, guest, flags=0):
         """What the domain's XML records (live by default)."""
-        return manager_mod.parse_domain_xml(guest.dom.XMLDesc(flags))
+        return domain_xml.parse_domain_xml(guest.dom.XMLDesc(flags))
 
     def allowed(self, guest):
         """Every CPU any QEMU thread of the guest may run on, from /proc;

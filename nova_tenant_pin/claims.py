@@ -280,8 +280,10 @@ def target_plan(claims, current, topology, housekeeping_cpus, ratio,
         return result
 
 
-def report(name, domains, claims, unfit, overflow, previous_unfit, seen):
-    """Log, once per change, what is not confined by its partition and
+def report(name, domains, claims, unfit, overflow, previous_unfit, seen,
+           log=LOG):
+    """Log (to ``log``: the manager's logger, where operators look for
+    it), once per change, what is not confined by its partition and
     whether the host is isolated; returns ``unfit`` (``{key: [uuid]}`` of
     the guests that do not fit on whole cores). ``seen`` keeps the guests
     already logged as confined by their pins."""
@@ -290,18 +292,18 @@ def report(name, domains, claims, unfit, overflow, previous_unfit, seen):
                 not info.active or uuid in seen:
             continue
         seen.add(uuid)
-        LOG.info('%s: instance %s of tenant %s is confined by its pins (it '
+        log.info('%s: instance %s of tenant %s is confined by its pins (it '
                  'runs in %s) until its next hard reboot', name, uuid,
                  claims[uuid].tenant, info.partition and 'partition ' +
                  info.partition or 'no tenant partition')
     if unfit and unfit != previous_unfit:
-        LOG.error('%s: host NOT isolated: tenants %s do not fit on whole '
+        log.error('%s: host NOT isolated: tenants %s do not fit on whole '
                   'cores; their instances %s share CPUs %s, which no other '
                   'tenant uses; the other tenants are isolated', name,
                   ', '.join(sorted(unfit)),
                   ', '.join(sorted(u for us in unfit.values() for u in us)),
                   topo.format_cpu_list(overflow))
     elif previous_unfit and not unfit:
-        LOG.info('%s: every tenant fits on whole cores again; the host is '
+        log.info('%s: every tenant fits on whole cores again; the host is '
                  'isolated', name)
     return unfit

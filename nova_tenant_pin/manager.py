@@ -608,5 +608,5 @@ class TenantPinManager:
         self._stale = False
         self._unfit = tp_claims.report(
             self.name, result.after.domains, claims, result.unfit,
-            result.overflow, self._unfit, self._pins_only_seen)
+            result.overflow, self._unfit, self._pins_only_seen, LOG)
         return outcome.actions

@@ -95,25 +95,43 @@ class Guests:
     def __init__(self, get_connection, host_cpus):
         self._get_connection = get_connection
         self._cpumap_len = max(host_cpus, default=-1) + 1
+        # {(domain XML, active, persistent): DomainInfo} of the last read:
+        # a domain that has not changed since is not parsed again.
+        self._parsed = {}
 
     def read(self, jobs=True):
         """``{uuid: Guest}`` of every domain on the host, running or not.
 
         :param jobs: also ask libvirt which running domains have a job in
             progress.
+
+        A domain whose XML and state are what they were at the last read
+        is not parsed again: its DomainInfo is a copy of the one parsed
+        then (callers may change their copy).
         """
         conn = self._get_connection()
         result = {}
+        parsed = {}
         flags = (VIR_CONNECT_LIST_DOMAINS_ACTIVE |
                  VIR_CONNECT_LIST_DOMAINS_INACTIVE)
         for dom in conn.listAllDomains(flags):
-            active = bool(dom.isActive())
-            info = domain_xml.parse_domain_xml(
-                dom.XMLDesc(0), active=active,
-                persistent=bool(dom.isPersistent()))
-            job = job_of(dom) if jobs and active else None
-            result[info.uuid] = Guest(dom, info, job)
+            state = (dom.XMLDesc(0), bool(dom.isActive()),
+                     bool(dom.isPersistent()))
+            info = self._parsed.get(state)
+            if info is None:
+                info = self._parse_domain(*state)
+            parsed[state] = info
+            job = job_of(dom) if jobs and state[1] else None
+            result[info.uuid] = Guest(dom, dataclasses.replace(
+                info, vcpu_pins=dict(info.vcpu_pins),
+                iothread_pins=dict(info.iothread_pins)), job)
+        self._parsed = parsed
         return result
+
+    @staticmethod
+    def _parse_domain(xml, active, persistent):
+        return domain_xml.parse_domain_xml(xml, active=active,
+                                           persistent=persistent)
 
     @staticmethod
     def flags(info):

@@ -463,14 +463,20 @@ def plan_transition(truth, plan, claims, keymap, topology,
         if uuid in plan.instances:
             by_key[claims[uuid].tenant].append(uuid)
 
+    # The guests living in each partition (a domain stays in the
+    # partition it started in while the transition re-pins it), indexed
+    # once: a transition asks for many keys.
+    living = collections.defaultdict(list)
+    for uuid in targets:
+        living[domains[uuid].tenant].append(uuid)
+
     def need(key):
         # The key's cores, and wherever the guests living in the
         # partition run now (its own guests are inside the key's cores
         # except while they wait to be re-pinned there).
         cpus = set(keymap.get(key, ()))
-        for u in targets:
-            if planner.info(u).tenant == key:
-                cpus |= planner.info(u).all_cpus(host)
+        for u in living.get(key, ()):
+            cpus |= planner.info(u).all_cpus(host)
         return frozenset(cpus) & host
 
     def narrow(key):

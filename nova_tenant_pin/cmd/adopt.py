@@ -269,7 +269,7 @@ def _left_alone(host):
     project and no tenant (not Nova's, or defined by hand): they may run
     on any CPU they are given."""
     from nova_tenant_pin import domain_xml
-    from nova_tenant_pin import manager
+    from nova_tenant_pin import guests
 
     found = []
     for dom in host.connection.listAllDomains(

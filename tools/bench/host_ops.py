@@ -94,12 +94,12 @@ class Host:
                 continue
             self.projects.append(project)
         self.parses = 0
-        parse = self.mgr._parse_domain
+        parse = self.mgr.guests._parse_domain
 
         def counted(*args):
             self.parses += 1
             return parse(*args)
-        self.mgr._parse_domain = counted
+        self.mgr.guests._parse_domain = counted
 
     def uuid(self):
         return str(uuidlib.UUID(int=self.rng.getrandbits(128)))
@@ -144,7 +144,7 @@ def measure(host, repeats, cached):
                 ('release', lambda: host.delete(inst)),
                 ('reconcile (no-op)', host.mgr.reconcile)):
             if not cached:
-                host.mgr._parsed = {}
+                host.mgr.guests._parsed = {}
             before = host.parses
             ms, _ = timed(call)
             result[name].append(ms)

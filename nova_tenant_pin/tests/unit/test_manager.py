@@ -114,8 +114,8 @@ class TestDomainParsing(ManagerTestCase):
             return {u for u, xml in new.items() if old.get(u) != xml}
 
         read = snapshot()
-        with mock.patch.object(self.mgr, '_parse_domain',
-                               wraps=self.mgr._parse_domain) as parse:
+        with mock.patch.object(self.mgr.guests, '_parse_domain',
+                               wraps=self.mgr.guests._parse_domain) as parse:
             new = uuid()
             pins = self.mgr.claim(new, 'p0', 1)
             self.assertEqual(0, parse.call_count)

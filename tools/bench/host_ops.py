@@ -52,6 +52,7 @@ import statistics
 import time
 import uuid as uuidlib
 
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import manager
 from nova_tenant_pin.tests import fakes
 from nova_tenant_pin import topology as topo
@@ -110,7 +111,8 @@ class Host:
         self.conn.start(fakes.set_metadata_in_xml(
             fakes.domain_xml(inst, vcpus, project=project,
                              partition=pins.partition, cpuset=pins.cpus),
-            self.mgr.metadata_of(inst), manager.TP_PREFIX, manager.TP_NS))
+            self.mgr.metadata_of(inst), domain_xml.TP_PREFIX,
+            domain_xml.TP_NS))
         self.mgr.domain_started(inst)
         return inst
 

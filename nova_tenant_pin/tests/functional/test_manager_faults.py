@@ -14,15 +14,10 @@
 
 """Libvirt failing the way it really fails, inside the manager's changes.
 
-Scenarios 1, 2 and 7 of the fault model: each test fails today, and is
-marked ``expectedFailure`` until the manager's sequencing plans from what
-the kernel and libvirt hold after a failed step (1), leaves domains with a
-migration job alone (2), and confines I/O threads on every path (7). When
-the fix lands, the test passes, ``expectedFailure`` turns that into a
-failure, and the decorator goes.
+Scenarios 1, 2 and 7 of the fault model: the manager plans from what the
+kernel and libvirt hold after a failed step (1), leaves domains with a
+migration job alone (2), and confines I/O threads on every path (7).
 """
-
-import unittest
 
 from nova.tests.fixtures import libvirt as fakelibvirt
 
@@ -51,9 +46,6 @@ class TestFailedStepThenAnotherTenant(base.TenantPinTestBase):
 
     CAST_AS_CALL = False
 
-    # Scenario 1: fixed when the manager plans from what the kernel and
-    # libvirt hold after a failed step, not from what it intended.
-    @unittest.expectedFailure
     def test_next_tenant_gets_no_core_the_first_can_still_use(self):
         self.start_compute('host1')
         a1 = self.boot('a', 2)
@@ -117,9 +109,6 @@ class TestIncomingMigrationJob(test_migration_faults.MigrationFaultsBase):
             target.tp_migration_job = False
         domain.complete_job()
 
-    # Scenario 2: fixed when nothing live-pins or re-metas a domain whose
-    # migration job is in progress.
-    @unittest.expectedFailure
     def test_migrating_domain_is_not_touched(self):
         self.errors = []
         self.boot('b', 1, host='host_b')
@@ -143,9 +132,6 @@ class TestIOThreadsConfined(test_rollout.RolloutBase):
             server['id']][0]
         self.assertIn('iothread1', guest.threads)
 
-    # Scenario 7: fixed when adoption (and every other path) pins I/O
-    # threads to the key's cores.
-    @unittest.expectedFailure
     def test_adopted_guests_io_threads_are_confined(self):
         self.flags(compute_driver=test_rollout.STOCK)
         self.start_compute('host1')

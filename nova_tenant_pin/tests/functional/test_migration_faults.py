@@ -26,7 +26,7 @@ from nova.conductor.tasks import live_migrate
 from nova import exception
 from oslo_config import cfg
 
-from nova_tenant_pin import manager
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin.tests.functional import base
 
 CONF = cfg.CONF
@@ -91,7 +91,7 @@ class TestIncomingClaimSurvivesReconcile(MigrationFaultsBase):
         self.assertIsNotNone(part)
         # ...so the target QEMU started inside it.
         self.assertEqual('host_b', self.host_of(server))
-        self.assertEqual('/machine/tenant-%s' % a, manager.parse_domain_xml(
+        self.assertEqual('/machine/tenant-%s' % a, domain_xml.parse_domain_xml(
             self.dest_xml['host_b']).partition)
         self.assertEqual([], [s for s in self.pinning.starts if s[2]])
         self.assertFalse(
@@ -170,7 +170,7 @@ class TestRekeyedGuestMigrates(MigrationFaultsBase):
         self._live_migrate(a1, 'completed', host='host_b')
         self.assertEqual('host_b', self.host_of(a1))
         self.assertEqual('/machine/tenant-group-acme',
-                         manager.parse_domain_xml(
+                         domain_xml.parse_domain_xml(
                              self.dest_xml['host_b']).partition)
         info = self.domains_of('host_b')[a1['id']]
         self.assertEqual('partition', info.confinement)

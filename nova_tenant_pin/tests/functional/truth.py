@@ -30,9 +30,9 @@ from lxml import etree
 from nova.tests.fixtures import libvirt as fakelibvirt
 
 # The XML vocabulary only; nothing of the manager's state.
-from nova_tenant_pin.manager import NOVA_NS
-from nova_tenant_pin.manager import PARTITION_PREFIX as PREFIX
-from nova_tenant_pin.manager import TP_NS
+from nova_tenant_pin.domain_xml import NOVA_NS
+from nova_tenant_pin.domain_xml import PARTITION_PREFIX as PREFIX
+from nova_tenant_pin.domain_xml import TP_NS
 
 
 def _cpus(spec, host_cpus):

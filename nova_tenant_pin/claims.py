@@ -307,3 +307,26 @@ def report(name, domains, claims, unfit, overflow, previous_unfit, seen,
         log.info('%s: every tenant fits on whole cores again; the host is '
                  'isolated', name)
     return unfit
+
+
+def unfit_doc(unfit):
+    """``{key: [instance uuid, ...]}`` of the keys that did not fit."""
+    return {k: sorted(v) for k, v in sorted(unfit.items())}
+
+
+def snapshot(tenants, claims, plan, dedicated, unfit, ratio):
+    """A manager's map as plain data, for logs, the CLI and tests."""
+    return {
+        'tenants': {t: sorted(c) for t, c in sorted(tenants.items())},
+        'instances': {
+            u: {'tenant': c.tenant, 'project_id': c.project_id,
+                'vcpus': c.vcpus, 'pending': c.pending,
+                'pin_mode': c.mode, 'ratio': c.ratio or ratio,
+                'cpus': sorted(plan.instances[u].cpus)
+                if plan and u in plan.instances else None}
+            for u, c in claims.items()},
+        'dedicated': {u: sorted(c) for u, c in sorted(dedicated.items())},
+        'stranded_cpus': plan.stranded_cpus if plan else 0,
+        'isolated': not unfit,
+        'unfit': unfit_doc(unfit),
+    }

@@ -186,8 +186,7 @@ class TenantPinManager:
         holds, the other tenants stay isolated."""
         with self._locked():
             return {'isolated': not self._unfit,
-                    'unfit': {k: sorted(v) for k, v in
-                              sorted(self._unfit.items())}}
+                    'unfit': tp_claims.unfit_doc(self._unfit)}
 
     def pins_for(self, uuid):
         """The :class:`InstancePins` of a claimed instance, or None.
@@ -240,24 +239,9 @@ class TenantPinManager:
     def snapshot(self):
         """The map as plain data, for logs, the CLI and tests."""
         with self._locked():
-            plan = self._last_plan
-            return {
-                'tenants': {t: sorted(c) for t, c in
-                            sorted(self._tenants.items())},
-                'instances': {
-                    u: {'tenant': c.tenant, 'project_id': c.project_id,
-                        'vcpus': c.vcpus, 'pending': c.pending,
-                        'pin_mode': c.mode, 'ratio': c.ratio or self.ratio,
-                        'cpus': sorted(plan.instances[u].cpus)
-                        if plan and u in plan.instances else None}
-                    for u, c in self._claims.items()},
-                'dedicated': {u: sorted(c) for u, c in
-                              sorted(self._dedicated.items())},
-                'stranded_cpus': plan.stranded_cpus if plan else 0,
-                'isolated': not self._unfit,
-                'unfit': {k: sorted(v) for k, v in
-                          sorted(self._unfit.items())},
-            }
+            return tp_claims.snapshot(self._tenants, self._claims,
+                                      self._last_plan, self._dedicated,
+                                      self._unfit, self.ratio)
 
     # -- changes -----------------------------------------------------------
 

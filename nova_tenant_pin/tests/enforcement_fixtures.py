@@ -81,6 +81,15 @@ def _v2_files(path, cpus='', mems=''):
         _write(os.path.join(path, name), text)
 
 
+def read_or_none(path):
+    """A kernel file's text, stripped; None when it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def fd_path(fd):
     """The path a descriptor was opened at."""
     return os.readlink('/proc/self/fd/%d' % fd)

@@ -47,15 +47,20 @@ Run ``python tools/bench/host_ops.py`` (``--quick``: 10 and 100 guests,
 import argparse
 import concurrent.futures
 import logging
+import os
 import random
 import statistics
+import sys
 import time
 import uuid as uuidlib
 
 from nova_tenant_pin import domain_xml
 from nova_tenant_pin import manager
 from nova_tenant_pin.tests import fakes
-from nova_tenant_pin import topology as topo
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import workload  # noqa: E402,H306 (the scripts' own modules last)
 
 PROJECTS = ['project-%03d' % i for i in range(120)]
 # In-tenant CPU allocation ratio: 500 guests of 1-2 vCPUs (about 670
@@ -64,13 +69,7 @@ RATIO = 2.0
 
 
 def host_topology():
-    cpu, layout = 0, {}
-    for cell in range(4):
-        layout[cell] = []
-        for _ in range(64):
-            layout[cell].append([cpu, cpu + 1])
-            cpu += 2
-    return topo.HostTopology(layout)
+    return workload.sibling_pair_host()
 
 
 class Host:

@@ -59,6 +59,19 @@ def host_topology(sockets, cores_per_socket, threads_per_core=2):
     return topo.HostTopology(cells)
 
 
+def sibling_pair_host(cells=4, cores_per_cell=64):
+    """A host whose sibling threads are numbered side by side (CPU ``2n``
+    and ``2n + 1``), ``cells`` NUMA cells of ``cores_per_cell`` cores: 512
+    threads by default, the full host of the host-operation benchmarks."""
+    cpu, layout = 0, {}
+    for cell in range(cells):
+        layout[cell] = []
+        for _ in range(cores_per_cell):
+            layout[cell].append([cpu, cpu + 1])
+            cpu += 2
+    return topo.HostTopology(layout)
+
+
 def housekeeping_cpus(topology):
     """One whole core per NUMA cell (its first), as the design advises."""
     return sorted(cpu for cell in topology.cells if cell.cores

@@ -35,12 +35,7 @@ CPUSET = '/sys/fs/cgroup/cpuset'
 HOUSEKEEPING = os.path.join(CPUSET, cgroupfs.HOUSEKEEPING)
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
+_read = ef.read_or_none
 
 
 def _task_status(tid):

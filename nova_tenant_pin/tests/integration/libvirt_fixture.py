@@ -183,15 +183,7 @@ class LibvirtdFixture(fixtures.Fixture):
         return conn
 
     def _close(self):
-        for dom_name in reversed(self.defined):
-            try:
-                dom = self.conn.lookupByName(dom_name)
-            except libvirt.libvirtError:
-                continue
-            if dom.isActive():
-                dom.destroy()
-            if dom.isPersistent():
-                dom.undefine()
+        remove_domains(self.conn, self.defined)
         self.conn.close()
 
     def _stop(self, pid, what):
@@ -495,6 +487,20 @@ def quiet_logging(name):
         'oslo_concurrency=WARN', 'oslo_service=WARN', 'nova=WARN'])
     logging.setup(cfg.CONF, name)
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def remove_domains(conn, names):
+    """Destroy and undefine the domains ``names`` (a test's own), newest
+    first; those already gone are skipped."""
+    for name in reversed(names):
+        try:
+            dom = conn.lookupByName(name)
+        except libvirt.libvirtError:
+            continue
+        if dom.isActive():
+            dom.destroy()
+        if dom.isPersistent():
+            dom.undefine()
 
 
 def require_real_host(test, min_cores=1):

@@ -69,15 +69,7 @@ class SystemLibvirtFixture(fixtures.Fixture):
             return None
 
     def _close(self):
-        for name in reversed(self.defined):
-            try:
-                dom = self.conn.lookupByName(name)
-            except libvirt.libvirtError:
-                continue
-            if dom.isActive():
-                dom.destroy()
-            if dom.isPersistent():
-                dom.undefine()
+        lvf.remove_domains(self.conn, self.defined)
         self.conn.close()
 
     def define(self, xml, start=True):

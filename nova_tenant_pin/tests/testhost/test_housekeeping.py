@@ -35,12 +35,7 @@ CGROUP = '/sys/fs/cgroup'
 CORE0 = frozenset({0, 1})
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
+_read = ef.read_or_none
 
 
 def snapshot():

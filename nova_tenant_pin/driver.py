@@ -237,7 +237,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         except ValueError as e:
             # PlanError: a static cpuset that breaks a rule.
             raise _invalid('static_tenant_cpuset', e)
-        self._tp_reconcile()
+        self._tp_reconcile_at_start(host)
         LOG.info('tenant-pin on %s: housekeeping CPUs %s, tenants %s',
                  host, topo.format_cpu_list(options['housekeeping_cpus']),
                  {t: topo.format_cpu_list(c) for t, c in
@@ -358,6 +358,27 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                     LOG.exception('tenant-pin: releasing the abandoned '
                                   'incoming claim of instance %s failed half '
                                   'way; the next reconcile finishes it', uuid)
+
+    #: How many times init_host reconciles before it gives up: a reconcile
+    #: that stops half way (a guest destroyed or a migration job ending at
+    #: that moment) is tried again, each time from what the host holds.
+    _TP_START_ATTEMPTS = 3
+
+    def _tp_reconcile_at_start(self, host):
+        for attempt in range(1, self._TP_START_ATTEMPTS + 1):
+            try:
+                return self._tp_reconcile()
+            except Exception as e:
+                if attempt == self._TP_START_ATTEMPTS:
+                    LOG.error('tenant-pin on %s: the start-up reconcile '
+                              'failed %d times; nova-compute cannot start '
+                              'until the host can be read and confined: %s',
+                              host, attempt, e)
+                    raise
+                LOG.warning('tenant-pin on %s: the start-up reconcile '
+                            'stopped half way (%s); reading the host again '
+                            '(attempt %d of %d)', host, e, attempt + 1,
+                            self._TP_START_ATTEMPTS)
 
     def _tp_reconcile(self):
         self._tp_last_reconcile = time.monotonic()

@@ -242,3 +242,30 @@ class TestTargetTraitLookup(base.TestCase):
         self.traits['node-b'] = {driver.TRAIT}
         self.assertTrue(self.driver._tp_host_runs_tenant_pin(None, 'b'))
         self.assertEqual(2, self.client.get_provider_traits.call_count)
+
+
+class TestReconcileAtStart(base.TestCase):
+    """nova-compute's start must survive a guest that is destroyed (or a
+    migration job that ends) while the first reconcile runs: libvirt then
+    fails one step, and the next attempt plans from what the host holds."""
+
+    def setUp(self):
+        super().setUp()
+        self.driver = driver.TenantPinLibvirtDriver.__new__(
+            driver.TenantPinLibvirtDriver)
+        self.not_running = RuntimeError('Requested operation is not '
+                                        'valid: domain is not running')
+
+    def test_a_step_failed_once_is_tried_again(self):
+        self.driver._tp_reconcile = mock.Mock(
+            side_effect=[self.not_running, ['repaired']])
+        self.assertEqual(['repaired'],
+                         self.driver._tp_reconcile_at_start('host1'))
+        self.assertEqual(2, self.driver._tp_reconcile.call_count)
+
+    def test_a_host_that_never_reconciles_does_not_start(self):
+        self.driver._tp_reconcile = mock.Mock(side_effect=self.not_running)
+        self.assertRaises(RuntimeError, self.driver._tp_reconcile_at_start,
+                          'host1')
+        self.assertEqual(driver.TenantPinLibvirtDriver._TP_START_ATTEMPTS,
+                         self.driver._tp_reconcile.call_count)

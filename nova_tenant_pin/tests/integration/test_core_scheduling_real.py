@@ -16,10 +16,12 @@
 
 Needs root, ``qemu-system-x86_64`` and a kernel with core scheduling on an
 SMT host: this project's machines have none, so it runs inside the QEMU test
-host booted with the ``CONFIG_SCHED_CORE`` kernel (``tools/schedcore-host.sh``
-runs it there). Each QEMU looks to the privileged entrypoint as a libvirt
-domain does (``-name guest=NAME -uuid UUID``, a PID file and a status XML
-with the tenant-pin metadata, in a run directory of the test's own); the
+host booted with the ``CONFIG_SCHED_CORE`` kernel: CI runs it there through
+tests/testhost/test_core_scheduling.py (``tools/testhost/run.sh``), and
+``tools/schedcore-host.sh`` runs it in a lighter host by hand. Each QEMU
+looks to the privileged entrypoint as a libvirt domain does (``-name
+guest=NAME -uuid UUID``, a PID file and a status XML with the tenant-pin
+metadata, in a run directory of the test's own); the
 entrypoint, the cookie planning and the audit run as in production, with
 the real ``prctl``. Every check reads each thread's cookie from the kernel
 itself (``PR_SCHED_CORE_GET`` on every task in ``/proc/PID/task``).
@@ -63,7 +65,8 @@ def _skip_reason():
     supported, why = coresched.support()
     if not supported:
         return ('needs a kernel with core scheduling on an SMT host (%s): '
-                'runs in the test host, tools/schedcore-host.sh' % why)
+                'CI runs it inside the test host, tools/testhost/run.sh, '
+                'as tests/testhost/test_core_scheduling.py' % why)
     return None
 
 

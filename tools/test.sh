@@ -42,6 +42,9 @@ if [ -n "${CI:-}" ]; then
 fi
 
 status=0
+# What failed, named again in the last lines of the output, where a
+# truncated CI log still shows it.
+failures=()
 passed=0
 failed=0
 skipped=0
@@ -51,6 +54,7 @@ if flake8; then
     echo "flake8: clean"
 else
     echo "flake8: FAILED"
+    failures+=(flake8)
     status=1
 fi
 
@@ -61,6 +65,7 @@ if sphinx-build -W --keep-going -q -b html doc/source "$REPO/doc/build/html" &&
     echo "docs: built"
 else
     echo "docs: FAILED"
+    failures+=(docs)
     status=1
 fi
 
@@ -75,6 +80,9 @@ run_suite() {
     [ "$concurrency" = 0 ] || args+=(--concurrency "$concurrency")
     if ! stestr --test-path "$path" run "${args[@]}"; then
         status=1
+        local ids
+        ids=$(stestr failing --list 2>/dev/null | tr '\n' ' ')
+        failures+=("$name: ${ids:-the suite did not run or load}")
     fi
     local stats
     stats=$(stestr last --subunit | subunit-stats 2>/dev/null)
@@ -105,6 +113,8 @@ run_testhost() {
         exit \$rc" 2>&1 | tee "$out"
     if [ "${PIPESTATUS[0]}" != 0 ]; then
         status=1
+        failures+=("testhost: $(awk '/ \.\.\. FAILED/ {print $2}' "$out" |
+            tr '\n' ' ')")
     fi
     passed=$((passed + $(awk '/^Passed tests:/ {n = $3} END {print n + 0}' "$out")))
     failed=$((failed + $(awk '/^Failed tests:/ {n = $3} END {print n + 0}' "$out")))
@@ -118,5 +128,8 @@ if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
     failed=1
 fi
 echo
+for f in "${failures[@]}"; do
+    echo "failed: $f"
+done
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit $status

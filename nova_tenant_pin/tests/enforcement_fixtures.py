@@ -461,20 +461,23 @@ def wait_for_exit(pid, timeout=30):
 
 
 class PrivsepDaemon(fixtures.Fixture):
-    """The real privsep daemon of ``tenant_pin_pctxt``, started on the
-    first privileged call with the venv's privsep-helper as the helper
-    command (no sudo), and stopped on cleanup.
+    """The real privsep daemon of a context of this project
+    (``tenant_pin_pctxt`` unless told), started on the first privileged
+    call with the venv's privsep-helper as the helper command (no sudo),
+    and stopped on cleanup.
 
     :param conf_fixture: the test's oslo.config fixture.
     :param capabilities: override the context's capability list.
+    :param context: the privsep context (``privsep.core_sched_pctxt``).
     """
 
-    def __init__(self, conf_fixture, capabilities=None):
+    def __init__(self, conf_fixture, capabilities=None, context=None):
         self.conf_fixture = conf_fixture
         self.capabilities = capabilities
+        self.context = context or privsep.tenant_pin_pctxt
 
     def _setUp(self):
-        group = privsep.tenant_pin_pctxt.cfg_section
+        group = self.context.cfg_section
         command = helper_command()
         if self.capabilities is not None:
             # The daemon reads its capabilities from its own command line
@@ -487,7 +490,7 @@ class PrivsepDaemon(fixtures.Fixture):
                     for c in self.capabilities)))
             command += ' --config-file %s' % conf
         self.conf_fixture.config(group=group, helper_command=command)
-        privsep.tenant_pin_pctxt.set_client_mode(True)
+        self.context.set_client_mode(True)
         self.pid = None
         self.addCleanup(self._stop)
 
@@ -512,7 +515,7 @@ class PrivsepDaemon(fixtures.Fixture):
         try:
             with fixtures.MonkeyPatch('oslo_privsep.daemon._fd_logger',
                                       lambda *a, **kw: stderr):
-                privsep.tenant_pin_pctxt.start()
+                self.context.start()
         finally:
             _set_child_subreaper(False)
         started = [pid for pid in set(_children()) - before
@@ -524,7 +527,7 @@ class PrivsepDaemon(fixtures.Fixture):
         return self.pid
 
     def _stop(self):
-        privsep.tenant_pin_pctxt.stop()
+        self.context.stop()
         if self.pid is None:
             return
         if not wait_for_exit(self.pid):

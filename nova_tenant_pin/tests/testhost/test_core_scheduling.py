@@ -17,9 +17,11 @@ kernel has core scheduling).
 
 The domains are real libvirt domains of the test host's libvirtd, with the
 tenant-pin metadata; the privileged entrypoint runs in-process as root and
-reads libvirt's real PID files and status XML. Every check reads each QEMU
-thread's cookie from the kernel (``PR_SCHED_CORE_GET`` on every task of
-``/proc/PID/task``), not from the code that set them.
+reads libvirt's real PID files and status XML, and in one test in its own
+privsep daemon with only CAP_SYS_PTRACE, as a deployment runs it. Every
+check reads each QEMU thread's cookie from the kernel
+(``PR_SCHED_CORE_GET`` on every task of ``/proc/PID/task``), not from the
+code that set them.
 """
 
 import os
@@ -27,6 +29,7 @@ import os
 from nova_tenant_pin import coresched
 from nova_tenant_pin import domain_xml
 from nova_tenant_pin import privsep
+from nova_tenant_pin.tests import enforcement_fixtures
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
 from nova_tenant_pin.tests.integration import test_core_scheduling_real as real
 from nova_tenant_pin.tests.testhost import base
@@ -40,6 +43,17 @@ def kernel_cookies(pid):
     prctl = coresched.Prctl()
     return {int(t): prctl.get(int(t))
             for t in os.listdir('/proc/%d/task' % pid)}
+
+
+def capabilities(pid):
+    """``(CapEff, CapPrm)`` of ``pid`` from /proc, as integers."""
+    caps = {}
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            key, _, value = line.partition(':')
+            if key in ('CapEff', 'CapPrm'):
+                caps[key] = int(value.strip(), 16)
+    return caps['CapEff'], caps['CapPrm']
 
 
 def qemu_pid(name):
@@ -129,6 +143,31 @@ class TestCookiesOnLibvirtGuests(base.TestHostTestCase):
         privsep.set_core_cookie('cookie-x', 'tenant-a')
         self.assertNotIn(0, set(kernel_cookies(
             qemu_pid(dom.name())).values()))
+
+    def test_through_the_real_daemon_with_only_cap_sys_ptrace(self):
+        """The cookie context as a deployment runs it: its own privsep
+        daemon (privsep-helper, started on the first call), holding
+        CAP_SYS_PTRACE and nothing else, sets the cookies of libvirt's
+        guests, refuses a key libvirt does not record, and keeps no
+        cookie itself."""
+        daemon = self.useFixture(enforcement_fixtures.PrivsepDaemon(
+            self.conf_fixture, context=privsep.core_sched_pctxt))
+        pid = daemon.start()
+        cap_sys_ptrace = 1 << 19
+        self.assertEqual((cap_sys_ptrace, cap_sys_ptrace),
+                         capabilities(pid))
+        a = self.start('cookie-d-a', 'tenant-a')
+        b = self.start('cookie-d-b', 'tenant-b')
+        self.assertEqual(2, len(self.cookies().sync()))
+        first = self.by_key([(a, 'tenant-a'), (b, 'tenant-b')])
+        self.assertRaises(privsep.exception.InvalidArgument,
+                          privsep.set_core_cookie, 'cookie-d-a', 'tenant-b')
+        self.assertEqual(first, self.by_key([(a, 'tenant-a'),
+                                             (b, 'tenant-b')]))
+        prctl = coresched.Prctl()
+        for tid in os.listdir('/proc/%d/task' % pid):
+            self.assertEqual(0, prctl.get(int(tid)), 'daemon thread %s'
+                             % tid)
 
 
 class TestCookiesOnQemuProcesses(real.TestCookiesOnARealKernel):

@@ -187,6 +187,35 @@ class CgroupLayout:
                        '%s' % why)
         return self.cpuset
 
+    def describe(self):
+        """The layout's name as an operator knows it."""
+        return {V1: 'cgroup v1 (legacy)', V2: 'cgroup v2 (unified)',
+                HYBRID: 'hybrid cgroup v1 + v2'}.get(self.mode, self.mode)
+
+    def require_supported(self):
+        """The cpuset hierarchy of a layout the project can enforce on;
+        CgroupLayoutError naming the layout and the fix otherwise.
+
+        Refused: the cpuset controller on cgroup v1 while systemd is PID 1
+        (a hybrid or legacy layout). libvirt then registers guests with
+        machined in systemd slices, systemd does not manage the v1 cpuset
+        controller, and the project writes v1 cpuset directories only where
+        no systemd places guests: tenant CPUs would not be enforced.
+        """
+        cpuset = self.require_cpuset()
+        if self.systemd and cpuset.version == 1:
+            raise exception.CgroupLayoutError(
+                reason='%s with systemd as PID 1 is not supported: the '
+                       'cpuset controller is on cgroup v1 (%s), where '
+                       'systemd does not manage it and libvirt places '
+                       'guests in systemd slices, so tenant CPUs cannot be '
+                       'enforced. Boot the host with '
+                       'systemd.unified_cgroup_hierarchy=1 on the kernel '
+                       'command line (cgroup v2 only), then start libvirtd '
+                       'and nova-compute again.'
+                       % (self.describe(), cpuset.mount))
+        return cpuset
+
     def ordered(self):
         """The hierarchies with the cpuset one first: a partition gets its
         CPUs before it exists anywhere else."""

@@ -154,7 +154,7 @@ class CgroupPartitions(TenantPartitions):
                              % (host_root, privsep.HOST_ROOT))
         self.root = cgroupfs.normalize_root(root)
         self.layout = cgroupfs.detect_layout(privsep.HOST_ROOT)
-        self.layout.require_cpuset()
+        self.layout.require_supported()
 
     def path(self, tenant, hierarchy=None):
         """The partition's directory in ``hierarchy`` (default: cpuset)."""

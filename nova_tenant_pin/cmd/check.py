@@ -191,6 +191,15 @@ class TenantPinChecks:
                            'the unified hierarchy; v1: a cpuset hierarchy) '
                            'before libvirtd starts.')
         try:
+            layout.require_supported()
+        except exception.CgroupLayoutError as e:
+            return failure(str(e), 'add systemd.unified_cgroup_hierarchy=1 '
+                           'to the kernel command line (and remove any '
+                           'systemd.unified_cgroup_hierarchy=0 or '
+                           'systemd.legacy_systemd_cgroup_controller), then '
+                           'reboot; see the host layouts page of the admin '
+                           'guide.')
+        try:
             root = self.conf.tenant_pin.cgroup_root
             path = cpuset.path(root)
         except Exception as e:

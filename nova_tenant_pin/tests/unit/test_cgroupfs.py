@@ -114,6 +114,43 @@ class TestLayout(base.TestCase):
                           cgroupfs.detect_layout,
                           self._root('1 0 0:1 / / rw - ext4 /dev/sda rw\n'))
 
+    def _systemd(self, root):
+        os.makedirs(os.path.join(root, 'run/systemd/system'))
+        return root
+
+    def _v2_root(self):
+        root = self._root(V2_MOUNTINFO)
+        os.makedirs(os.path.join(root, 'sys/fs/cgroup'))
+        with open(os.path.join(root, 'sys/fs/cgroup/cgroup.controllers'),
+                  'w') as f:
+            f.write('cpuset cpu io memory pids\n')
+        return root
+
+    @ddt.data((HYBRID_MOUNTINFO, 'hybrid cgroup v1 + v2'),
+              (V1_MOUNTINFO, 'cgroup v1 (legacy)'))
+    @ddt.unpack
+    def test_cpuset_on_v1_under_systemd_is_refused(self, mountinfo, name):
+        layout = cgroupfs.detect_layout(self._systemd(self._root(mountinfo)))
+        self.assertTrue(layout.systemd)
+        e = self.assertRaises(exception.CgroupLayoutError,
+                              layout.require_supported)
+        # The message names the layout, where cpuset is, and the fix.
+        self.assertIn('%s with systemd as PID 1 is not supported' % name,
+                      str(e))
+        self.assertIn(layout.cpuset.mount, str(e))
+        self.assertIn('systemd.unified_cgroup_hierarchy=1', str(e))
+
+    @ddt.data(HYBRID_MOUNTINFO, V1_MOUNTINFO)
+    def test_cpuset_on_v1_without_systemd_is_supported(self, mountinfo):
+        layout = cgroupfs.detect_layout(self._root(mountinfo))
+        self.assertFalse(layout.systemd)
+        self.assertEqual(layout.cpuset, layout.require_supported())
+
+    def test_v2_is_supported_with_and_without_systemd(self):
+        for root in (self._v2_root(), self._systemd(self._v2_root())):
+            layout = cgroupfs.detect_layout(root)
+            self.assertEqual(2, layout.require_supported().version)
+
     def test_fake_host_fixture_is_hybrid_like_this_machine(self):
         host = self.useFixture(ef.FakeHost())
         layout = cgroupfs.detect_layout(host.root)

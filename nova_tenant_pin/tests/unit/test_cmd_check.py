@@ -185,6 +185,31 @@ class TestCheck(base.TestCase):
         self.assertCode(FAILURE, self.result('check_cgroups'),
                         'cpuset controller', 'Hint: mount the cpuset')
 
+    def hybrid_host(self, systemd):
+        """This machine kind's layout: cpuset on v1 beside cgroup2."""
+        test_topology.write(
+            self.root, 'proc/self/mountinfo',
+            '34 31 0:31 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset\n'
+            '35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n'
+            '41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n')
+        test_topology.write(self.root, 'sys/fs/cgroup/cpuset/cpuset.cpus',
+                            '0-7\n')
+        if systemd:
+            os.makedirs(os.path.join(self.root, 'run/systemd/system'))
+
+    def test_hybrid_with_systemd_is_refused(self):
+        self.hybrid_host(systemd=True)
+        self.assertCode(FAILURE, self.result('check_cgroups'),
+                        'hybrid cgroup v1 + v2 with systemd as PID 1 is not '
+                        'supported', '/sys/fs/cgroup/cpuset',
+                        'Hint: add systemd.unified_cgroup_hierarchy=1 to the '
+                        'kernel command line')
+
+    def test_hybrid_without_systemd_passes(self):
+        self.hybrid_host(systemd=False)
+        self.assertCode(SUCCESS, self.result('check_cgroups'),
+                        'cgroup hybrid; cpuset controller at')
+
     def test_cgroup_root_missing(self):
         self.write_conf(GOOD_CONF + '[tenant_pin]\ncgroup_root = /hostB\n')
         self.assertCode(FAILURE, self.result('check_cgroups'),

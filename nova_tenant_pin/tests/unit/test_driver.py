@@ -14,16 +14,20 @@
 
 """The driver's pure parts: option checks and domain XML rewriting."""
 
+import os
 from unittest import mock
 
 import ddt
 import fixtures
 from nova import exception
 
+from nova_tenant_pin import cgroupfs
 from nova_tenant_pin import domain_xml
 from nova_tenant_pin import driver
+from nova_tenant_pin import exception as exception_
 from nova_tenant_pin import manager
 from nova_tenant_pin.tests import base
+from nova_tenant_pin.tests import enforcement_fixtures as ef
 from nova_tenant_pin.tests import fakes
 from nova_tenant_pin.tests.unit import test_manager
 
@@ -269,3 +273,39 @@ class TestReconcileAtStart(base.TestCase):
                           'host1')
         self.assertEqual(driver.TenantPinLibvirtDriver._TP_START_ATTEMPTS,
                          self.driver._tp_reconcile.call_count)
+
+
+class TestCgroupLayoutAtStart(base.TestCase):
+    """init_host reads the host's cgroup layout (a fake tree here) and
+    refuses one it cannot enforce on, naming the layout and the fix,
+    before any guest is touched."""
+
+    def setUp(self):
+        super().setUp()
+        # Cpuset on v1 beside cgroup2, as on this project's CI machines.
+        self.host = self.useFixture(ef.FakeHost())
+        self.flags(group='compute', cpu_shared_set='2-15',
+                   cpu_dedicated_set=None)
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver.init_host'))
+        self.driver = driver.TenantPinLibvirtDriver.__new__(
+            driver.TenantPinLibvirtDriver)
+        self.driver.tenant_pin = None
+        self.driver._tp_topology = test_manager.make_topology
+        self.driver._tp_reconcile_at_start = mock.Mock(return_value=[])
+
+    def test_hybrid_with_systemd_is_refused(self):
+        os.makedirs(self.host.path('/run/systemd/system'))
+        e = self.assertRaises(exception_.CgroupLayoutError,
+                              self.driver.init_host, 'host1')
+        self.assertIn('hybrid cgroup v1 + v2 with systemd as PID 1 is not '
+                      'supported', str(e))
+        self.assertIn('systemd.unified_cgroup_hierarchy=1', str(e))
+        self.assertIsNone(self.driver.tenant_pin)
+        self.driver._tp_reconcile_at_start.assert_not_called()
+
+    def test_hybrid_without_systemd_starts(self):
+        self.driver.init_host('host1')
+        self.assertEqual(cgroupfs.HYBRID,
+                         self.driver.tenant_pin.partitions.layout.mode)
+        self.driver._tp_reconcile_at_start.assert_called_once_with('host1')

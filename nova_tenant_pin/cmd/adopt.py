@@ -26,17 +26,13 @@ by running the command again.
 A dry run works on a copy of the partitions and a libvirt connection whose
 writes are not made (read-only, too): it prints the writes adopt would make
 and, from the same reconcile applied to the copy, whether the host would be
-isolated. :func:`read_host`, :class:`Host`, :func:`make_manager` and
-:func:`quiet_logs` serve ``release`` as well.
+isolated. :func:`read_host`, :class:`Host` and :func:`make_manager` serve
+``release`` as well.
 """
 
-import argparse
-import contextlib
 import dataclasses
-import logging
 import socket
 import sys
-
 
 from nova_tenant_pin.cmd import main as cli
 
@@ -57,22 +53,27 @@ SAFE_STATE = ('the host is in a safe intermediate state (no core is open to '
               'two tenants); run "nova-tenant-pin %s" again to finish')
 
 
-def add_parser(subparsers):
-    parser = subparsers.add_parser(
-        'adopt', help='confine the guests of this host to their tenants\' '
-        'whole cores, live', description=HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--dry-run', action='store_true',
-                        help='print the writes adopt would make, one a line, '
-                             'and whether the host would be isolated; change '
-                             'nothing')
-    add_common_arguments(parser)
-    parser.add_argument('--housekeeping-cpus', metavar='CPUS',
-                        help='CPU list reserved for housekeeping (default: '
-                             '[tenant_pin] housekeeping_cpus, else what '
-                             '[compute] cpu_shared_set and cpu_dedicated_set '
-                             'leave out)')
-    parser.set_defaults(func=run)
+class Adopt(cli.Command):
+    """Confine the guests of this host to their tenants' whole cores, live."""
+
+    _description = __doc__.splitlines()[0] + '\n\n' + HELP
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('--dry-run', action='store_true',
+                            help='print the writes adopt would make, one a '
+                                 'line, and whether the host would be '
+                                 'isolated; change nothing')
+        add_common_arguments(parser)
+        parser.add_argument('--housekeeping-cpus', metavar='CPUS',
+                            help='CPU list reserved for housekeeping '
+                                 '(default: [tenant_pin] housekeeping_cpus, '
+                                 'else what [compute] cpu_shared_set and '
+                                 'cpu_dedicated_set leave out)')
+        return parser
+
+    def take_action(self, parsed_args):
+        return run(parsed_args)
 
 
 def add_common_arguments(parser):
@@ -80,8 +81,6 @@ def add_common_arguments(parser):
     parser.add_argument('--libvirt-uri', default='qemu:///system',
                         metavar='URI',
                         help='libvirt connection (default qemu:///system)')
-    parser.add_argument('--verbose', action='store_true',
-                        help='also log what the manager does on stderr')
 
 
 @dataclasses.dataclass
@@ -233,30 +232,6 @@ def make_manager(host, dry_run, **overrides):
         raise cli.UsageError('[tenant_pin] static_tenant_cpuset: %s' % e)
 
 
-@contextlib.contextmanager
-def quiet_logs(verbose):
-    """The command prints every outcome itself, so the manager's log lines
-    (which say the same) are dropped, unless ``verbose``: then they go to
-    stderr."""
-    logger = logging.getLogger('nova_tenant_pin')
-    saved = logger.propagate, logger.level
-    if verbose:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
-            '%(levelname)s %(name)s: %(message)s'))
-        logger.setLevel(logging.INFO)
-    else:
-        handler = logging.NullHandler()
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate, level = saved
-        logger.setLevel(level)
-
-
 def print_lines(lines):
     for line in lines:
         print(line)
@@ -307,8 +282,7 @@ def run(args, reader=None):
     reader = reader or read_host
     host = reader(args, read_only=args.dry_run)
     try:
-        with quiet_logs(args.verbose):
-            return _adopt(args, host)
+        return _adopt(args, host)
     finally:
         host.close()
 

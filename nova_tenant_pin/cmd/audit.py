@@ -15,8 +15,6 @@
 """``nova-tenant-pin audit``: one full check of this host from /proc."""
 
 import argparse
-import json
-import sys
 
 from nova_tenant_pin.cmd import main as cli
 from nova_tenant_pin import conf
@@ -40,32 +38,41 @@ option, unreadable topology, libvirt or cgroup tree not readable).
 """
 
 
-def add_parser(subparsers):
-    parser = subparsers.add_parser(
-        'audit', help='check this host\'s invariants from /proc',
-        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--format', choices=['table', 'json'],
-                        default='table', help='output format (default: '
-                        'table; json for monitoring)')
-    parser.add_argument('--housekeeping-cpus', metavar='CPUS',
-                        help='CPU list reserved for housekeeping (default: '
-                             '[tenant_pin] housekeeping_cpus, else what '
-                             '[compute] cpu_shared_set leaves out)')
-    parser.add_argument('--cgroup-prefix', default='/', metavar='PATH',
-                        help='only guests whose cpuset cgroup lies under '
-                             'PATH (default: /, every guest)')
-    parser.add_argument('--libvirt-uri', default='qemu:///system',
-                        help='libvirt connection the isolation keys are read '
-                             'from (default qemu:///system)')
-    parser.add_argument('--without-libvirt', action='store_true',
-                        help='do not read libvirt: each guest\'s tenant is '
-                             'the tenant partition its cgroup lies in (for a '
-                             'host whose libvirtd is down)')
-    parser.add_argument('--proc-root', default='/proc',
-                        help=argparse.SUPPRESS)
-    parser.add_argument('--sysfs-root', default='/',
-                        help=argparse.SUPPRESS)
-    parser.set_defaults(func=run)
+class Audit(cli.Report):
+    """Check this host's invariants from /proc."""
+
+    _description = __doc__.splitlines()[0] + '\n\n' + HELP
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('--housekeeping-cpus', metavar='CPUS',
+                            help='CPU list reserved for housekeeping '
+                                 '(default: [tenant_pin] housekeeping_cpus, '
+                                 'else what [compute] cpu_shared_set leaves '
+                                 'out)')
+        parser.add_argument('--cgroup-prefix', default='/', metavar='PATH',
+                            help='only guests whose cpuset cgroup lies under '
+                                 'PATH (default: /, every guest)')
+        parser.add_argument('--libvirt-uri', default='qemu:///system',
+                            help='libvirt connection the isolation keys are '
+                                 'read from (default qemu:///system)')
+        parser.add_argument('--without-libvirt', action='store_true',
+                            help='do not read libvirt: each guest\'s tenant '
+                                 'is the tenant partition its cgroup lies in '
+                                 '(for a host whose libvirtd is down)')
+        parser.add_argument('--proc-root', default='/proc',
+                            help=argparse.SUPPRESS)
+        parser.add_argument('--sysfs-root', default='/',
+                            help=argparse.SUPPRESS)
+        return parser
+
+    def report(self, parsed_args):
+        self.audit = run(parsed_args)
+        return self.audit.document(), self.audit.exit_code
+
+    def render(self, doc, parsed_args):
+        for line in self.audit.lines():
+            print(line)
 
 
 def read_domains(uri):
@@ -129,7 +136,56 @@ def check_cgroup_prefix(prefix, host_root='/'):
     return path
 
 
+class HostAudit:
+    """One audit's outcome: the report, where the tenants came from
+    (``'libvirt'`` or ``'cgroup'``), the core-scheduling state and what was
+    checked."""
+
+    def __init__(self, report, source, cookies, checked):
+        self.report = report
+        self.source = source
+        self.cookies = cookies
+        self.checked = checked
+
+    @property
+    def exit_code(self):
+        return cli.EXIT_OK if self.report.clean else cli.EXIT_PROBLEM
+
+    def document(self):
+        doc = self.report.to_dict()
+        doc['isolated'] = self.report.clean
+        doc['tenants_from'] = self.source
+        doc['core_scheduling'] = self.cookies
+        doc['checked'] = self.checked
+        return doc
+
+    def lines(self):
+        """The report an operator reads."""
+        import prettytable
+
+        from nova_tenant_pin import coresched
+
+        report = self.report
+        table = prettytable.PrettyTable(['tenant', 'may run on CPUs'])
+        for tenant, cpus in sorted(report.tenants.items()):
+            table.add_row([tenant, topology.format_cpu_list(cpus)])
+        lines = [str(table)]
+        lines.append('%d guests, %d threads checked in %.1f ms (tenants from '
+                     '%s)' % (report.guests, report.threads,
+                              report.seconds * 1000,
+                              'libvirt\'s isolation keys'
+                              if self.source == 'libvirt' else
+                              'cgroup partitions'))
+        lines.append(coresched.describe(self.cookies))
+        lines.extend('VIOLATION: %s' % v for v in report.violations)
+        lines.append('host isolated' if report.clean else
+                     'host NOT isolated: %d violation(s)'
+                     % len(report.violations))
+        return lines
+
+
 def run(args):
+    """Audit this host as ``args`` say: a :class:`HostAudit`."""
     from nova_tenant_pin import audit
     from nova_tenant_pin import coresched
 
@@ -159,27 +215,4 @@ def run(args):
         'guests': report.guests,
         'threads': report.threads,
     }
-    if args.format == 'json':
-        doc = report.to_dict()
-        doc['isolated'] = report.clean
-        doc['tenants_from'] = source
-        doc['core_scheduling'] = cookies
-        doc['checked'] = checked
-        json.dump(doc, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write('\n')
-    else:
-        import prettytable
-        table = prettytable.PrettyTable(['tenant', 'may run on CPUs'])
-        for tenant, cpus in sorted(report.tenants.items()):
-            table.add_row([tenant, topology.format_cpu_list(cpus)])
-        print(table)
-        print('%d guests, %d threads checked in %.1f ms (tenants from %s)'
-              % (report.guests, report.threads, report.seconds * 1000,
-                 'libvirt\'s isolation keys' if source == 'libvirt' else
-                 'cgroup partitions'))
-        print(coresched.describe(cookies))
-        for violation in report.violations:
-            print('VIOLATION: %s' % violation)
-        print('host isolated' if report.clean else
-              'host NOT isolated: %d violation(s)' % len(report.violations))
-    return cli.EXIT_OK if report.clean else cli.EXIT_PROBLEM
+    return HostAudit(report, source, cookies, checked)

@@ -14,10 +14,11 @@
 
 """``nova-tenant-pin check``: is this compute node ready to run tenant-pin?
 
-The ``nova-status upgrade check`` pattern (oslo.upgradecheck): a list of
-checks, each Success, Warning or Failure with a hint, one table (or JSON)
-and the highest code as the exit code: 0 all succeeded, 1 a warning, 2 a
-failure, 255 a check raised. Reads, never writes.
+The ``nova-status upgrade check`` pattern (oslo.upgradecheck's results and
+codes): a list of checks, each Success, Warning or Failure with a hint, one
+row per check (``Check``, ``Result``, ``Details``, printed by cliff's
+formatters) and the highest code as the exit code: 0 all succeeded, 1 a
+warning, 2 a failure, 255 a check raised. Reads, never writes.
 """
 
 import argparse
@@ -25,9 +26,10 @@ import os
 import shlex
 import shutil
 import sys
-import types
 
 from oslo_config import cfg
+
+from nova_tenant_pin.cmd import main as cli
 
 HELP = """\
 Check that this compute node can run tenant-pin, as "nova-status upgrade
@@ -38,27 +40,36 @@ the privileged helper, the kernel's SMT state and CPU vulnerabilities, the
 scheduler filter and weigher and cpu_allocation_ratio. Each check is
 Success, Warning or Failure with a hint. Changes nothing.
 Exit codes (as nova-status): 0 success, 1 a warning, 2 a failure, 255 a
-check could not run.
+check could not run (the rows before it are printed).
 """
 
 #: Where libvirt's QEMU driver reads ``cgroup_controllers``.
 QEMU_CONF = '/etc/libvirt/qemu.conf'
 FILTER = 'TenantPinFilter'
 WEIGHER = 'TenantPinWeigher'
+COLUMNS = ('Check', 'Result', 'Details')
+#: A check could not run (as nova-status).
+EXIT_CRASH = 255
 
 
-def add_parser(subparsers):
-    parser = subparsers.add_parser(
-        'check', help='check that this compute node can run tenant-pin',
-        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--format', choices=['table', 'json'],
-                        default='table',
-                        help='table (as nova-status) or json')
-    parser.add_argument('--libvirt-uri', default='qemu:///system',
-                        metavar='URI',
-                        help='libvirt connection (default qemu:///system)')
-    parser.add_argument('--host-root', default='/', help=argparse.SUPPRESS)
-    parser.set_defaults(func=run)
+class Check(cli.Lister):
+    """Check that this compute node can run tenant-pin."""
+
+    _description = __doc__.splitlines()[0] + '\n\n' + HELP
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('--libvirt-uri', default='qemu:///system',
+                            metavar='URI',
+                            help='libvirt connection (default '
+                                 'qemu:///system)')
+        parser.add_argument('--host-root', default='/',
+                            help=argparse.SUPPRESS)
+        return parser
+
+    def take_action(self, parsed_args):
+        rows, self.exit_code = run(host_checks(parsed_args))
+        return COLUMNS, rows
 
 
 def _upgradecheck():
@@ -84,8 +95,8 @@ def failure(details, hint):
 
 
 class TenantPinChecks:
-    """The checks; :func:`make_checks` puts them on oslo.upgradecheck's
-    ``UpgradeCommands``, which runs them in order and prints the table."""
+    """The checks, each returning an oslo.upgradecheck ``Result``;
+    :func:`run` runs them in the order of :data:`CHECKS`."""
 
     def __init__(self, conf=None, host_root='/', libvirt_uri='qemu:///system',
                  connect=None):
@@ -408,19 +419,6 @@ CHECKS = (
 )
 
 
-def make_checks(checks):
-    """oslo.upgradecheck's ``UpgradeCommands`` running ``checks``."""
-    upgradecheck = _upgradecheck()
-
-    class Commands(upgradecheck.UpgradeCommands):
-        display_title = 'nova-tenant-pin check'
-        _upgrade_checks = tuple(
-            (name, (lambda _self, m=method: getattr(checks, m)()))
-            for name, method in CHECKS)
-
-    return Commands()
-
-
 def _programs(words):
     """The programs a helper command line runs: the first word and, after
     sudo or a rootwrap, the next program word."""
@@ -474,21 +472,29 @@ def _connect_read_only(uri):
         conn.close()
 
 
-def run(args, checks=None):
+def host_checks(args):
+    """The checks of this host, as the command's options say."""
+    return TenantPinChecks(host_root=args.host_root,
+                           libvirt_uri=args.libvirt_uri)
+
+
+def run(checks):
+    """Run every check in order: ``(rows, exit code)``, one row
+    ``(check, result, details)`` per check and the highest code, as
+    nova-status exits. A check that raises stops the run: exit 255, as
+    nova-status, with one line on stderr naming the check."""
     import nova.conf  # noqa: F401  (Nova's options: compute_driver, ...)
 
     upgradecheck = _upgradecheck()
-    checks = checks or TenantPinChecks(host_root=args.host_root,
-                                       libvirt_uri=args.libvirt_uri)
-    # oslo.upgradecheck reads the JSON switch from its CONF, as
-    # register_cli_options sets it up for nova-status.
-    upgradecheck.CONF = types.SimpleNamespace(
-        command=types.SimpleNamespace(json=args.format == 'json'))
-    try:
-        return int(make_checks(checks).check())
-    except Exception as e:
-        sys.stderr.write('nova-tenant-pin check: a check could not run: '
-                         '%s\n' % e)
-        return 255
-    finally:
-        upgradecheck.CONF = None
+    rows, code = [], upgradecheck.Code.SUCCESS
+    for name, method in CHECKS:
+        try:
+            result = getattr(checks, method)()
+        except Exception as e:
+            sys.stderr.write('nova-tenant-pin check: the check "%s" could '
+                             'not run: %s\n' % (name, e))
+            return rows, EXIT_CRASH
+        rows.append((name, upgradecheck.UPGRADE_CHECK_MSG_MAP[result.code],
+                     result.details))
+        code = max(code, result.code)
+    return rows, int(code)

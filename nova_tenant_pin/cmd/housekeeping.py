@@ -17,12 +17,12 @@
 Confines host housekeeping (services, IRQs, unbound workqueues, movable
 kernel threads) to the reserved CPUs, records what it changed in
 ``[tenant_pin] housekeeping_state_file``, and restores it on release.
-Prints one JSON document on stdout. Needs root (the writes go through the
+Prints one report, JSON by default (``-f yaml``, ``-f table``, ``-c KEY``
+as every report of the command). Needs root (the writes go through the
 privsep daemon, started with ``[nova_tenant_pin_privileged]
 helper_command`` or sudo).
 """
 
-import json
 import os
 import sys
 
@@ -41,25 +41,32 @@ Exit 0 on success, 1 when something could not be done or restored
 """
 
 
-def add_parser(subparsers):
-    parser = subparsers.add_parser(
-        'housekeeping', help='confine or release host housekeeping',
-        description=HELP, formatter_class=_raw_formatter())
-    parser.add_argument('action', choices=['apply', 'release', 'show'])
-    parser.add_argument('--cpus', metavar='LIST',
-                        help='housekeeping CPUs such as "0,64" (default: '
-                             '[tenant_pin] housekeeping_cpus)')
-    parser.add_argument('--state-file', metavar='PATH',
-                        help='default: [tenant_pin] housekeeping_state_file')
-    parser.add_argument('--cgroup-root', metavar='PATH',
-                        help='cgroup root of the housekeeping cpuset '
-                             '(default: [tenant_pin] cgroup_root)')
-    parser.set_defaults(func=run)
+class Housekeeping(cli.Report):
+    """Confine or release host housekeeping."""
 
+    _description = __doc__.splitlines()[0] + '\n\n' + HELP
 
-def _raw_formatter():
-    import argparse
-    return argparse.RawDescriptionHelpFormatter
+    @property
+    def formatter_default(self):
+        # A report for scripts and for the operator alike; JSON as before.
+        return 'json'
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('action', choices=['apply', 'release', 'show'])
+        parser.add_argument('--cpus', metavar='LIST',
+                            help='housekeeping CPUs such as "0,64" (default: '
+                                 '[tenant_pin] housekeeping_cpus)')
+        parser.add_argument('--state-file', metavar='PATH',
+                            help='default: [tenant_pin] '
+                                 'housekeeping_state_file')
+        parser.add_argument('--cgroup-root', metavar='PATH',
+                            help='cgroup root of the housekeeping cpuset '
+                                 '(default: [tenant_pin] cgroup_root)')
+        return parser
+
+    def report(self, parsed_args):
+        return run(parsed_args)
 
 
 def _cpus(args):
@@ -95,6 +102,8 @@ def _default_helper_for_root():
 
 
 def run(args):
+    """``(report, exit code)`` of ``args.action``. A failure that leaves no
+    report is said on stderr and stops the command (exit 1)."""
     # Imported here, not for --help: oslo.privsep brings in eventlet.
     from oslo_privsep import daemon as privsep_daemon
 
@@ -125,13 +134,11 @@ def run(args):
     except exception.TenantPinException as e:
         sys.stderr.write('nova-tenant-pin housekeeping %s: %s\n'
                          % (args.action, e))
-        return cli.EXIT_PROBLEM
+        raise cli.Stop(cli.EXIT_PROBLEM)
     except (OSError, privsep_daemon.FailedToDropPrivileges) as e:
         sys.stderr.write(
             'nova-tenant-pin housekeeping %s: %s (is the privsep daemon '
             'allowed to start? run as root, or set [%s] helper_command)\n'
             % (args.action, e, privsep.tenant_pin_pctxt.cfg_section))
-        return cli.EXIT_PROBLEM
-    json.dump(report, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write('\n')
-    return status
+        raise cli.Stop(cli.EXIT_PROBLEM)
+    return report, status

@@ -47,27 +47,29 @@ _INSTANCE_KEYS = {'uuid', 'project_id', 'vcpus', 'cell', 'mode',
 _OPTION_KEYS = {'tenant_cpu_allocation_ratio', 'tenant_ratios'}
 
 
-def add_parser(subparsers):
-    parser = subparsers.add_parser(
-        'plan', help='plan tenant cores for a host (JSON in, JSON out)',
-        description=HELP, formatter_class=_raw_formatter())
-    parser.add_argument('file', nargs='?', default='-', metavar='FILE|-',
-                        help='the input document (default: stdin)')
-    parser.add_argument('--host-topology', choices=['json', 'sysfs'],
-                        default='json',
-                        help='"sysfs": plan for this machine\'s CPUs and '
-                             'ignore the document\'s "host" (default: '
-                             'json, the document\'s "host")')
-    parser.add_argument('--sysfs-root', default='/', help='root of the '
-                        'sysfs tree to read with --host-topology sysfs')
-    parser.add_argument('--indent', type=int, default=2,
-                        help='JSON indent (default 2; 0 for one line)')
-    parser.set_defaults(func=run, needs_config=False)
+class Plan(cli.Command):
+    """Plan tenant cores for a host (JSON in, JSON out)."""
 
+    _description = __doc__.splitlines()[0] + '\n\n' + HELP
+    needs_config = False
 
-def _raw_formatter():
-    import argparse
-    return argparse.RawDescriptionHelpFormatter
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('file', nargs='?', default='-', metavar='FILE|-',
+                            help='the input document (default: stdin)')
+        parser.add_argument('--host-topology', choices=['json', 'sysfs'],
+                            default='json',
+                            help='"sysfs": plan for this machine\'s CPUs and '
+                                 'ignore the document\'s "host" (default: '
+                                 'json, the document\'s "host")')
+        parser.add_argument('--sysfs-root', default='/', help='root of the '
+                            'sysfs tree to read with --host-topology sysfs')
+        parser.add_argument('--indent', type=int, default=2,
+                            help='JSON indent (default 2; 0 for one line)')
+        return parser
+
+    def take_action(self, parsed_args):
+        return run(parsed_args)
 
 
 def _cpu_list(value, what):

@@ -26,6 +26,7 @@ from nova.conf.
 """
 
 import argparse
+import json
 import sys
 
 from oslo_config import cfg
@@ -51,22 +52,28 @@ SAFE_STATE = ('every guest still runs and each partition still holds the '
               '"nova-tenant-pin release" again to finish')
 
 
-def add_parser(subparsers):
-    parser = subparsers.add_parser(
-        'release', help='turn tenant isolation off on this host, live',
-        description=HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--dry-run', action='store_true',
-                        help='print the writes release would make, one a '
-                             'line; change nothing')
-    adopt.add_common_arguments(parser)
-    parser.add_argument('--cpus', metavar='CPUS',
-                        help='the CPUs every guest may run on afterwards '
-                             '(default: [compute] cpu_shared_set, else every '
-                             'online CPU)')
-    parser.add_argument('--keep-housekeeping', action='store_true',
-                        help='leave the housekeeping confinement in place')
-    parser.set_defaults(func=run)
+class Release(cli.Command):
+    """Turn tenant isolation off on this host, live."""
+
+    _description = __doc__.splitlines()[0] + '\n\n' + HELP
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('--dry-run', action='store_true',
+                            help='print the writes release would make, one '
+                                 'a line; change nothing')
+        adopt.add_common_arguments(parser)
+        parser.add_argument('--cpus', metavar='CPUS',
+                            help='the CPUs every guest may run on afterwards '
+                                 '(default: [compute] cpu_shared_set, else '
+                                 'every online CPU)')
+        parser.add_argument('--keep-housekeeping', action='store_true',
+                            help='leave the housekeeping confinement in '
+                                 'place')
+        return parser
+
+    def take_action(self, parsed_args):
+        return run(parsed_args)
 
 
 def release_cpus(args, host):
@@ -112,9 +119,15 @@ def restore_housekeeping():
               'restore' % state_file)
         return cli.EXIT_OK
     print('restoring housekeeping from %s' % state_file)
-    return housekeeping_cmd.run(argparse.Namespace(
-        command='housekeeping', action='release', cpus=None,
-        state_file=state_file, cgroup_root=None))
+    try:
+        report, status = housekeeping_cmd.run(argparse.Namespace(
+            command='housekeeping', action='release', cpus=None,
+            state_file=state_file, cgroup_root=None))
+    except cli.Stop as e:
+        return e.exit_code
+    json.dump(report, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write('\n')
+    return status
 
 
 def run(args, reader=None, restore=None):
@@ -122,8 +135,7 @@ def run(args, reader=None, restore=None):
     restore = restore or restore_housekeeping
     host = reader(args, read_only=args.dry_run, options=False)
     try:
-        with adopt.quiet_logs(args.verbose):
-            status = _release(args, host)
+        status = _release(args, host)
     finally:
         host.close()
     if status != cli.EXIT_OK:

@@ -18,8 +18,6 @@ Reads the tenant partitions from the cgroup tree and the domains from
 libvirt (read-only connection); changes nothing.
 """
 
-import argparse
-import json
 import os
 import sys
 
@@ -39,23 +37,38 @@ cgroup tree cannot be read).
 """
 
 
-def add_parser(subparsers):
-    parser = subparsers.add_parser(
-        'status', help='show the tenant core map of this host',
-        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--format', choices=['table', 'json'],
-                        default='table',
-                        help='table (with a per-core picture) or json')
-    parser.add_argument('--color', choices=['auto', 'always', 'never'],
-                        default='auto', help='colour the picture (auto: '
-                        'when stdout is a terminal and NO_COLOR is unset)')
-    parser.add_argument('--libvirt-uri', default='qemu:///system',
-                        help='libvirt connection (default qemu:///system)')
-    parser.add_argument('--housekeeping-cpus', metavar='CPUS',
-                        help='CPU list reserved for housekeeping (default: '
-                             '[tenant_pin] housekeeping_cpus, else what '
-                             '[compute] cpu_shared_set leaves out)')
-    parser.set_defaults(func=run)
+class Status(cli.Report):
+    """Show the tenant core map of this host."""
+
+    _description = __doc__.splitlines()[0] + '\n\n' + HELP
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('--color', choices=['auto', 'always', 'never'],
+                            default='auto', help='colour the picture (auto: '
+                            'when stdout is a terminal and NO_COLOR is '
+                            'unset)')
+        parser.add_argument('--libvirt-uri', default='qemu:///system',
+                            help='libvirt connection (default '
+                                 'qemu:///system)')
+        parser.add_argument('--housekeeping-cpus', metavar='CPUS',
+                            help='CPU list reserved for housekeeping '
+                                 '(default: [tenant_pin] housekeeping_cpus, '
+                                 'else what [compute] cpu_shared_set leaves '
+                                 'out)')
+        return parser
+
+    def report(self, parsed_args):
+        return collect(parsed_args, read_host)
+
+    def render(self, doc, parsed_args):
+        from nova_tenant_pin import coresched
+        from nova_tenant_pin import status
+
+        print(status.render_picture(doc, color=_use_color(parsed_args.color,
+                                                          sys.stdout)))
+        print(status.render_table(doc))
+        print(coresched.describe(doc['core_scheduling']))
 
 
 def _use_color(choice, stream):
@@ -101,7 +114,9 @@ def read_host(args):
         options['ratio']
 
 
-def run(args, reader=read_host):
+def collect(args, reader):
+    """``(document, exit code)``: the host's map as ``reader(args)`` reads
+    it, 0 when the host is isolated, else 1."""
     from nova_tenant_pin import coresched
     from nova_tenant_pin import status
     from nova_tenant_pin import topology
@@ -118,12 +133,4 @@ def run(args, reader=read_host):
         'partitions': len(partitions),
         'domains': len(domains),
     }
-    if args.format == 'json':
-        json.dump(doc, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write('\n')
-    else:
-        print(status.render_picture(doc, color=_use_color(args.color,
-                                                          sys.stdout)))
-        print(status.render_table(doc))
-        print(coresched.describe(doc['core_scheduling']))
-    return cli.EXIT_OK if doc['isolated'] else cli.EXIT_PROBLEM
+    return doc, cli.EXIT_OK if doc['isolated'] else cli.EXIT_PROBLEM

@@ -248,8 +248,8 @@ class TestStatusOnRealHost(RealHostTestCase):
         for tenant in tenants[1:]:
             self.boot(tenant)
         proc = subprocess.run(
-            [sys.executable, '-m', 'nova_tenant_pin', 'status', '--format',
-             'json', '--libvirt-uri', self.libvirt.uri,
+            [sys.executable, '-m', 'nova_tenant_pin', 'status', '-f', 'json',
+             '--libvirt-uri', self.libvirt.uri,
              '--housekeeping-cpus',
              lvf.format_cpus(self.HOUSEKEEPING)],
             capture_output=True, text=True, timeout=60)

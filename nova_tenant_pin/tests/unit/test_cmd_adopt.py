@@ -82,8 +82,7 @@ class CommandTestCase(tm.ManagerTestCase):
 class TestAdopt(CommandTestCase):
 
     def adopt(self, dry_run=False):
-        args = argparse.Namespace(dry_run=dry_run, verbose=False,
-                                  libvirt_uri='test:///',
+        args = argparse.Namespace(dry_run=dry_run, libvirt_uri='test:///',
                                   housekeeping_cpus=None)
         return adopt.run(args, reader=self.reader)
 
@@ -192,8 +191,7 @@ class TestAdopt(CommandTestCase):
             host = self.reader(args, read_only, options)
             host.options['static'] = {'p1': frozenset([0, 1])}
             return host
-        args = argparse.Namespace(dry_run=False, verbose=False,
-                                  housekeeping_cpus=None)
+        args = argparse.Namespace(dry_run=False, housekeeping_cpus=None)
         self.assertRaises(cli.UsageError, adopt.run, args, reader=reader)
 
     def test_usage_errors_exit_2_through_main(self):
@@ -209,12 +207,32 @@ class TestAdopt(CommandTestCase):
         self.assertIn('nova-tenant-pin adopt: error: cannot connect to '
                       'libvirt at qemu:///x', self.output()[1])
 
+    def adopt_through_main(self, *global_options):
+        """``nova-tenant-pin GLOBAL_OPTIONS adopt`` on this host's doubles,
+        with oslo.log set up as the command sets it up."""
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cmd.main.load_config', lambda args: None))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cmd.adopt.read_host', self.reader))
+        return cli.main(list(global_options) + ['adopt'])
+
     def test_verbose_logs_the_manager_on_stderr(self):
         self.start_unconfined('p1', 2)
-        args = argparse.Namespace(dry_run=False, verbose=True,
-                                  housekeeping_cpus=None)
-        self.assertEqual(0, adopt.run(args, reader=self.reader))
-        self.assertIn('reconcile repaired', self.output()[1])
+        self.assertEqual(0, self.adopt_through_main('--verbose'))
+        out, err = self.output()
+        self.assertIn('reconcile repaired', err)
+        self.assertIn('host isolated', out)
+        self.assertNotIn('reconcile repaired', out)
+
+    def test_without_verbose_stderr_has_no_log_record(self):
+        """The command prints its outcome itself: without ``-v`` or
+        ``--debug`` no log record reaches stderr (nor stdout)."""
+        self.start_unconfined('p1', 2)
+        self.assertEqual(0, self.adopt_through_main())
+        out, err = self.output()
+        self.assertNotIn('reconcile repaired', err)
+        self.assertIn('was started without tenant-pin', out)
+        self.assertNotIn('reconcile repaired', out)
 
 
 class TestStrictAdopt(TestAdopt):
@@ -260,8 +278,8 @@ class TestRelease(CommandTestCase):
         return 0
 
     def release(self, dry_run=False, cpus=None, keep=False):
-        args = argparse.Namespace(dry_run=dry_run, verbose=False,
-                                  libvirt_uri='test:///', cpus=cpus,
+        args = argparse.Namespace(dry_run=dry_run, libvirt_uri='test:///',
+                                  cpus=cpus,
                                   keep_housekeeping=keep)
         return release.run(args, reader=self.reader, restore=self.restore)
 
@@ -294,7 +312,7 @@ class TestRelease(CommandTestCase):
         a = self.spawn('p1', 2)
         b = self.start_unconfined('p2', 1)
         self.assertEqual(0, adopt.run(argparse.Namespace(
-            dry_run=False, verbose=False, housekeeping_cpus=None),
+            dry_run=False, housekeeping_cpus=None),
             reader=self.reader))
         self.output()
         self.assertEqual(0, self.release())
@@ -369,12 +387,17 @@ class TestRestoreHousekeeping(CommandTestCase):
         with open(self.state_file, 'w') as f:
             json.dump(housekeeping.new_state('/', '0'), f)
         with mock.patch('nova_tenant_pin.cmd.housekeeping.run',
-                        return_value=1) as run:
+                        return_value=({'failed': {'irq:24': 'EIO'}}, 1)
+                        ) as run:
             self.assertEqual(1, release.restore_housekeeping())
         (args,), _ = run.call_args
         self.assertEqual(('release', self.state_file),
                          (args.action, args.state_file))
-        self.assertIn('restoring housekeeping from', self.output()[0])
+        out = self.output()[0]
+        self.assertIn('restoring housekeeping from', out)
+        # housekeeping release's report, as that command prints it.
+        self.assertEqual({'failed': {'irq:24': 'EIO'}},
+                         json.loads(out.split('\n', 1)[1]))
 
     def test_unreadable_state_file_is_a_usage_error(self):
         with open(self.state_file, 'w') as f:

@@ -309,43 +309,51 @@ class TestCheck(base.TestCase):
 
     # -- the command -------------------------------------------------------
 
-    def run_cmd(self, *argv):
-        out = io.StringIO()
+    def run_cmd(self, *argv, checks=None):
+        """``nova-tenant-pin check ARGV`` through the application, on
+        the temp host's checks; ``(exit code, stdout, stderr)``."""
+        out, err = io.StringIO(), io.StringIO()
         self.useFixture(fixtures.MonkeyPatch('sys.stdout', out))
-        self.useFixture(fixtures.MonkeyPatch('sys.stderr', io.StringIO()))
-        args = cli.build_parser().parse_args(['check'] + list(argv))
-        rc = check.run(args, checks=self.checks())
-        return rc, out.getvalue()
+        self.useFixture(fixtures.MonkeyPatch('sys.stderr', err))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cmd.main.load_config', lambda args: None))
+        checks = checks or self.checks()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cmd.check.host_checks', lambda args: checks))
+        rc = cli.main(['check'] + list(argv))
+        return rc, out.getvalue(), err.getvalue()
 
     def test_exit_codes_as_nova_status(self):
-        rc, out = self.run_cmd('--format', 'json')
-        doc = json.loads(out)
-        self.assertEqual('nova-tenant-pin check', doc['name'])
+        rc, out, _ = self.run_cmd('-f', 'json')
+        rows = json.loads(out)
         self.assertEqual([name for name, _ in check.CHECKS],
-                         [c['check'] for c in doc['checks']])
+                         [row['Check'] for row in rows])
         # The temp host reports mds "SMT vulnerable" as a mitigation, not
         # as Vulnerable: all green.
-        self.assertEqual(0, rc, doc)
+        self.assertEqual(0, rc, rows)
+        self.assertEqual({'Success'}, {row['Result'] for row in rows})
         self.connect_error = OSError('down')
-        rc, out = self.run_cmd()
+        rc, out, _ = self.run_cmd()
         self.assertEqual(2, rc)
-        self.assertIn('| Check: Libvirt', out)
-        self.assertIn('Result: Failure', out)
+        libvirt = [line for line in out.splitlines()
+                   if line.startswith('| Libvirt ')]
+        self.assertEqual(1, len(libvirt), out)
+        self.assertIn('| Failure |', libvirt[0])
 
     def test_warning_exits_1(self):
         self.write_conf(GOOD_CONF.replace(',TenantPinFilter', ''))
-        rc, out = self.run_cmd()
+        rc, out, _ = self.run_cmd('-f', 'value', '-c', 'Check', '-c',
+                                  'Result')
         self.assertEqual(1, rc)
-        self.assertIn('Result: Warning', out)
+        self.assertIn('Scheduler filter and weigher Warning\n', out)
+        self.assertIn('Configuration Success\n', out)
 
     def test_a_check_that_raises_exits_255(self):
         checks = self.checks()
         checks.check_kernel = lambda: 1 / 0
-        out = io.StringIO()
-        self.useFixture(fixtures.MonkeyPatch('sys.stdout', out))
-        err = io.StringIO()
-        self.useFixture(fixtures.MonkeyPatch('sys.stderr', err))
-        args = cli.build_parser().parse_args(['check'])
-        self.assertEqual(255, check.run(args, checks=checks))
-        self.assertIn('a check could not run: division by zero',
-                      err.getvalue())
+        rc, out, err = self.run_cmd('-f', 'json', checks=checks)
+        self.assertEqual(255, rc)
+        self.assertIn('the check "Kernel SMT and CPU vulnerabilities" could '
+                      'not run: division by zero', err)
+        # The checks before it are reported.
+        self.assertEqual('Privileged helper', json.loads(out)[-1]['Check'])

@@ -234,10 +234,15 @@ class TestSystemdHost(HousekeepingTestCase):
 class TestCommand(HousekeepingTestCase):
 
     def run_cmd(self, *argv):
-        args = cli.build_parser().parse_args(['housekeeping'] + list(argv))
+        """``nova-tenant-pin housekeeping ARGV`` through the application:
+        ``(exit code, stdout)``; stderr in ``self.err``."""
         out = self.useFixture(fixtures.MonkeyPatch('sys.stdout',
                                                    io.StringIO())).new_value
-        status = args.func(args)
+        self.err = self.useFixture(fixtures.MonkeyPatch(
+            'sys.stderr', io.StringIO())).new_value
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cmd.main.load_config', lambda args: None))
+        status = cli.main(['housekeeping'] + list(argv))
         return status, out.getvalue()
 
     def test_apply_show_release(self):
@@ -258,26 +263,37 @@ class TestCommand(HousekeepingTestCase):
         self.assertEqual('0-1', json.loads(out)['housekeeping_cpus'])
 
     def test_usage_errors(self):
-        self.assertRaises(cli.UsageError, self.run_cmd, 'apply',
-                          '--state-file', self.state)
-        self.assertRaises(cli.UsageError, self.run_cmd, 'apply', '--cpus',
-                          '1-x', '--state-file', self.state)
-        self.assertRaises(cli.UsageError, self.run_cmd, 'apply', '--cpus',
-                          '9', '--state-file', self.state)
-        self.assertRaises(cli.UsageError, self.run_cmd, 'show',
-                          '--cgroup-root', '/..')
+        for argv, message in (
+                (('apply', '--state-file', self.state),
+                 '[tenant_pin] housekeeping_cpus: unset'),
+                (('apply', '--cpus', '1-x', '--state-file', self.state),
+                 "--cpus: Invalid range expression '1-x'"),
+                (('apply', '--cpus', '9', '--state-file', self.state),
+                 '--cpus: CPUs 9 are not online'),
+                (('show', '--cgroup-root', '/..'), '/..')):
+            status, out = self.run_cmd(*argv)
+            self.assertEqual((cli.EXIT_USAGE, ''), (status, out), argv)
+            self.assertIn('nova-tenant-pin housekeeping: error: ',
+                          self.err.getvalue())
+            self.assertIn(message, self.err.getvalue())
         self.assertFalse(os.path.exists(self.state))
+
+    def test_other_formats(self):
+        self.flags(housekeeping_state_file=self.state)
+        status, out = self.run_cmd('show', '--cpus', '0', '-f', 'value',
+                                   '-c', 'housekeeping_cpus')
+        self.assertEqual((cli.EXIT_OK, '0\n'), (status, out))
+        status, out = self.run_cmd('show', '--cpus', '0', '-f', 'yaml')
+        self.assertIn("housekeeping_cpus: '0'\n", out)
 
     def test_daemon_that_cannot_start_is_a_clear_problem(self):
         self.flags(housekeeping_state_file=self.state)
-        err = self.useFixture(fixtures.MonkeyPatch('sys.stderr',
-                                                   io.StringIO())).new_value
         with mock.patch.object(privsep, 'set_irq_affinity',
                                side_effect=FileNotFoundError(2, 'sudo')):
             status, out = self.run_cmd('apply', '--cpus', '0')
         self.assertEqual(cli.EXIT_PROBLEM, status)
         self.assertEqual('', out)
-        self.assertIn('helper_command', err.getvalue())
+        self.assertIn('helper_command', self.err.getvalue())
 
     def test_root_gets_the_installed_helper_not_sudo(self):
         section = privsep.tenant_pin_pctxt.cfg_section

@@ -238,13 +238,22 @@ class TestIsolationKeys(base.TestCase):
 
 class TestStatusCommand(base.TestCase):
 
-    def run_cmd(self, fmt, partitions, domains=None):
+    def run_cmd(self, fmt, partitions, domains=None, *argv):
+        """``nova-tenant-pin status -f FMT --color never ARGV`` through the
+        application, on a host read as ``partitions`` and ``domains``."""
+        from nova_tenant_pin.cmd import main as cli
+
         out = io.StringIO()
         self.useFixture(fixtures.MonkeyPatch('sys.stdout', out))
-        args = argparse.Namespace(format=fmt, color='never')
-        rc = status_cmd.run(args, reader=lambda a: (
-            HOST, partitions, domains or [dom('a1', 2, 'alpha')], [0],
-            1.0))
+        self.useFixture(fixtures.MonkeyPatch('sys.stderr', io.StringIO()))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cmd.main.load_config', lambda args: None))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cmd.status.read_host', lambda a: (
+                HOST, partitions, domains or [dom('a1', 2, 'alpha')], [0],
+                1.0)))
+        rc = cli.main(['status', '-f', fmt, '--color', 'never'] +
+                      list(argv))
         return rc, out.getvalue()
 
     def test_json(self):
@@ -300,6 +309,23 @@ class TestStatusCommand(base.TestCase):
         self.assertIn('b1 (pins only)', out)
         self.assertIn('host NOT isolated: tenants beta and gamma share core '
                       '2,6', out)
+
+    def test_columns_and_other_formats(self):
+        """cliff's formatters: ``-c`` picks keys of the document, ``-f
+        value`` prints them for a shell, ``-f yaml`` the whole document."""
+        partitions = {'alpha': part('alpha', [1, 5])}
+        rc, out = self.run_cmd('value', partitions, None, '-c', 'isolated')
+        self.assertEqual((0, 'True\n'), (rc, out))
+        rc, out = self.run_cmd('json', partitions, None, '-c', 'totals',
+                               '-c', 'isolated')
+        self.assertEqual(['isolated', 'totals'], sorted(json.loads(out)))
+        rc, out = self.run_cmd('yaml', partitions)
+        self.assertIn('isolated: true\n', out)
+        self.assertIn('tenants:\n  alpha:\n', out)
+        # With -c, the table is cliff's field/value table; the value of a
+        # nested key is JSON.
+        rc, out = self.run_cmd('table', partitions, None, '-c', 'checked')
+        self.assertIn('| checked | {"cgroup_root": ', out)
 
     def test_isolated_table(self):
         rc, out = self.run_cmd('table', {'alpha': part('alpha', [1, 5])})

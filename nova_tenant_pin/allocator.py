@@ -60,6 +60,8 @@ STRICT = 'strict'
 MODES = (FLOAT, STRICT)
 
 _EPSILON = 1e-9
+#: The tolerance of capacity comparisons (vCPUs times ratios).
+EPSILON = _EPSILON
 
 
 class PlanError(exception.TenantPinException, ValueError):
@@ -142,6 +144,12 @@ class Plan:
     housekeeping_cpus: frozenset
     moves: list
     warnings: list
+    #: Keys that keep their present cores for this change (see
+    #: ``claims.target_plan``).
+    held_back: frozenset = frozenset()
+    #: The keys planned, when only some were (``claims.touched_plan``:
+    #: the others keep their placements); None: every key.
+    planned: frozenset = None
 
     def tenant_map(self):
         """``{project_id: frozenset(cpus)}``: the map to feed back as the

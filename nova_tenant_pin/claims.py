@@ -226,7 +226,8 @@ def pins_from_plan(plan, uuid):
 
 
 def target_plan(claims, current, topology, housekeeping_cpus, ratio,
-                dedicated_cpus, static, truth=None, name='host'):
+                dedicated_cpus, static, truth=None, name='host',
+                touched=None, previous=None):
     """The :func:`allocator.plan` of ``claims`` from the map ``current``.
 
     A key's in-tenant ratio is the smallest of its instances' (``ratio``
@@ -238,22 +239,35 @@ def target_plan(claims, current, topology, housekeeping_cpus, ratio,
     runs on: it cannot be re-pinned until the job ends. Such keys keep
     their present cores for this change; a claim that then does not fit
     is refused and Nova reschedules it.
+
+    :param touched: the keys whose claims changed since ``previous``, the
+        plan ``current`` came from: only they are planned again
+        (:func:`touched_plan`), when the result is the same as planning
+        every key. The plan's ``held_back`` names the keys that kept
+        their present cores for this change.
     """
-    requests = [allocator.InstanceRequest(
-        uuid=c.uuid, project_id=c.tenant, vcpus=c.vcpus, cell=c.cell,
-        mode=c.mode) for c in claims.values()]
     ratios = {}
     for c in claims.values():
         own = c.ratio if c.ratio is not None else ratio
         ratios[c.tenant] = min(ratios.get(c.tenant, own), own)
 
     def plan(frozen=None):
+        requests = [allocator.InstanceRequest(
+            uuid=c.uuid, project_id=c.tenant, vcpus=c.vcpus, cell=c.cell,
+            mode=c.mode) for c in claims.values()]
         return allocator.plan(
             topology, requests, housekeeping_cpus=housekeeping_cpus,
             current=current, ratio=ratio, dedicated_cpus=dedicated_cpus,
             static={**static, **(frozen or {})}, tenant_ratios=ratios)
 
-    result = plan()
+    result = None
+    if touched is not None and previous is not None:
+        result = touched_plan(
+            claims, current, previous, touched, topology, housekeeping_cpus,
+            ratio, ratios, dedicated_cpus, static)
+    partial = result is not None
+    if result is None:
+        result = plan()
     if truth is None:
         return result
     held = collections.defaultdict(frozenset)
@@ -264,20 +278,114 @@ def target_plan(claims, current, topology, housekeeping_cpus, ratio,
         info = truth.domains[uuid]
         if info.isolation_key is not None:
             held[info.isolation_key] |= info.all_cpus(topology.online_cpus)
-    frozen = {}
-    for move in result.moves:
-        if move.removed & held.get(move.project_id, frozenset()):
-            frozen[move.project_id] = frozenset(current[move.project_id])
+
+    def must_hold(result):
+        return {move.project_id: frozenset(current[move.project_id])
+                for move in result.moves
+                if move.removed & held.get(move.project_id, frozenset())}
+
+    frozen = must_hold(result)
+    if frozen and partial:
+        result = plan()
+        frozen = must_hold(result)
     if not frozen:
         return result
     LOG.info('%s: tenants %s keep their cores until their new or migrating '
              'instances have started', name, ', '.join(sorted(frozen)))
     try:
-        return plan(frozen)
+        result = plan(frozen)
     except allocator.PlanError as e:
         LOG.warning('%s: cannot hold the cores of tenants %s (%s); going on '
                     'without', name, ', '.join(sorted(frozen)), e)
         return result
+    result.held_back = frozenset(frozen)
+    return result
+
+
+def _settled(placement, vcpus, ratio, topology):
+    """Whether a key that keeps its instances keeps its cores when the
+    whole host is planned again: one cell, whole cores, none of which it
+    could give back (:func:`allocator.plan` keeps what a key holds in the
+    cell it holds most of, and lets go of the cores it does not need)."""
+    if len(placement.cells) != 1 or placement.vcpus != vcpus or not vcpus:
+        return False
+    cores = topology.cores_of(placement.cpus)
+    if frozenset(c for core in cores for c in core.cpus) != placement.cpus:
+        return False
+    capacity = sum(core.threads for core in cores) * ratio
+    smallest = min(core.threads for core in cores)
+    return capacity - smallest * ratio + allocator.EPSILON < vcpus
+
+
+def touched_plan(claims, current, previous, touched, topology,
+                 housekeeping_cpus, ratio, ratios, dedicated_cpus, static):
+    """The plan of ``claims`` when only the keys in ``touched`` changed
+    their claims since ``previous`` (the plan ``current`` came from):
+    those keys are planned on the cores no other key holds, the others
+    keep their placements. Returns None when that would not be the plan
+    of every key (:func:`allocator.plan`), and the caller plans them
+    all: ``previous`` left instances unplaced or held keys back, or
+    ``current`` is not its map.
+
+    A key not touched is planned again as well when a plan of every key
+    could move it: it spans NUMA cells (it gathers into one when room
+    frees), holds a core it does not need, or holds a core that is now
+    dedicated.
+    """
+    if previous.unplaced or previous.held_back or \
+            previous.tenant_map() != current:
+        return None
+    keys = set(touched)
+    vcpus = collections.Counter()
+    count = collections.Counter()
+    for claim in claims.values():
+        vcpus[claim.tenant] += claim.vcpus
+        count[claim.tenant] += 1
+    placed = collections.Counter(p.project_id
+                                 for p in previous.instances.values())
+    blocked = topology.whole_core_cpus(dedicated_cpus)
+    for key, placement in previous.tenants.items():
+        if key in keys or key in static:
+            continue
+        if placed[key] != count[key] or placement.cpus & blocked or \
+                not _settled(placement, vcpus[key],
+                             ratios.get(key, ratio), topology):
+            keys.add(key)
+    if any(key not in previous.tenants and key not in static
+           for key in count if key not in keys):
+        return None
+    static_cpus = frozenset().union(*static.values())
+    others = frozenset().union(*(
+        cpus for key, cpus in current.items()
+        if key not in keys and key not in static)) - static_cpus
+    requests = [allocator.InstanceRequest(
+        uuid=c.uuid, project_id=c.tenant, vcpus=c.vcpus, cell=c.cell,
+        mode=c.mode) for c in claims.values() if c.tenant in keys]
+    part = allocator.plan(
+        topology, requests, housekeeping_cpus=housekeeping_cpus,
+        current={k: current[k] for k in keys if k in current},
+        ratio=ratio, dedicated_cpus=frozenset(dedicated_cpus) | others,
+        static=static,
+        tenant_ratios={k: r for k, r in ratios.items() if k in keys})
+    tenants = {k: t for k, t in previous.tenants.items() if k not in keys}
+    for key, placement in part.tenants.items():
+        if key in keys or key not in tenants:
+            tenants[key] = placement
+    instances = {u: p for u, p in previous.instances.items()
+                 if p.project_id not in keys}
+    instances.update(part.instances)
+    used = frozenset().union(*(t.cpus for t in tenants.values()))
+    usable = frozenset(
+        c for core in topology.cores
+        if not set(core.cpus) & (part.housekeeping_cpus | blocked)
+        for c in core.cpus)
+    target = {p: t.cpus for p, t in tenants.items()}
+    return allocator.Plan(
+        tenants=tenants, instances=instances, unplaced=part.unplaced,
+        stranded_cpus=sum(t.stranded_cpus for t in tenants.values()),
+        free_cpus=usable - used, housekeeping_cpus=part.housekeeping_cpus,
+        moves=allocator.order_moves(current, target),
+        warnings=part.warnings, planned=frozenset(keys))
 
 
 def report(name, domains, claims, unfit, overflow, previous_unfit, seen,

@@ -32,6 +32,7 @@ rewrites the driver makes of the XML Nova writes.
 """
 
 import dataclasses
+import functools
 
 from lxml import etree
 
@@ -92,9 +93,10 @@ class DomainInfo:
             return 'pins'
         return 'none'
 
-    @property
+    @functools.cached_property
     def tenant(self):
-        """The isolation key whose partition holds the domain, or None."""
+        """The isolation key whose partition holds the domain, or None
+        (kept: a domain's partition never changes while it exists)."""
         if self.partition and self.partition.startswith(PARTITION_PREFIX):
             return self.partition[len(PARTITION_PREFIX):]
         return None
@@ -146,6 +148,14 @@ class DomainInfo:
         return (self.tenant is None and self.vcpus > 0 and
                 len(self.vcpu_pins) == self.vcpus and
                 all(len(c) == 1 for c in self.vcpu_pins.values()))
+
+
+def copy_info(info):
+    """A copy of a :class:`DomainInfo` that can be changed without
+    changing ``info`` (its pin maps are copied; their CPU sets are
+    frozen)."""
+    return dataclasses.replace(info, vcpu_pins=dict(info.vcpu_pins),
+                               iothread_pins=dict(info.iothread_pins))
 
 
 def _root(xml):

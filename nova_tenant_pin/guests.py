@@ -98,6 +98,9 @@ class Guests:
         # {(domain XML, active, persistent): DomainInfo} of the last read:
         # a domain that has not changed since is not parsed again.
         self._parsed = {}
+        #: What the last read with ``jobs`` found: each domain's XML, state
+        #: and job. Equal from one read to the next when no domain changed.
+        self.state = frozenset()
 
     def read(self, jobs=True):
         """``{uuid: Guest}`` of every domain on the host, running or not.
@@ -106,12 +109,14 @@ class Guests:
             progress.
 
         A domain whose XML and state are what they were at the last read
-        is not parsed again: its DomainInfo is a copy of the one parsed
-        then (callers may change their copy).
+        is not parsed again: its DomainInfo is the one parsed then, shared
+        by every read until the domain changes, so callers must not change
+        it (:func:`domain_xml.copy_info` gives a copy that they may).
         """
         conn = self._get_connection()
         result = {}
         parsed = {}
+        seen = []
         flags = (VIR_CONNECT_LIST_DOMAINS_ACTIVE |
                  VIR_CONNECT_LIST_DOMAINS_INACTIVE)
         for dom in conn.listAllDomains(flags):
@@ -122,10 +127,11 @@ class Guests:
                 info = self._parse_domain(*state)
             parsed[state] = info
             job = job_of(dom) if jobs and state[1] else None
-            result[info.uuid] = Guest(dom, dataclasses.replace(
-                info, vcpu_pins=dict(info.vcpu_pins),
-                iothread_pins=dict(info.iothread_pins)), job)
+            result[info.uuid] = Guest(dom, info, job)
+            seen.append((state, job))
         self._parsed = parsed
+        if jobs:
+            self.state = frozenset(seen)
         return result
 
     @staticmethod

@@ -114,6 +114,12 @@ class TenantPinManager:
         # True when a change stopped half way: the map is not what the
         # host holds until a change completes.
         self._stale = False
+        # Counts the changes to the manager's own state (claims, map,
+        # settings); with what the host held, it marks a reconcile that
+        # found nothing to do (``_quiet``), so that the next one with the
+        # same host and the same state returns at once.
+        self._generation = 0
+        self._quiet = None
         self.static = self._static_keys()
         # Validate the static configuration against the topology now, so a
         # bad option fails at start and not at the first spawn.
@@ -200,8 +206,9 @@ class TenantPinManager:
                     uuid not in self._last_plan.instances:
                 return None
             pins = tp_claims.pins_from_plan(self._last_plan, uuid)
-            if claim.pending:
+            if claim.pending and not pins.cpus <= claim.issued:
                 claim.issued |= pins.cpus
+                self._changed()
             return pins
 
     def unfit_pins(self, uuid):
@@ -229,6 +236,15 @@ class TenantPinManager:
             return domain_xml.metadata_xml(
                 claim.tenant, claim.mode, claim.ratio or self.ratio,
                 claim.isolation)
+
+    def running_domains(self):
+        """The :class:`~.domain_xml.DomainInfo` of every running domain on
+        the host, as the manager reads them (a domain is parsed again only
+        when its XML changed). Shared: callers must not change them."""
+        with self._locked():
+            return [guest.info for guest in
+                    self.guests.read(jobs=False).values()
+                    if guest.info.active]
 
     def stranded_cpus(self):
         """Threads held by tenants but not needed by their vCPUs: the
@@ -268,6 +284,7 @@ class TenantPinManager:
             cgroups.validate_tenant_id(policy.isolation_key)
         key = policy.isolation_key
         with self._locked():
+            self._changed()
             old = self._claims.get(uuid)
             claims = collections.OrderedDict(self._claims)
             claims[uuid] = Claim(
@@ -278,7 +295,10 @@ class TenantPinManager:
                 incoming=incoming, confirmed=False,
                 issued=old.issued if old else frozenset())
             guests, truth = self._read()
-            plan = self._plan(claims, self._current(truth, claims), truth)
+            touched = self._touched(truth, claims, {key} | (
+                {old.tenant} if old is not None else set()))
+            plan = self._plan(claims, self._current(truth, claims), truth,
+                              touched)
             before = {i['uuid'] for i in self._last_plan.unplaced} \
                 if self._last_plan else set()
             for item in plan.unplaced:
@@ -319,6 +339,7 @@ class TenantPinManager:
             claim = self._claims.get(uuid)
             if claim is not None:
                 claim.confirmed = True
+                self._changed()
 
     def release_unconfirmed_migration(self, uuid):
         """Release an incoming claim that the source never accepted."""
@@ -335,6 +356,7 @@ class TenantPinManager:
         when a claim was released.
         """
         with self._locked():
+            self._changed()
             self._dedicated.pop(uuid, None)
             claim = self._claims.get(uuid)
             if claim is None:
@@ -345,7 +367,8 @@ class TenantPinManager:
             # claim even if the change stops half way, so that the change
             # that finishes it does not count it.
             self._claims = claims
-            self._change(claims, 'release of instance %s' % uuid)
+            self._change(claims, 'release of instance %s' % uuid,
+                         {claim.tenant})
             LOG.info('%s: instance %s of tenant %s released its claim; '
                      'tenant now holds CPUs %s', self.name, uuid,
                      claim.tenant, topo.format_cpu_list(
@@ -358,14 +381,18 @@ class TenantPinManager:
         with self._locked():
             if uuid not in self._claims:
                 return None
-            claims = collections.OrderedDict(
-                (u, dataclasses.replace(c)) for u, c in self._claims.items())
+            self._changed()
+            # Only this claim changes: the others are shared with the map
+            # the manager keeps if the change stops half way.
+            claims = collections.OrderedDict(self._claims)
+            claims[uuid] = dataclasses.replace(claims[uuid])
             claims[uuid].pending = False
             claims[uuid].incoming = False
             claims[uuid].issued = frozenset()
             # Re-plan: a shrink held back while this domain was being
             # defined can happen now, and the new domain gets its pins.
-            plan = self._change(claims, 'start of instance %s' % uuid)
+            plan = self._change(claims, 'start of instance %s' % uuid,
+                                {claims[uuid].tenant})
             if uuid not in plan.instances:
                 return None
             return tp_claims.pins_from_plan(plan, uuid)
@@ -373,6 +400,7 @@ class TenantPinManager:
     def add_dedicated(self, uuid, cpus):
         """Record an instance with dedicated CPUs (Nova's own)."""
         with self._locked():
+            self._changed()
             self._dedicated[uuid] = frozenset(cpus)
 
     @property
@@ -389,6 +417,7 @@ class TenantPinManager:
             nothing changed.
         """
         with self._locked():
+            self._changed()
             old = (self.settings, self._static_cfg, self.static)
             self.settings = settings
             if static is not None:
@@ -433,6 +462,14 @@ class TenantPinManager:
         with self._locked():
             repairs = []
             guests, truth = self._read()
+            quiet = (self.guests.state, truth.partitions,
+                     None if dedicated is None else dict(dedicated),
+                     None if known is None else frozenset(known),
+                     dict(policies or {}))
+            if not dry_run and self._quiet == (self._generation, quiet):
+                return []
+            steady = (self._claims, self._dedicated, self._tenants) \
+                if self._last_plan is not None else None
             domains = truth.domains
             claims, dedicated = tp_claims.rebuild(
                 truth, self._claims,
@@ -466,6 +503,12 @@ class TenantPinManager:
                 return actions
             for line in repairs:
                 LOG.warning('%s: reconcile repaired: %s', self.name, line)
+            if not repairs and not actions and steady == (
+                    self._claims, self._dedicated, self._tenants):
+                # Nothing to do and nothing rebuilt differently: until the
+                # host or the manager's state changes, the next reconcile
+                # would find the same.
+                self._quiet = (self._generation, quiet)
             return repairs
 
     def release_all(self, cpus=None, dry_run=False):
@@ -477,6 +520,7 @@ class TenantPinManager:
         ``dry_run``: the writes it would make)."""
         cpus = frozenset(cpus if cpus is not None else self._host_cpus)
         with self._locked():
+            self._changed()
             guests, truth = self._read()
             ours = [u for u, info in truth.domains.items()
                     if info.tenant is not None or info.key is not None or
@@ -502,6 +546,12 @@ class TenantPinManager:
     def _locked(self):
         return lockutils.lock(self._lock_name)
 
+    def _changed(self):
+        """The manager's state changes (under the lock): the next reconcile
+        plans whatever the host holds."""
+        self._generation += 1
+        self._quiet = None
+
     def _read(self):
         """``({uuid: Guest}, Truth)``: what libvirt and the cgroup tree
         hold now."""
@@ -518,6 +568,7 @@ class TenantPinManager:
         (:func:`transition.held_map`)."""
         if not self._stale:
             return self._tenants
+        self._changed()
         held = transition.held_map(truth, claims, self.topology, self.static,
                                    self.housekeeping_cpus)
         LOG.warning('%s: the last change stopped half way; planning from '
@@ -525,24 +576,67 @@ class TenantPinManager:
         self._tenants = held
         return held
 
-    def _change(self, claims, what):
-        """Plan ``claims`` from the truth and apply it; returns the plan."""
+    def _change(self, claims, what, keys):
+        """Plan ``claims`` from the truth and apply it; returns the plan.
+        ``keys``: the keys whose claims changed."""
         guests, truth = self._read()
-        plan = self._plan(claims, self._current(truth, claims), truth)
+        touched = self._touched(truth, claims, keys)
+        plan = self._plan(claims, self._current(truth, claims), truth,
+                          touched)
         self._transition(plan, claims, what, guests, truth)
         return plan
+
+    def _touched(self, truth, claims, keys):
+        """``keys`` when a change of their claims may plan and write only
+        them (:func:`claims.target_plan`, :func:`transition.
+        plan_transition`), else None: every key is planned and every
+        domain compared with its target.
+
+        Only them: the last change completed (the map is what the host
+        holds), every key fits, no domain is busy with a job, every other
+        key's partition holds what the map says, and every domain with a
+        claim runs in its own key's partition and records that key (the
+        kernel confines it there: nothing of it reaches another key's
+        cores). A periodic reconcile plans every key and repairs drift.
+        """
+        if self._stale or self._last_plan is None or self._unfit or \
+                truth.busy:
+            return None
+        for key, cpus in self._tenants.items():
+            if key not in keys and truth.partitions.get(key) != cpus:
+                return None
+        for key in truth.partitions:
+            if key not in keys and key not in self._tenants:
+                return None
+        for uuid, info in truth.domains.items():
+            claim = claims.get(uuid)
+            if claim is None:
+                if info.key is not None or info.tenant is not None:
+                    return None
+            elif claim.tenant in keys or info.tenant in keys or \
+                    info.key in keys:
+                # Changed with the keys: it lives in one of their
+                # partitions, which the change may narrow around it.
+                if info.tenant not in keys or claim.tenant not in keys:
+                    return None
+            elif info.key != claim.tenant or info.tenant != claim.tenant:
+                return None
+        return frozenset(keys)
 
     def _executor(self, dry_run):
         return executor.Executor(self.guests, self.partitions, self._mems,
                                  self.name, write=not dry_run)
 
-    def _plan(self, claims, current, truth=None):
-        """:func:`claims.target_plan` of ``claims`` from ``current``."""
+    def _plan(self, claims, current, truth=None, touched=None):
+        """:func:`claims.target_plan` of ``claims`` from ``current``;
+        ``touched``: only these keys' claims changed since the last plan
+        (:meth:`_touched`)."""
         dedicated = set(self.reserved_cpus).union(*self._dedicated.values())
         return tp_claims.target_plan(
             claims, current, self.topology, self.housekeeping_cpus,
             self.ratio, frozenset(dedicated) & self._host_cpus, self.static,
-            truth=truth, name=self.name)
+            truth=truth, name=self.name, touched=touched,
+            previous=self._last_plan if touched is not None else None)
 
     def _domain_policy(self, info, policies):
         """The policy of a domain's instance: the caller's, else what its
@@ -564,14 +658,20 @@ class TenantPinManager:
                     dry_run=False):
         """Apply ``plan`` from ``truth`` and commit ``claims`` and the new
         map; return the writes made (with ``dry_run``: described, not
-        made, nothing committed). After a failed write nothing is
-        committed and the next change plans from what the host holds."""
+        made, nothing committed). A plan of some keys only
+        (``plan.planned``, see :meth:`_touched`) changes only their
+        partitions and domains. After a failed write nothing is committed
+        and the next change plans from what the host holds."""
         last_map = (self._last_plan.tenant_map()
                     if self._last_plan is not None else {})
+        keys = plan.planned if not plan.unplaced else None
         result = transition.plan_transition(
             truth, plan, claims, self._tenants, self.topology,
-            self.housekeeping_cpus, self.ratio, last_map=last_map)
+            self.housekeeping_cpus, self.ratio, last_map=last_map,
+            keys=keys)
         outcome = self._executor(dry_run).run(result.steps, guests)
+        if not dry_run:
+            self._changed()
         if outcome.error is not None:
             self._stale = True
             LOG.error('%s: %s stopped half way (%s: %s); the host is in a '

@@ -307,7 +307,11 @@ class _Planner:
     so the next decision sees the state the previous steps leave."""
 
     def __init__(self, truth, host_cpus, topology, default_ratio, hk=()):
-        self.state = truth.copy()
+        # Copy on write: the domains are the truth's own until a step
+        # changes one (a transition touches few of a host's domains).
+        self.state = Truth(dict(truth.partitions), dict(truth.domains),
+                           truth.busy)
+        self._copied = set()
         self.busy = truth.busy
         self.host = host_cpus
         self.topology = topology
@@ -328,6 +332,10 @@ class _Planner:
 
     def _add(self, step):
         self.steps.append(step)
+        if step.uuid is not None and step.uuid not in self._copied:
+            self._copied.add(step.uuid)
+            self.state.domains[step.uuid] = domain_xml.copy_info(
+                self.state.domains[step.uuid])
         apply_step(self.state, step)
 
     def set_partition(self, key, cpus):
@@ -428,7 +436,8 @@ def _thread_order(item):
 
 
 def plan_transition(truth, plan, claims, keymap, topology,
-                    housekeeping_cpus, default_ratio, last_map=None):
+                    housekeeping_cpus, default_ratio, last_map=None,
+                    keys=None):
     """The steps from ``truth`` to ``plan``.
 
     :param truth: a :class:`Truth`.
@@ -438,8 +447,14 @@ def plan_transition(truth, plan, claims, keymap, topology,
     :param keymap: ``{key: cpus}``, the map ``plan`` was made from.
     :param last_map: the map of the previous plan (a key it had whose
         partition is missing lost it from the tree: "recreated").
+    :param keys: only these keys' partitions and domains are compared
+        with the plan (the others keep their cores in it, and the caller
+        knows their domains run inside their own partitions); None: all.
     :returns: a :class:`Transition`.
     """
+    if keys is not None:
+        truth, plan, keymap, last_map = _only(truth, plan, claims, keymap,
+                                              last_map, keys)
     host = topology.online_cpus
     planner = _Planner(truth, host, topology, default_ratio,
                        topology.whole_core_cpus(housekeeping_cpus))
@@ -555,6 +570,24 @@ def plan_transition(truth, plan, claims, keymap, topology,
     return Transition(planner.steps, repairs, dict(unfit),
                       frozenset(overflow), planner.state,
                       frozenset(planner.forced), planner.forced_from)
+
+
+def _only(truth, plan, claims, keymap, last_map, keys):
+    """``truth``, ``plan`` and the maps with the partitions and domains of
+    ``keys`` only."""
+    domains = {u: info for u, info in truth.domains.items()
+               if info.tenant in keys or info.isolation_key in keys or
+               (u in claims and claims[u].tenant in keys)}
+    truth = Truth({k: c for k, c in truth.partitions.items() if k in keys},
+                  domains, truth.busy & frozenset(domains))
+    plan = dataclasses.replace(
+        plan, tenants={k: t for k, t in plan.tenants.items() if k in keys},
+        instances={u: p for u, p in plan.instances.items()
+                   if p.project_id in keys},
+        moves=[m for m in plan.moves if m.project_id in keys])
+    keymap = {k: c for k, c in keymap.items() if k in keys}
+    last_map = {k: c for k, c in (last_map or {}).items() if k in keys}
+    return truth, plan, keymap, last_map
 
 
 def _move_guests(planner, plan, targets, claims, used, repairs):

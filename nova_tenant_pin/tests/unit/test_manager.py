@@ -20,6 +20,8 @@ import random
 from unittest import mock
 import uuid as uuidlib
 
+import fixtures
+
 from nova_tenant_pin import allocator
 from nova_tenant_pin import cgroups
 from nova_tenant_pin import domain_xml
@@ -133,6 +135,117 @@ class TestDomainParsing(ManagerTestCase):
             self.assertEqual(len(changed(read, now)), parse.call_count)
             self.assertLess(parse.call_count, len(now))
         self.assertInvariants()
+
+    def test_running_domains_are_the_managers_readings(self):
+        """The core-scheduling cookies ask the manager for the running
+        guests: nothing is parsed again that did not change, and a domain
+        that is not running is not listed."""
+        insts = [self.spawn('p%d' % n, 1) for n in range(3)]
+        self.conn.domains[insts[0]].active = False
+        self.mgr.reconcile()
+        with mock.patch.object(self.mgr.guests, '_parse_domain',
+                               wraps=self.mgr.guests._parse_domain) as parse:
+            infos = self.mgr.running_domains()
+            self.assertEqual(0, parse.call_count)
+        self.assertEqual(sorted(insts[1:]), sorted(i.uuid for i in infos))
+        self.assertEqual({'p1', 'p2'}, {i.isolation_key for i in infos})
+        # Reading them does not make the next reconcile plan again.
+        with mock.patch.object(allocator, 'plan') as plan:
+            self.assertEqual([], self.mgr.reconcile())
+            self.assertEqual(0, plan.call_count)
+
+
+class TestChangeCost(ManagerTestCase):
+    """A change plans the keys it changes; a reconcile that would find what
+    the last one found does nothing. Counts, not timings: if these fail,
+    every operation costs every guest on the host again."""
+
+    def setUp(self):
+        super().setUp()
+        self.topology = make_topology(cells=2, cores=8)
+        self.fresh_host()
+        self.insts = [self.spawn('p%d' % (n % 6), 1 + n % 2)
+                      for n in range(12)]
+        self.mgr.reconcile()
+
+    def planned(self):
+        """Patches allocator.plan; returns the list of the instance
+        requests of each plan made."""
+        calls = []
+        plan = allocator.plan
+
+        def counted(topology, instances, *args, **kwargs):
+            instances = list(instances)
+            calls.append(instances)
+            return plan(topology, instances, *args, **kwargs)
+        self.useFixture(fixtures.MockPatchObject(allocator, 'plan', counted))
+        return calls
+
+    def test_a_spawn_and_a_delete_plan_only_their_key(self):
+        calls = self.planned()
+        inst = self.spawn('p0', 1)
+        self.delete(self.insts[2])
+        self.assertEqual(3, len(calls))
+        for requests in calls:
+            self.assertEqual({'p0'} if requests is not calls[-1] else
+                             {'p2'}, {r.project_id for r in requests})
+        self.assertIn(inst, self.mgr.claims())
+        self.assertInvariants()
+
+    def test_a_change_plans_every_key_when_the_host_drifted(self):
+        # Someone widened p3's partition: the map is not what the host
+        # holds, so a claim of p0 plans (and repairs) every key.
+        p3 = self.partitions.partitions['p3']
+        spare = sorted(self.mgr.snapshot()['tenants']['p5'])[-1:]
+        self.partitions.partitions['p3'] = cgroups.dataclasses.replace(
+            p3, cpus=p3.cpus | set(spare))
+        calls = self.planned()
+        self.mgr.claim(uuid(), 'p0', 1)
+        self.assertEqual(len(self.insts) + 1, len(calls[0]))
+        self.assertEqual(p3.cpus, self.partitions.list_partitions()['p3'].cpus)
+        self.assertInvariants()
+
+    def test_a_change_plans_every_key_when_its_guest_lives_elsewhere(self):
+        # A guest of p0 recorded in p3's partition (a change of key that
+        # stopped half way): narrowing p0 alone could not be checked
+        # against p3's guests, so a claim of p0 plans every key.
+        dom = self.conn.domains[self.insts[0]]
+        dom.xml = dom.xml.replace(domain_xml.PARTITION_PREFIX + 'p0',
+                                  domain_xml.PARTITION_PREFIX + 'p3')
+        dom.info = domain_xml.parse_domain_xml(dom.xml)
+        self.assertEqual('p3', dom.info.tenant)
+        calls = self.planned()
+        with mock.patch.object(self.mgr, '_transition'):
+            self.mgr.claim(uuid(), 'p0', 1)
+        self.assertEqual(len(self.insts) + 1, len(calls[0]))
+
+    def test_a_reconcile_that_finds_what_the_last_found_plans_nothing(self):
+        calls = self.planned()
+        self.assertEqual([], self.mgr.reconcile())
+        self.assertEqual([], calls)
+        # A guest re-pinned behind the manager's back: the next reconcile
+        # sees the host changed and repairs it.
+        a = self.insts[0]
+        stolen = sorted(self.partitions.partitions['p3'].cpus)[:1]
+        dom = self.conn.domains[a]
+        dom.xml = fakes.set_pin_in_xml(dom.xml, frozenset(stolen), 0)
+        dom.info = domain_xml.parse_domain_xml(dom.xml)
+        repairs = self.mgr.reconcile()
+        self.assertEqual(1, len(calls))
+        self.assertTrue(any(a in line for line in repairs), repairs)
+        self.assertInvariants()
+        self.assertEqual([], self.mgr.reconcile())
+        self.assertEqual(2, len(calls))
+        self.assertEqual([], self.mgr.reconcile())
+        self.assertEqual(2, len(calls))
+        # What Nova says changed: a full reconcile again.
+        self.mgr.reconcile(known=set(self.insts[1:]))
+        self.assertEqual(3, len(calls))
+        # So did the manager's own state.
+        self.spawn('p1', 1)
+        del calls[:]
+        self.mgr.reconcile()
+        self.assertEqual(1, len(calls))
 
 
 class TestClaimRelease(ManagerTestCase):

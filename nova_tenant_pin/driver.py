@@ -48,7 +48,6 @@ from nova_tenant_pin import cgroups
 from nova_tenant_pin import conf as tp_conf
 from nova_tenant_pin import coresched
 from nova_tenant_pin import domain_xml
-from nova_tenant_pin import guests as tp_guests
 from nova_tenant_pin import manager as tp_manager
 from nova_tenant_pin import options as tp_options
 from nova_tenant_pin import policy as tp_policy
@@ -392,10 +391,11 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
     # -- core scheduling -----------------------------------------------------
 
     def _tp_running_domains(self):
-        conn = self._host.get_connection()
-        return [domain_xml.parse_domain_xml(dom.XMLDesc(0))
-                for dom in conn.listAllDomains(
-                    tp_guests.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+        # The manager's reading of the domains (under its lock, parsed
+        # again only when changed), not a parse of every domain's XML.
+        if self.tenant_pin is None:
+            return []
+        return self.tenant_pin.running_domains()
 
     def _tp_sync_cookies(self, why, instance=None):
         """Give every running guest its isolation key's core-scheduling

@@ -103,6 +103,18 @@ def _read_pid(path):
         return None
 
 
+def define_domain(fixture, xml, start=True):
+    """Define (and start) a domain on ``fixture.conn`` and record its name
+    in ``fixture.defined``, which the fixture's clean-up removes (through
+    :func:`remove_domains`). Both libvirt fixtures, this module's private
+    libvirtd and the test host's system one, use it as their ``define``."""
+    dom = fixture.conn.defineXML(xml)
+    fixture.defined.append(dom.name())
+    if start:
+        dom.create()
+    return dom
+
+
 class LibvirtdFixture(fixtures.Fixture):
     """Start a private libvirtd; ``self.conn`` is a connection to it."""
 
@@ -193,13 +205,7 @@ class LibvirtdFixture(fixtures.Fixture):
         wait_for(lambda: not _alive(pid), '%s (PID %d) to exit'
                  % (what, pid), 30)
 
-    def define(self, xml, start=True):
-        """Define (and start) a domain; clean-up removes it."""
-        dom = self.conn.defineXML(xml)
-        self.defined.append(dom.name())
-        if start:
-            dom.create()
-        return dom
+    define = define_domain
 
 
 NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
@@ -211,6 +217,16 @@ def nova_owner_metadata(project_id):
             '<nova:project uuid="%s">%s</nova:project>'
             '</nova:owner></nova:instance>' % (NOVA_NS, project_id,
                                                project_id))
+
+
+def tenant_pin_metadata(key):
+    """The driver's tenant-pin metadata element recording isolation key
+    ``key`` (float mode, ratio 1), as it appears in a domain's XML."""
+    from nova_tenant_pin import domain_xml
+
+    return domain_xml.metadata_xml(key, 'float', 1.0).replace(
+        '<instance', '<tenantpin:instance xmlns:tenantpin="%s"'
+        % domain_xml.TP_NS, 1).replace('</instance>', '</tenantpin:instance>')
 
 
 def domain_xml_for(name, uuid_, project_id, vcpus, pins):

@@ -72,13 +72,7 @@ class SystemLibvirtFixture(fixtures.Fixture):
         lvf.remove_domains(self.conn, self.defined)
         self.conn.close()
 
-    def define(self, xml, start=True):
-        """Define (and start) a domain; clean-up removes it."""
-        dom = self.conn.defineXML(xml)
-        self.defined.append(dom.name())
-        if start:
-            dom.create()
-        return dom
+    define = lvf.define_domain
 
 
 SKIP_REASON = ('runs inside the test host (SMT, NUMA, systemd, cgroup v2): '

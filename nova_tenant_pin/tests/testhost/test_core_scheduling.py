@@ -70,11 +70,9 @@ class TestCookiesOnLibvirtGuests(base.TestHostTestCase):
         self.addCleanup(privsep.core_sched_pctxt.set_client_mode, True)
 
     def start(self, name, key):
-        meta = domain_xml.metadata_xml(key, 'float', 1.0).replace(
-            '<instance', '<tenantpin:instance xmlns:tenantpin="%s"'
-            % domain_xml.TP_NS)
         dom = self.libvirt.define(lvf.tiny_domain_xml(
-            name, vcpus=2, metadata=meta), start=False)
+            name, vcpus=2, metadata=lvf.tenant_pin_metadata(key)),
+            start=False)
         # As the driver starts every guest: paused until it has its cookie.
         dom.createWithFlags(VIR_DOMAIN_START_PAUSED)
         return dom

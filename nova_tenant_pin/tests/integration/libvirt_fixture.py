@@ -229,15 +229,17 @@ def tenant_pin_metadata(key):
         % domain_xml.TP_NS, 1).replace('</instance>', '</tenantpin:instance>')
 
 
-def domain_xml_for(name, uuid_, project_id, vcpus, pins):
-    """The XML the driver would write for a manager's InstancePins."""
+def domain_xml_for(name, uuid_, project_id, vcpus, pins, key=None):
+    """The XML the driver would write for a manager's InstancePins; with
+    ``key``, the tenant-pin metadata recording it too."""
     return tiny_domain_xml(
         name, vcpus=vcpus, uuid_=uuid_,
         cpuset=format_cpus(pins.cpus), partition=pins.partition,
         vcpupins={v: format_cpus(c) for v, c in
                   (pins.vcpu_pins or {}).items()} or None,
         emulator_cpus=format_cpus(pins.cpus),
-        metadata=nova_owner_metadata(project_id))
+        metadata=nova_owner_metadata(project_id) + (
+            tenant_pin_metadata(key) if key else ''))
 
 
 def format_cpus(cpus):
@@ -296,6 +298,16 @@ def cgroup_mounts():
                     point.startswith(CGROUP_ROOT + '/'):
                 mounts.append(point)
     return sorted(mounts)
+
+
+#: The cgroup v2 controllers libvirt uses for its guests.
+V2_LIBVIRT_CONTROLLERS = ('cpuset', 'cpu', 'io', 'memory', 'pids')
+
+
+def _unified_under_systemd():
+    """The unified cgroup v2 hierarchy on /sys/fs/cgroup, systemd PID 1."""
+    unified = os.path.exists(os.path.join(CGROUP_ROOT, 'cgroup.controllers'))
+    return unified and os.path.isdir('/run/systemd/system')
 
 
 def _free_port():
@@ -367,6 +379,16 @@ class SecondHostFixture(fixtures.Fixture):
     told apart by their cgroup. It listens for migrations on 127.0.0.1 only,
     on a free port. Clean-up destroys its guests, stops its libvirtd by PID,
     and removes its cgroup subtree bottom-up.
+
+    On the unified cgroup v2 hierarchy under systemd (the test host), the
+    subtree ``/<name>`` is one cgroup at the root with every controller
+    handed down: libvirtd runs in its leaf ``daemon`` (a v2 cgroup with
+    processes cannot hand controllers to children), the subtree is
+    bind-mounted over ``/sys/fs/cgroup`` in its mount namespace, and the
+    system D-Bus is hidden there, so libvirt places its guests in plain
+    directories (``/<name>/machine/tenant-<id>.partition/...``) and never
+    registers them with machined, whose machine names the first host
+    already holds.
     """
 
     def __init__(self, name='ntp-hostb'):
@@ -400,6 +422,25 @@ class SecondHostFixture(fixtures.Fixture):
         with open(os.path.join(etc, 'qemu.conf'), 'a') as f:
             f.write('\nstdio_handler = "file"\n')
 
+        pidfile = '/run/libvirt/ntp-libvirtd.pid'
+        host_pidfile = os.path.join(copies['/run/libvirt'],
+                                    'ntp-libvirtd.pid')
+        if _unified_under_systemd():
+            self._start_in_v2_subtree(copies, pidfile)
+        else:
+            self._start_in_namespaces(copies, pidfile)
+        self.libvirtd_pid = wait_for(lambda: _read_pid(host_pidfile),
+                                     'host B libvirtd to write its PID', 30)
+        self.addCleanup(self._stop)
+        self.uri = 'qemu+tcp://127.0.0.1:%d/system' % self.port
+        self.conn = wait_for(self._connect,
+                             'host B libvirtd on %s' % self.uri,
+                             START_TIMEOUT)
+        self.addCleanup(self._close)
+
+    def _start_in_namespaces(self, copies, pidfile):
+        """cgroup v1 (or v2 without systemd): a subtree in every hierarchy,
+        entered, then a cgroup namespace rooted there."""
         self.cgroups = []
         for mount in cgroup_mounts():
             path = os.path.join(mount, self.name)
@@ -413,7 +454,6 @@ class SecondHostFixture(fixtures.Fixture):
                         f.write(value)
         self.addCleanup(self._remove_cgroups)
 
-        pidfile = '/run/libvirt/ntp-libvirtd.pid'
         binds = ' && '.join(
             'mount --bind %s %s' % (copy, path)
             for path, copy in copies.items())
@@ -430,16 +470,43 @@ class SecondHostFixture(fixtures.Fixture):
         script = '%s && exec unshare -m -C sh -c %s' % (
             enter, _shell_quote(inner))
         subprocess.run(['sh', '-c', script], check=True, timeout=60)
-        host_pidfile = os.path.join(copies['/run/libvirt'],
-                                    'ntp-libvirtd.pid')
-        self.libvirtd_pid = wait_for(lambda: _read_pid(host_pidfile),
-                                     'host B libvirtd to write its PID', 30)
-        self.addCleanup(self._stop)
-        self.uri = 'qemu+tcp://127.0.0.1:%d/system' % self.port
-        self.conn = wait_for(self._connect,
-                             'host B libvirtd on %s' % self.uri,
-                             START_TIMEOUT)
-        self.addCleanup(self._close)
+        self.cgroup_prefix = '/' + self.name
+
+    def _start_in_v2_subtree(self, copies, pidfile):
+        """The unified cgroup v2 hierarchy under systemd: the subtree
+        ``/<name>`` at the root (not under a systemd slice or scope: the
+        privileged entrypoints refuse a cgroup root inside systemd's
+        units), libvirtd in its leaf ``daemon``, the subtree over
+        /sys/fs/cgroup in a mount namespace, no system bus there (so no
+        machined)."""
+        top = os.path.join(CGROUP_ROOT, self.name)
+        os.makedirs(os.path.join(top, 'daemon'), exist_ok=True)
+        self.cgroups = [os.path.join(top, 'machine'),
+                        os.path.join(top, 'daemon'), top]
+        self.addCleanup(self._remove_cgroups)
+        # The controllers libvirt uses, handed down to the subtree's
+        # children; the subtree itself then holds no process (a v2 cgroup
+        # with processes cannot enable controllers for its children).
+        with open(os.path.join(CGROUP_ROOT, 'cgroup.controllers')) as f:
+            controllers = [c for c in f.read().split()
+                           if c in V2_LIBVIRT_CONTROLLERS]
+        for group in (CGROUP_ROOT, top):
+            with open(os.path.join(group, 'cgroup.subtree_control')) as f:
+                enabled = set(f.read().split())
+            for name in controllers:
+                if name not in enabled:
+                    with open(os.path.join(
+                            group, 'cgroup.subtree_control'), 'w') as f:
+                        f.write('+%s' % name)
+        binds = ''.join(' && mount --bind %s %s' % (copy, path)
+                        for path, copy in copies.items())
+        inner = ('mount --make-rprivate /%s && mount --bind %s %s && '
+                 'mount -t tmpfs -o mode=0755 ntp-hostb-nodbus /run/dbus && '
+                 'exec %s -d --listen -f /etc/libvirt/libvirtd.conf -p %s'
+                 % (binds, top, CGROUP_ROOT, LIBVIRTD, pidfile))
+        script = 'echo $$ > %s && exec unshare -m sh -c %s' % (
+            os.path.join(top, 'daemon', 'cgroup.procs'), _shell_quote(inner))
+        subprocess.run(['sh', '-c', script], check=True, timeout=60)
         self.cgroup_prefix = '/' + self.name
 
     def _connect(self):
@@ -480,13 +547,15 @@ MIGRATE_FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
                  libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
 
 
-def migrate(dom, target, dest_xml=None):
+def migrate(dom, target, dest_xml=None, flags=0):
     """Live-migrate ``dom`` peer to peer to a SecondHostFixture (or its
-    URI), over 127.0.0.1 only; returns when the guest runs there."""
+    URI), over 127.0.0.1 only; returns when the guest runs there (is
+    paused there, with ``flags`` = ``VIR_MIGRATE_PAUSED``)."""
     params = {libvirt.VIR_MIGRATE_PARAM_URI: 'tcp:127.0.0.1'}
     if dest_xml is not None:
         params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = dest_xml
-    dom.migrateToURI3(getattr(target, 'uri', target), params, MIGRATE_FLAGS)
+    dom.migrateToURI3(getattr(target, 'uri', target), params,
+                      MIGRATE_FLAGS | flags)
 
 
 def quiet_logging(name):
@@ -536,13 +605,16 @@ def require_real_host(test, min_cores=1):
 
 
 def boot_confined(conn, manager, tenant, vcpus=1, prefix='guest',
-                  defined=None):
-    """Boot a guest the way the driver does: claim, confined XML, start,
-    re-pin. Returns ``(instance uuid, domain)``."""
+                  defined=None, key_metadata=False):
+    """Boot a guest the way the driver does: claim, confined XML (with
+    ``key_metadata``, the tenant-pin metadata recording the tenant as its
+    isolation key), start, re-pin. Returns ``(instance uuid, domain)``."""
     inst = str(uuid.uuid4())
     pins = manager.claim(inst, tenant, vcpus)
     name = '%s-%s' % (prefix, inst[:8])
-    dom = conn.defineXML(domain_xml_for(name, inst, tenant, vcpus, pins))
+    dom = conn.defineXML(domain_xml_for(
+        name, inst, tenant, vcpus, pins,
+        key=tenant if key_metadata else None))
     if defined is not None:
         defined.append(name)
     dom.create()
@@ -568,7 +640,7 @@ def confined_target_xml(dom, pins):
 
 
 def migrate_confined(dom, inst, tenant, vcpus, source, target, target_uri,
-                     on_claimed=None, timings=None):
+                     on_claimed=None, timings=None, flags=0):
     """Live-migrate with no exposure window, as the driver does it.
 
     1. the target manager claims room and creates or widens the tenant's
@@ -588,7 +660,7 @@ def migrate_confined(dom, inst, tenant, vcpus, source, target, target_uri,
     target.confirm_incoming_migration(inst)
     dest_xml = confined_target_xml(dom, pins)
     start = time.perf_counter()
-    migrate(dom, target_uri, dest_xml)
+    migrate(dom, target_uri, dest_xml, flags)
     if timings is not None:
         timings['migrate'] = time.perf_counter() - start
     target.domain_started(inst)

@@ -57,8 +57,10 @@ from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
 class Host:
     """One simulated compute host: libvirt, partitions, manager, audit."""
 
-    def __init__(self, test, name, conn, cgroup_root, run_dir, defined):
+    def __init__(self, test, name, conn, cgroup_root, run_dir, defined,
+                 prefix=None, key_metadata=False):
         self.test = test
+        self.key_metadata = key_metadata
         self.name = name
         self.conn = conn
         self.cgroup_root = cgroup_root
@@ -68,7 +70,9 @@ class Host:
         self.manager = manager_mod.TenantPinManager(
             test.topology, self.partitions, lambda: self.conn,
             housekeeping_cpus=(), name=name)
-        prefix = cgroup_root.rstrip('/') + '/machine'
+        # Where libvirt puts the host's guests (``/machine.slice`` under
+        # systemd with machined).
+        prefix = prefix or cgroup_root.rstrip('/') + '/machine'
         self.names = {}
         self.auditor = audit.HostAuditor(test.topology, cgroup_prefix=prefix,
                                          pid_tenants=self.tenant_of_pid)
@@ -87,7 +91,8 @@ class Host:
 
     def boot(self, tenant, vcpus=1):
         inst, dom = lvf.boot_confined(self.conn, self.manager, tenant, vcpus,
-                                      prefix='mig', defined=self.defined)
+                                      prefix='mig', defined=self.defined,
+                                      key_metadata=self.key_metadata)
         self.names[dom.name()] = tenant
         return inst, dom
 
@@ -106,6 +111,35 @@ class Host:
         with open(os.path.join(self.run_dir, 'qemu',
                                dom.name() + '.pid')) as f:
             return procfs.threads(int(f.read()))
+
+
+def sample_during(test, hosts, action, max_seconds=120):
+    """Run ``action`` while the exposure sampler reads every QEMU thread
+    of ``hosts`` (each judged on its own guests); print and return the
+    sampler's report."""
+    done = threading.Event()
+    result = {}
+
+    def run():
+        result['report'] = audit.Sampler(
+            [host.auditor for host in hosts]).run(
+                done.is_set, max_seconds=max_seconds)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        action()
+    finally:
+        done.set()
+        thread.join()
+    report = result['report']
+    sys.stderr.write(
+        '%s: %d samples at %.0f Hz, %d violating, windows %s ms, %s\n'
+        % (test.id().rsplit('.', 1)[-1], report.samples, report.rate_hz,
+           report.violating_samples,
+           ['%.1f' % w for w in report.windows_ms],
+           [str(v) for v in report.first_violations[:2]]))
+    return report
 
 
 class TestLiveMigration(base.TestCase):
@@ -147,29 +181,7 @@ class TestLiveMigration(base.TestCase):
                     hierarchy.path('/', cgroupfs.partition_dir(tenant)))
 
     def sample_during(self, action):
-        done = threading.Event()
-        result = {}
-
-        def run():
-            result['report'] = audit.Sampler(
-                [self.host_a.auditor, self.host_b.auditor]).run(
-                    done.is_set, max_seconds=120)
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        try:
-            action()
-        finally:
-            done.set()
-            thread.join()
-        report = result['report']
-        sys.stderr.write(
-            '%s: %d samples at %.0f Hz, %d violating, windows %s ms, %s\n'
-            % (self.id().rsplit('.', 1)[-1], report.samples, report.rate_hz,
-               report.violating_samples,
-               ['%.1f' % w for w in report.windows_ms],
-               [str(v) for v in report.first_violations[:2]]))
-        return report
+        return sample_during(self, [self.host_a, self.host_b], action)
 
     def test_migration_with_no_exposure_window(self):
         a, b, c = self.tenant('a'), self.tenant('b'), self.tenant('c')

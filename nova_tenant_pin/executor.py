@@ -24,6 +24,11 @@ caller plans again from what the host then holds.
 An executor built with ``write=False`` writes nothing and reports every
 step as done: that is the dry run (``adopt --dry-run``, ``release
 --dry-run``), and the only one.
+
+``on_step(step, position, total)``, when given, is called after each step
+is written (``position`` counts from 1 in the list of ``total``), before
+the next one starts: ``adopt`` and ``release`` log each write as it
+happens, so a run that stops half way leaves a record of what it did.
 """
 
 import dataclasses
@@ -58,18 +63,20 @@ class Executor:
     :param name: the host name, for the logs.
     """
 
-    def __init__(self, guests, partitions, mems, name='host', write=True):
+    def __init__(self, guests, partitions, mems, name='host', write=True,
+                 on_step=None):
         self.guests = guests
         self.partitions = partitions
         self.mems = frozenset(mems)
         self.name = name
         self.write = write
+        self.on_step = on_step
 
     def run(self, steps, domains):
         """Apply ``steps`` in order; ``domains`` is ``{uuid: Guest}``.
         Returns an :class:`Outcome`; never raises for a failed write."""
         done = []
-        for step in steps:
+        for position, step in enumerate(steps, 1):
             if self.write:
                 try:
                     if not self._apply(step, domains):
@@ -78,6 +85,8 @@ class Executor:
                     LOG.warning('%s: %s failed: %s', self.name,
                                 step.describe(), e)
                     return Outcome(done, step, e)
+                if self.on_step is not None:
+                    self.on_step(step, position, len(steps))
             done.append(step)
         return Outcome(done)
 

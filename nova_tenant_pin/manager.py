@@ -82,7 +82,7 @@ class TenantPinManager:
     def __init__(self, topology, partitions, get_connection,
                  housekeeping_cpus, pin_mode=allocator.FLOAT, ratio=1.0,
                  static=None, exempt_projects=(), reserved_cpus=(),
-                 name='host', settings=None):
+                 name='host', settings=None, on_step=None):
         if pin_mode not in allocator.MODES:
             raise ValueError('pin_mode must be one of %s, got %r'
                              % (', '.join(allocator.MODES), pin_mode))
@@ -99,6 +99,7 @@ class TenantPinManager:
                             for t, c in (static or {}).items()}
         self.reserved_cpus = frozenset(reserved_cpus)
         self.name = name
+        self.on_step = on_step  # called after each write (executor.py)
         self._host_cpus = topology.online_cpus
         self.guests = tp_guests.Guests(get_connection, self._host_cpus)
         # Memory nodes: every cell with memory may serve the tenant's
@@ -625,7 +626,8 @@ class TenantPinManager:
 
     def _executor(self, dry_run):
         return executor.Executor(self.guests, self.partitions, self._mems,
-                                 self.name, write=not dry_run)
+                                 self.name, write=not dry_run,
+                                 on_step=self.on_step)
 
     def _plan(self, claims, current, truth=None, touched=None):
         """:func:`claims.target_plan` of ``claims`` from ``current``;

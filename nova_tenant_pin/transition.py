@@ -79,8 +79,11 @@ def iothread_thread(iothread):
 class Step:
     """One write: a partition's CPUs, a thread's pin, a domain's metadata.
 
-    ``old`` is the partition's CPUs before (None: the partition is
-    created). ``metadata`` None with kind :data:`METADATA` drops it.
+    ``key`` is the isolation key the write is for: the partition's, the
+    key of the instance whose thread is pinned, the key its metadata
+    records (or, dropped, held). ``old`` is the partition's CPUs before
+    (None: the partition is created). ``metadata`` None with kind
+    :data:`METADATA` drops it.
     """
 
     kind: str
@@ -91,9 +94,14 @@ class Step:
     old: frozenset = None
     metadata: str = None
 
-    def describe(self):
-        """The line an operator reads (``adopt --dry-run`` prints them)."""
+    def describe(self, tenant=False):
+        """The line an operator reads (``adopt --dry-run`` prints them);
+        with ``tenant``, an instance is named with its tenant (``key``)."""
         cpus = topo.format_cpu_list(self.cpus or ())
+        if tenant and self.uuid is not None:
+            instance = 'instance %s of tenant %s' % (self.uuid, self.key)
+            return Step.describe(self).replace(
+                'instance %s' % self.uuid, instance, 1)
         if self.kind == SET_PARTITION and self.old is None:
             return 'create partition of tenant %s with CPUs %s' % (
                 self.key, cpus)
@@ -349,14 +357,20 @@ class _Planner:
         if key in self.parts:
             self._add(Step(REMOVE_PARTITION, key=key))
 
+    def _key(self, uuid):
+        info = self.info(uuid)
+        return info.key or info.project_id
+
     def pin(self, uuid, thread, cpus):
         if uuid not in self.busy:
-            self._add(Step(PIN, uuid=uuid, thread=thread,
-                           cpus=frozenset(cpus)))
+            self._add(Step(PIN, key=self._key(uuid), uuid=uuid,
+                           thread=thread, cpus=frozenset(cpus)))
 
-    def set_metadata(self, uuid, metadata):
+    def set_metadata(self, uuid, metadata, key=None):
+        """Record ``metadata`` (of ``key``), or drop it (None)."""
         if uuid not in self.busy:
-            self._add(Step(METADATA, uuid=uuid, metadata=metadata))
+            self._add(Step(METADATA, key=key or self._key(uuid), uuid=uuid,
+                           metadata=metadata))
 
     # -- one domain ----------------------------------------------------------
 
@@ -367,7 +381,8 @@ class _Planner:
         if (info.key, info.pin_mode, info.ratio, info.isolation) != (
                 claim.tenant, claim.mode, ratio, claim.isolation):
             self.set_metadata(uuid, domain_xml.metadata_xml(
-                claim.tenant, claim.mode, ratio, claim.isolation))
+                claim.tenant, claim.mode, ratio, claim.isolation),
+                claim.tenant)
 
     def place(self, uuid, claim, placement, within, repairs):
         """Pin a domain to ``placement`` inside ``within``: its new key is

@@ -73,7 +73,41 @@ class Adopt(cli.Command):
         return parser
 
     def take_action(self, parsed_args):
+        parsed_args.progress = show_progress(self.app.options)
         return run(parsed_args)
+
+
+def show_progress(app_options, stream=None):
+    """Whether ``adopt`` and ``release`` show each write on stderr as
+    ``[3/7] ...``: when it is a terminal and no log record goes there
+    already (``-v``, ``--debug``)."""
+    stream = stream or sys.stderr
+    return (stream.isatty() and not app_options.debug and
+            app_options.verbose_level < 2)
+
+
+class StepLog:
+    """The executor's ``on_step`` for ``adopt`` and ``release``: each write,
+    as it is made, logged through oslo.log at INFO with the instance
+    (``[instance: UUID]``, as nova-compute logs) and its tenant, and with
+    ``progress`` shown on stderr as ``[3/7] pin vCPU 0 of instance X of
+    tenant Y to CPUs 8-11``."""
+
+    def __init__(self, command, progress=False, stream=None):
+        from oslo_log import log
+
+        self.command = command
+        self.progress = progress
+        self.stream = stream or sys.stderr
+        self.log = log.getLogger('nova_tenant_pin.cmd.%s' % command)
+
+    def __call__(self, step, position, total):
+        line = '[%d/%d] %s' % (position, total, step.describe(tenant=True))
+        self.log.info('%s: %s', self.command, line,
+                      instance_uuid=step.uuid)
+        if self.progress:
+            self.stream.write(line + '\n')
+            self.stream.flush()
 
 
 def add_common_arguments(parser):
@@ -301,6 +335,7 @@ def _adopt(args, host):
             return cli.EXIT_PROBLEM
         return report_isolation(mgr.isolation(), _left_alone(host),
                                 would=True)
+    mgr.on_step = StepLog('adopt', getattr(args, 'progress', False))
     try:
         lines = mgr.reconcile()
     except KeyboardInterrupt:

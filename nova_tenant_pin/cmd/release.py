@@ -73,6 +73,7 @@ class Release(cli.Command):
         return parser
 
     def take_action(self, parsed_args):
+        parsed_args.progress = adopt.show_progress(self.app.options)
         return run(parsed_args)
 
 
@@ -157,6 +158,8 @@ def _release(args, host):
     cpus = release_cpus(args, host)
     mgr = adopt.make_manager(host, args.dry_run, housekeeping_cpus=(),
                              static=None)
+    # Each write logged as it is made (a dry run makes none).
+    mgr.on_step = adopt.StepLog('release', getattr(args, 'progress', False))
     try:
         lines = mgr.release_all(cpus, dry_run=args.dry_run)
     except KeyboardInterrupt:

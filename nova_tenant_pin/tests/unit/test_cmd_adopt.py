@@ -31,6 +31,7 @@ from nova_tenant_pin.cmd import release
 from nova_tenant_pin import housekeeping
 from nova_tenant_pin.tests import fakes
 from nova_tenant_pin.tests.unit import test_manager as tm
+from nova_tenant_pin import topology as topo
 
 HOUSEKEEPING = tm.HOUSEKEEPING
 ONLINE = frozenset(range(16))
@@ -233,6 +234,112 @@ class TestAdopt(CommandTestCase):
         self.assertNotIn('reconcile repaired', err)
         self.assertIn('was started without tenant-pin', out)
         self.assertNotIn('reconcile repaired', out)
+
+
+class TestStepLog(CommandTestCase):
+    """adopt and release log each write as it is made (oslo.log, with the
+    instance and its tenant) and show it on a terminal."""
+
+    def run_main(self, *argv, log_file=None):
+        """``nova-tenant-pin --config-file EMPTY --log-file LOG ARGV`` on
+        this host's doubles, reading the configuration for real."""
+        conf_dir = self.useFixture(fixtures.TempDir()).path
+        conf_file = os.path.join(conf_dir, 'nova.conf')
+        with open(conf_file, 'w') as f:
+            f.write('[DEFAULT]\n')
+        self.log_file = os.path.join(conf_dir, 'ntp.log')
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cmd.adopt.read_host', self.reader))
+        return cli.main(['--config-file', conf_file, '--log-file',
+                         self.log_file] + list(argv))
+
+    def records(self):
+        with open(self.log_file) as f:
+            return f.read().splitlines()
+
+    def test_steps_made_before_a_failure_are_logged_before_it(self):
+        insts = {p: self.start_unconfined(p, 2) for p in ('p1', 'p2', 'p3')}
+        calls = []
+
+        def fail_the_fifth_libvirt_write(name):
+            calls.append(name)
+            if len(calls) == 5:
+                raise fakes.FakeLibvirtError('connection lost')
+        self.conn.faults = fail_the_fifth_libvirt_write
+        self.assertEqual(cli.EXIT_PROBLEM, self.run_main('adopt'))
+        records = self.records()
+        steps = [r for r in records if ' adopt: [' in r]
+        failed = [n for n, r in enumerate(records) if 'failed: connection '
+                  'lost' in r]
+        self.assertEqual(1, len(failed), records)
+        # Every write made, in order, each logged before the failure, at
+        # INFO, with the instance (as nova-compute logs it) and its tenant.
+        self.assertGreaterEqual(len(steps), 4)
+        self.assertTrue(all(records.index(r) < failed[0] for r in steps))
+        positions = [int(r.split(' adopt: [')[1].split('/')[0])
+                     for r in steps]
+        self.assertEqual(sorted(positions), positions)
+        libvirt = [r for r in steps if 'of instance' in r]
+        self.assertEqual(4, len(libvirt), steps)
+        for record in libvirt:
+            self.assertIn(' INFO nova_tenant_pin.cmd.adopt ', record)
+            uuid = record.split('[instance: ')[1].split(']')[0]
+            tenant = [p for p, u in insts.items() if u == uuid][0]
+            self.assertIn('of instance %s of tenant %s' % (uuid, tenant),
+                          record)
+        # What the records say was made, the host holds: the pins logged
+        # are in the domains' XML.
+        pinned = [r for r in libvirt if ' pin vCPU ' in r]
+        for record in pinned:
+            uuid = record.split('[instance: ')[1].split(']')[0]
+            vcpu = int(record.split(' pin vCPU ')[1].split(' ')[0])
+            cpus = record.rsplit(' to CPUs ', 1)[1]
+            self.assertEqual(
+                cpus, topo.format_cpu_list(
+                    self.info(uuid).thread_cpus(ONLINE)[('vcpu', vcpu)]))
+        # Not on stderr without a terminal or -v.
+        self.assertNotIn(' adopt: [', self.output()[1])
+
+    def test_release_logs_each_write(self):
+        a = self.spawn('p1', 1)
+        self.assertEqual(0, self.run_main('release', '--keep-housekeeping'))
+        records = [r for r in self.records() if ' release: [' in r]
+        self.assertIn('pin vCPU 0 of instance %s of tenant p1 to CPUs 0-15'
+                      % a, '\n'.join(records))
+        self.assertIn('[instance: %s]' % a, records[-1])
+
+    def test_dry_run_logs_no_write(self):
+        self.start_unconfined('p1', 2)
+        self.assertEqual(0, self.run_main('adopt', '--dry-run'))
+        self.assertEqual([], [r for r in self.records() if ' adopt: [' in r])
+
+    def test_progress_on_a_terminal(self):
+        stream = io.StringIO()
+        log = adopt.StepLog('adopt', progress=True, stream=stream)
+        inst = self.start_unconfined('p1', 2)
+        mgr = adopt.make_manager(self.reader(None, False), False,
+                                 on_step=log)
+        mgr.reconcile()
+        lines = stream.getvalue().splitlines()
+        total = len(lines)
+        self.assertEqual(['[%d/%d]' % (n, total) for n in
+                          range(1, total + 1)],
+                         [line.split()[0] for line in lines])
+        self.assertIn('pin emulator threads of instance %s of tenant p1 to '
+                      'CPUs 2-3' % inst, '\n'.join(lines))
+        self.assertEqual('[%d/%d] create partition of tenant p1 with CPUs '
+                         '2-3' % (total, total), lines[-1])
+
+    def test_progress_only_on_a_terminal_without_log_records(self):
+        tty = mock.Mock(isatty=lambda: True)
+        pipe = mock.Mock(isatty=lambda: False)
+        quiet = cli.global_options([])
+        self.assertTrue(adopt.show_progress(quiet, tty))
+        self.assertFalse(adopt.show_progress(quiet, pipe))
+        self.assertFalse(adopt.show_progress(cli.global_options(['-v']),
+                                             tty))
+        self.assertFalse(adopt.show_progress(
+            cli.global_options(['--debug']), tty))
 
 
 class TestStrictAdopt(TestAdopt):

@@ -422,6 +422,12 @@ def unfit_doc(unfit):
     return {k: sorted(v) for k, v in sorted(unfit.items())}
 
 
+def isolation_doc(unfit):
+    """:meth:`TenantPinManager.isolation` of ``unfit``: ``{'isolated':
+    bool, 'unfit': {key: [uuid, ...]}}``."""
+    return {'isolated': not unfit, 'unfit': unfit_doc(unfit)}
+
+
 def snapshot(tenants, claims, plan, dedicated, unfit, ratio):
     """A manager's map as plain data, for logs, the CLI and tests."""
     return {

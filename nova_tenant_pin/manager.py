@@ -192,8 +192,7 @@ class TenantPinManager:
         load than it holds); their instances share the cores no tenant
         holds, the other tenants stay isolated."""
         with self._locked():
-            return {'isolated': not self._unfit,
-                    'unfit': tp_claims.unfit_doc(self._unfit)}
+            return tp_claims.isolation_doc(self._unfit)
 
     def pins_for(self, uuid):
         """The :class:`InstancePins` of a claimed instance, or None.
@@ -441,10 +440,11 @@ class TenantPinManager:
                            sorted(self._static_cfg.items())) or 'none')
 
     def reconcile(self, dedicated=None, known=None, policies=None,
-                  dry_run=False):
+                  dry_run=False, isolation=None):
         """Rebuild the map from libvirt domains and the cgroup tree, and
         repair what drifted. Returns the repairs made, as log lines (with
-        ``dry_run``: the writes it would make, and it makes none).
+        ``dry_run``: the writes it would make, and it makes none). A dict
+        ``isolation`` gets what :meth:`isolation` says (would say) after.
 
         This is also how a host is adopted (guests started without
         tenant-pin are pinned live to their key's cores) and how a change
@@ -496,7 +496,7 @@ class TenantPinManager:
                                       item['reason']))
                 actions = self._transition(
                     plan, claims, 'reconcile', guests, truth,
-                    repairs=repairs, dry_run=dry_run)
+                    repairs=repairs, dry_run=dry_run, isolation=isolation)
             finally:
                 if dry_run:
                     self._dedicated, self._tenants, self._stale = saved
@@ -626,8 +626,7 @@ class TenantPinManager:
 
     def _executor(self, dry_run):
         return executor.Executor(self.guests, self.partitions, self._mems,
-                                 self.name, write=not dry_run,
-                                 on_step=self.on_step)
+                                 self.name, not dry_run, self.on_step)
 
     def _plan(self, claims, current, truth=None, touched=None):
         """:func:`claims.target_plan` of ``claims`` from ``current``;
@@ -657,7 +656,7 @@ class TenantPinManager:
             return None
 
     def _transition(self, plan, claims, what, guests, truth, repairs=None,
-                    dry_run=False):
+                    dry_run=False, isolation=None):
         """Apply ``plan`` from ``truth`` and commit ``claims`` and the new
         map; return the writes made (with ``dry_run``: described, not
         made, nothing committed). A plan of some keys only
@@ -681,6 +680,8 @@ class TenantPinManager:
                       'from what it holds', self.name, what,
                       outcome.failed.describe(), outcome.error)
             raise outcome.error
+        if isolation is not None:
+            isolation.update(tp_claims.isolation_doc(result.unfit))
         if dry_run:
             return outcome.actions
         if repairs is not None:

@@ -23,11 +23,11 @@ move into their tenant's partition at their next hard reboot), and drift is
 repaired. Every step keeps the host safe, so an interrupted run is finished
 by running the command again.
 
-A dry run works on a copy of the partitions and a libvirt connection whose
-writes are not made (read-only, too): it prints the writes adopt would make
-and, from the same reconcile applied to the copy, whether the host would be
-isolated. :func:`read_host`, :class:`Host` and :func:`make_manager` serve
-``release`` as well.
+A dry run is the manager's own (its executor built with ``write=False``,
+over a read-only libvirt connection, which writes nothing): it prints the
+writes adopt would make and, from the same planned transition, whether the
+host would be isolated. :func:`read_host`, :class:`Host` and
+:func:`make_manager` serve ``release`` as well.
 """
 
 import dataclasses
@@ -187,73 +187,11 @@ def connect(uri, read_only):
                              % (uri, e))
 
 
-class _CopyDomain:
-    """A domain whose reads go to libvirt and whose writes are not made."""
-
-    def __init__(self, dom):
-        self._dom = dom
-
-    def XMLDesc(self, flags=0):
-        return self._dom.XMLDesc(flags)
-
-    def UUIDString(self):
-        return self._dom.UUIDString()
-
-    def name(self):
-        return self._dom.name()
-
-    def isActive(self):
-        return self._dom.isActive()
-
-    def isPersistent(self):
-        return self._dom.isPersistent()
-
-    def jobStats(self, flags=0):
-        return self._dom.jobStats(flags)
-
-    def pinVcpuFlags(self, vcpu, cpumap, flags):
-        pass
-
-    def pinEmulator(self, cpumap, flags):
-        pass
-
-    def pinIOThread(self, iothread, cpumap, flags):
-        pass
-
-    def setMetadata(self, kind, metadata, key, uri, flags=0):
-        pass
-
-
-class _CopyConnection:
-    """A libvirt connection for a dry run: writes to its domains are not
-    made."""
-
-    def __init__(self, conn):
-        self._conn = conn
-
-    def listAllDomains(self, flags=0):
-        return [_CopyDomain(d) for d in self._conn.listAllDomains(flags)]
-
-    def lookupByUUIDString(self, uuid):
-        return _CopyDomain(self._conn.lookupByUUIDString(uuid))
-
-
-def _copy_partitions(partitions):
-    from nova_tenant_pin import cgroups
-
-    copy = cgroups.MemoryPartitions()
-    copy.partitions = dict(partitions.list_partitions())
-    return copy
-
-
-def make_manager(host, dry_run, **overrides):
-    """The manager of this host; for a dry run, on a copy of the
-    partitions and a connection whose writes are not made."""
+def make_manager(host, **overrides):
+    """The manager of this host, as nova-compute builds it."""
     from nova_tenant_pin import manager
 
     partitions, conn = host.partitions, host.connection
-    if dry_run:
-        partitions, conn = _copy_partitions(partitions), _CopyConnection(conn)
     kwargs = dict(host.options)
     kwargs.setdefault('housekeeping_cpus', ())
     kwargs.update(overrides)
@@ -322,20 +260,20 @@ def run(args, reader=None):
 
 
 def _adopt(args, host):
-    mgr = make_manager(host, args.dry_run)
     if args.dry_run:
+        # The executor's dry run: the writes planned, none made, and
+        # whether the host would be isolated once they are.
+        isolation = {}
         try:
-            print_lines(mgr.reconcile(dry_run=True))
-            # The same reconcile applied to the copy tells whether the
-            # host would be isolated.
-            mgr.reconcile()
+            print_lines(make_manager(host).reconcile(dry_run=True,
+                                                     isolation=isolation))
         except Exception as e:
             sys.stderr.write('nova-tenant-pin adopt: dry run failed: %s\n'
                              % e)
             return cli.EXIT_PROBLEM
-        return report_isolation(mgr.isolation(), _left_alone(host),
-                                would=True)
-    mgr.on_step = StepLog('adopt', getattr(args, 'progress', False))
+        return report_isolation(isolation, _left_alone(host), would=True)
+    mgr = make_manager(host, on_step=StepLog(
+        'adopt', getattr(args, 'progress', False)))
     try:
         lines = mgr.reconcile()
     except KeyboardInterrupt:

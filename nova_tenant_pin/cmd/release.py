@@ -156,10 +156,10 @@ def run(args, reader=None, restore=None):
 
 def _release(args, host):
     cpus = release_cpus(args, host)
-    mgr = adopt.make_manager(host, args.dry_run, housekeeping_cpus=(),
-                             static=None)
     # Each write logged as it is made (a dry run makes none).
-    mgr.on_step = adopt.StepLog('release', getattr(args, 'progress', False))
+    mgr = adopt.make_manager(host, housekeeping_cpus=(), static=None,
+                             on_step=adopt.StepLog(
+                                 'release', getattr(args, 'progress', False)))
     try:
         lines = mgr.release_all(cpus, dry_run=args.dry_run)
     except KeyboardInterrupt:

@@ -28,6 +28,7 @@ from nova_tenant_pin import allocator
 from nova_tenant_pin.cmd import adopt
 from nova_tenant_pin.cmd import main as cli
 from nova_tenant_pin.cmd import release
+from nova_tenant_pin import executor
 from nova_tenant_pin import housekeeping
 from nova_tenant_pin.tests import fakes
 from nova_tenant_pin.tests.unit import test_manager as tm
@@ -102,6 +103,33 @@ class TestAdopt(CommandTestCase):
         self.assertEqual(xml, {u: self.conn.domains[u].xml for u in insts})
         self.assertEqual([], self.conn.pin_calls)
 
+    def test_dry_run_is_the_executors_and_previews_the_writes_made(self):
+        """The dry run is the manager's executor with write=False on the
+        host's own partitions and connection (no copy of either): it
+        prints, in order, exactly the writes the real run then makes."""
+        insts = [self.start_unconfined(p, 2) for p in ('p1', 'p2')]
+        runs = []
+        real_run = executor.Executor.run
+
+        def spy(ex, steps, domains):
+            runs.append((ex.write, ex.partitions,
+                         ex.guests._get_connection()))
+            return real_run(ex, steps, domains)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.executor.Executor.run', spy))
+        self.assertEqual(0, self.adopt(dry_run=True))
+        preview = self.output()[0].splitlines()
+        self.assertEqual([(False, self.partitions, self.conn)], runs)
+        self.assertEqual('after adopt the host would be isolated',
+                         preview.pop())
+        made = []
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.cmd.adopt.StepLog.__call__',
+            lambda log, step, position, total: made.append(step.describe())))
+        self.assertEqual(0, self.adopt())
+        self.assertEqual(preview, made)
+        self.assertTrue(all(self.info(u).key for u in insts))
+
     def test_adopt_pins_every_guest_and_a_second_run_does_nothing(self):
         insts = {p: self.start_unconfined(p, 3) for p in ('p1', 'p2', 'p3')}
         self.assertEqual(0, self.adopt())
@@ -128,11 +156,14 @@ class TestAdopt(CommandTestCase):
         out, _ = self.output()
         self.assertIn('after adopt the host would be NOT isolated: tenant ',
                       out)
+        would = out.splitlines()[-1].split(' would be NOT isolated: ')[1]
         self.assertEqual({}, self.partitions.list_partitions())
         self.assertEqual(1, self.adopt())
         out, _ = self.output()
         line = out.splitlines()[-1]
         self.assertTrue(line.startswith('host NOT isolated: tenant '), line)
+        # The dry run said which tenant would not fit: the one that did not.
+        self.assertEqual('host NOT isolated: ' + would, line)
         unfit = [p for p, u in insts.items() if u in line]
         self.assertEqual(1, len(unfit), line)
         self.assertIn('tenant %s (instances %s) does not fit on whole cores'
@@ -317,7 +348,7 @@ class TestStepLog(CommandTestCase):
         stream = io.StringIO()
         log = adopt.StepLog('adopt', progress=True, stream=stream)
         inst = self.start_unconfined('p1', 2)
-        mgr = adopt.make_manager(self.reader(None, False), False,
+        mgr = adopt.make_manager(self.reader(None, False),
                                  on_step=log)
         mgr.reconcile()
         lines = stream.getvalue().splitlines()

@@ -204,6 +204,41 @@ def make_manager(host, **overrides):
         raise cli.UsageError('[tenant_pin] static_tenant_cpuset: %s' % e)
 
 
+def core_cookies(mgr):
+    """The core-scheduling cookies of this host under ``[tenant_pin]
+    core_scheduling``: :class:`~nova_tenant_pin.coresched.CoreCookies`
+    over the manager's reading of the running domains, as the driver
+    builds them. Raises UsageError where the option is ``required`` and
+    the kernel has no core scheduling (the driver refuses to start
+    there)."""
+    from oslo_config import cfg
+
+    from nova_tenant_pin import coresched
+
+    try:
+        return coresched.CoreCookies(cfg.CONF.tenant_pin.core_scheduling,
+                                     mgr.running_domains, name=mgr.name)
+    except coresched.Unsupported as e:
+        raise cli.UsageError(str(e))
+
+
+def sync_cookies(cookies):
+    """Give every running guest its key's cookie where core scheduling is
+    active; print the cookies given. Returns the exit code."""
+    if not cookies.active:
+        return cli.EXIT_OK
+    try:
+        lines = cookies.sync()
+    except Exception as e:
+        sys.stderr.write('nova-tenant-pin adopt: core-scheduling cookies: '
+                         '%s; the pins are made, run "nova-tenant-pin adopt" '
+                         'again\n' % e)
+        return cli.EXIT_PROBLEM
+    for line in lines:
+        print(line)
+    return cli.EXIT_OK
+
+
 def print_lines(lines):
     for line in lines:
         print(line)
@@ -274,6 +309,9 @@ def _adopt(args, host):
         return report_isolation(isolation, _left_alone(host), would=True)
     mgr = make_manager(host, on_step=StepLog(
         'adopt', getattr(args, 'progress', False)))
+    # Checked before any write: "required" on a kernel without core
+    # scheduling is refused, as the driver refuses to start.
+    cookies = core_cookies(mgr)
     try:
         lines = mgr.reconcile()
     except KeyboardInterrupt:
@@ -285,4 +323,6 @@ def _adopt(args, host):
                          % (e, SAFE_STATE % 'adopt'))
         return cli.EXIT_PROBLEM
     print_lines(lines)
-    return report_isolation(mgr.isolation(), _left_alone(host))
+    # The keys are recorded now: each key's guests get one cookie.
+    synced = sync_cookies(cookies)
+    return max(report_isolation(mgr.isolation(), _left_alone(host)), synced)

@@ -88,17 +88,18 @@ def _online_cpus():
 
 def _default_helper_for_root():
     """Run as root with no helper_command configured, start the privsep
-    daemon with the privsep-helper installed beside this Python rather
-    than through sudo, which root does not need (and which may be
-    missing)."""
+    daemons (the cgroup one and the core-scheduling one) with the
+    privsep-helper installed beside this Python rather than through sudo,
+    which root does not need (and which may be missing)."""
     from nova_tenant_pin import privsep
 
-    section = cfg.CONF[privsep.tenant_pin_pctxt.cfg_section]
     helper = os.path.join(sys.prefix, 'bin', 'privsep-helper')
-    if os.geteuid() == 0 and not section.helper_command and \
-            os.access(helper, os.X_OK):
-        cfg.CONF.set_override('helper_command', helper,
-                              group=privsep.tenant_pin_pctxt.cfg_section)
+    if os.geteuid() != 0 or not os.access(helper, os.X_OK):
+        return
+    for context in (privsep.tenant_pin_pctxt, privsep.core_sched_pctxt):
+        if not cfg.CONF[context.cfg_section].helper_command:
+            cfg.CONF.set_override('helper_command', helper,
+                                  group=context.cfg_section)
 
 
 def run(args):

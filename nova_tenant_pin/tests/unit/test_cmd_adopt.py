@@ -17,6 +17,8 @@ doubles that refuse what the kernel refuses (``tests/fakes.py``), injected
 through the commands' ``reader``."""
 
 import argparse
+import errno
+import functools
 import io
 import json
 import os
@@ -28,9 +30,11 @@ from nova_tenant_pin import allocator
 from nova_tenant_pin.cmd import adopt
 from nova_tenant_pin.cmd import main as cli
 from nova_tenant_pin.cmd import release
+from nova_tenant_pin import coresched
 from nova_tenant_pin import executor
 from nova_tenant_pin import housekeeping
 from nova_tenant_pin.tests import fakes
+from nova_tenant_pin.tests.unit import test_coresched
 from nova_tenant_pin.tests.unit import test_manager as tm
 from nova_tenant_pin import topology as topo
 
@@ -53,6 +57,8 @@ class CommandTestCase(tm.ManagerTestCase):
         state_dir = self.useFixture(fixtures.TempDir()).path
         self.state_file = os.path.join(state_dir, 'housekeeping.json')
         self.flags(housekeeping_state_file=self.state_file)
+        # The kernel's core scheduling is TestAdoptCoreScheduling's.
+        self.flags(core_scheduling='off')
 
     def reader(self, args, read_only, options=True):
         self.reads.append((read_only, options))
@@ -265,6 +271,91 @@ class TestAdopt(CommandTestCase):
         self.assertNotIn('reconcile repaired', err)
         self.assertIn('was started without tenant-pin', out)
         self.assertNotIn('reconcile repaired', out)
+
+
+class TestAdoptCoreScheduling(CommandTestCase):
+    """With [tenant_pin] core_scheduling on, adopt gives each isolation
+    key's guests one core-scheduling cookie, through the driver's own
+    coresched.CoreCookies, on a fake kernel (PR_SCHED_CORE over a fake
+    /proc)."""
+
+    def setUp(self):
+        super().setUp()
+        proc = self.useFixture(fixtures.TempDir()).path
+        self.kernel = test_coresched.FakeKernel(proc)
+        self.pids = {}
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.coresched.CoreCookies', functools.partial(
+                coresched.CoreCookies, cookies=test_coresched.FakeCookies(
+                    self.kernel, proc, self.pids),
+                prctl=self.kernel, proc_root=proc)))
+
+    def adopt(self, dry_run=False):
+        args = argparse.Namespace(dry_run=dry_run, libvirt_uri='test:///',
+                                  housekeeping_cpus=None)
+        return adopt.run(args, reader=self.reader)
+
+    def start_qemu(self, project, vcpus):
+        """An unconfined guest and its QEMU process (three threads)."""
+        inst = self.start_unconfined(project, vcpus)
+        name = self.info(inst).name
+        self.pids[name] = self.kernel.add_process(
+            1000 * (len(self.pids) + 1), name=name, uuid=inst)
+        return self.pids[name]
+
+    def cookies(self, pid):
+        return {self.kernel.cookies.get(t, 0) for t in self.kernel.tids(pid)}
+
+    def test_each_key_gets_one_cookie(self):
+        self.flags(core_scheduling='required')
+        a1, a2 = self.start_qemu('p1', 2), self.start_qemu('p1', 2)
+        b1 = self.start_qemu('p2', 2)
+        self.assertEqual(0, self.adopt())
+        out, _ = self.output()
+        a, b = self.cookies(a1) | self.cookies(a2), self.cookies(b1)
+        self.assertEqual(1, len(a))
+        self.assertEqual(1, len(b))
+        self.assertNotIn(0, a | b)
+        self.assertNotEqual(a, b)
+        self.assertEqual(3, out.count('cookie'), out)
+        self.assertTrue(out.endswith('host isolated\n'), out)
+        # A second run changes nothing and says nothing of cookies.
+        self.assertEqual(0, self.adopt())
+        self.assertEqual('nothing to do\nhost isolated\n', self.output()[0])
+        self.assertEqual(a, self.cookies(a1))
+
+    def test_off_gives_no_cookie(self):
+        pid = self.start_qemu('p1', 2)
+        self.assertEqual(0, self.adopt())
+        self.assertEqual({0}, self.cookies(pid))
+        self.assertNotIn('cookie', self.output()[0])
+
+    def test_dry_run_gives_no_cookie(self):
+        self.flags(core_scheduling='auto')
+        pid = self.start_qemu('p1', 2)
+        self.assertEqual(0, self.adopt(dry_run=True))
+        self.assertEqual({0}, self.cookies(pid))
+
+    def test_required_without_kernel_support_is_refused_before_any_write(
+            self):
+        self.flags(core_scheduling='required')
+        self.kernel.error = errno.EINVAL
+        pid = self.start_qemu('p1', 2)
+        e = self.assertRaises(cli.UsageError, self.adopt)
+        self.assertIn('core_scheduling = required, but', str(e))
+        self.assertEqual({}, self.partitions.list_partitions())
+        self.assertEqual([], self.conn.pin_calls)
+        self.assertEqual({0}, self.cookies(pid))
+
+    def test_a_failed_cookie_exits_1_after_the_pins(self):
+        self.flags(core_scheduling='auto')
+        self.start_qemu('p1', 2)
+        self.pids.clear()     # the privileged side cannot find the QEMU
+        self.assertEqual(cli.EXIT_PROBLEM, self.adopt())
+        out, err = self.output()
+        self.assertIn('core-scheduling cookies: ', err)
+        self.assertTrue(out.endswith('host isolated\n'), out)
+        self.assertNotEqual([], self.conn.pin_calls)
 
 
 class TestStepLog(CommandTestCase):

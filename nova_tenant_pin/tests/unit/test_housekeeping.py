@@ -307,6 +307,14 @@ class TestCommand(HousekeepingTestCase):
         self.assertEqual('sudo privsep-helper',
                          self.conf[section].helper_command)
 
+    def test_root_gets_the_installed_helper_for_core_scheduling_too(self):
+        # adopt gives cookies through the core-scheduling daemon.
+        section = privsep.core_sched_pctxt.cfg_section
+        with mock.patch('os.geteuid', return_value=0):
+            self.run_cmd('show', '--state-file', self.state)
+        self.assertEqual(os.path.join(sys.prefix, 'bin', 'privsep-helper'),
+                         self.conf[section].helper_command)
+
     def test_release_with_nothing_applied_is_a_problem(self):
         status, _ = self.run_cmd('release', '--state-file', self.state)
         self.assertEqual(cli.EXIT_PROBLEM, status)

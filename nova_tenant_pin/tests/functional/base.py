@@ -262,6 +262,20 @@ class TenantPinTestBase(libvirt_base.ServersTestBase):
         self.useFixture(fixtures.MonkeyPatch(
             'nova.tests.fixtures.libvirt.Domain.migrateToURI3', stub))
 
+    def stub_cold_migration(self):
+        """As Nova's own libvirt resize tests do: the fake has no disks to
+        move (the real ``migrate_disk_and_power_off`` stats the instance's
+        disk files and fails), so the source domain is only powered off,
+        as the real method does before it copies the disks."""
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver.'
+            'migrate_disk_and_power_off', side_effect=self._power_off_source))
+
+    def _power_off_source(self, context, instance, *args, **kwargs):
+        conn = self.computes[instance.host].driver._host.get_connection()
+        conn.lookupByUUIDString(instance.uuid).destroy()
+        return '{}'
+
     def _setup_compute_service(self):
         # What an operator writes in nova.conf; Nova's own loader imports it.
         self.flags(compute_driver=DRIVER)

@@ -16,7 +16,6 @@
 
 from unittest import mock
 
-import fixtures
 from nova.tests import fixtures as nova_fixtures
 
 from nova_tenant_pin.tests.functional import base
@@ -30,16 +29,7 @@ class TestMove(base.TenantPinTestBase):
             self))
         self.start_compute('host_a')
         self.start_compute('host_b')
-        # As Nova's own libvirt resize tests do: the fake has no disks to
-        # move. The source domain is powered off, as the real method does.
-        self.useFixture(fixtures.MockPatch(
-            'nova.virt.libvirt.driver.LibvirtDriver.'
-            'migrate_disk_and_power_off', side_effect=self._power_off_source))
-
-    def _power_off_source(self, context, instance, *args, **kwargs):
-        conn = self.computes[instance.host].driver._host.get_connection()
-        conn.lookupByUUIDString(instance.uuid).destroy()
-        return '{}'
+        self.stub_cold_migration()
 
     def _other(self, host):
         return 'host_b' if host == 'host_a' else 'host_a'

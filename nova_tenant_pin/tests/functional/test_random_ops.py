@@ -101,6 +101,7 @@ class RandomOpsBase(base.TenantPinTestBase):
         # not when the wall clock does: a seed replays the same way.
         self.flags(reconcile_interval=3600, group='tenant_pin')
         self.stub_live_migration(self._migrate_stub)
+        self.stub_cold_migration()
         for host in HOSTS:
             self.start_compute(host)
         self.servers = []
@@ -221,6 +222,8 @@ class RandomOpsBase(base.TenantPinTestBase):
         server = self._pick(r)
         if server is None:
             return
+        if callable(body):
+            body = body(server)
         self._action(server, body)
         server = self._settle(server)
         if server is not None and server['status'] == 'VERIFY_RESIZE':
@@ -232,7 +235,13 @@ class RandomOpsBase(base.TenantPinTestBase):
         self._move(r, flag, {'migrate': None})
 
     def op_resize(self, r, tenant, vcpus, flag):
-        self._move(r, flag, {'resize': {'flavorRef': self._flavor(vcpus)}})
+        def body(server):
+            # Nova refuses a resize to the flavor the server has.
+            new = vcpus
+            if new == server['flavor']['vcpus']:
+                new = VCPUS[(VCPUS.index(new) + 1) % len(VCPUS)]
+            return {'resize': {'flavorRef': self._flavor(new)}}
+        self._move(r, flag, body)
 
     def op_restart(self, r, tenant, vcpus, flag):
         self.restart_compute_service(HOSTS[r % len(HOSTS)])

@@ -27,10 +27,11 @@ Two things of the fake are extended (``FakeLibvirtPinning``):
   ``pinEmulator`` edit it, as libvirt's live XML would show;
 * like libvirt, starting a domain whose partition does not exist, or whose
   CPUs are outside it, fails; so does a live pin outside the partition;
-* a domain with ``tp_migration_job`` set is the target of an incoming
-  live migration: ``jobInfo``/``jobStats`` report the job, and a live pin
-  or metadata change fails the way libvirt's does while the job holds the
-  domain's state change lock (``touched`` records each attempt);
+* a domain with ``tp_migration_job`` set (``'in'`` or True: the target
+  of an incoming live migration; ``'out'``: its source) has libvirt's
+  async migration job: ``jobInfo``/``jobStats`` report the job, and a live
+  pin or metadata change fails the way libvirt's does while the job holds
+  the domain's state change lock (``touched`` records each attempt);
 * ``fault``, when set, is called as ``fault(domain, what)`` before every
   live change (``pin``, ``iothread``, ``metadata``) and may raise
   (:func:`libvirt_error`), to fail a call as libvirt would.
@@ -92,7 +93,11 @@ MIGRATION_LOCK = ('Timed out during operation: cannot acquire state change '
                   'lock (held by monitor=remoteDispatchDomainMigratePrepare3'
                   'Params)')
 
+#: The same, on the source of an outgoing live migration.
+MIGRATION_OUT_LOCK = MIGRATION_LOCK.replace('Prepare3', 'Perform3')
+
 VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN = 4
+VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT = 5
 
 
 class FakeLibvirtPinning(fixtures.Fixture):
@@ -144,10 +149,12 @@ class FakeLibvirtPinning(fixtures.Fixture):
         orig_job_stats = Domain.jobStats
 
         def live_change(dom, what):
-            if getattr(dom, 'tp_migration_job', False):
+            job = getattr(dom, 'tp_migration_job', False)
+            if job:
                 fixture.touched.append((dom.UUIDString(), what))
-                raise libvirt_error(fakelibvirt.VIR_ERR_OPERATION_TIMEOUT,
-                                    MIGRATION_LOCK)
+                raise libvirt_error(
+                    fakelibvirt.VIR_ERR_OPERATION_TIMEOUT,
+                    MIGRATION_OUT_LOCK if job == 'out' else MIGRATION_LOCK)
             if fixture.fault is not None:
                 fixture.fault(dom, what)
 
@@ -157,9 +164,12 @@ class FakeLibvirtPinning(fixtures.Fixture):
             return orig_job_info(dom)
 
         def jobStats(dom, flags=0):
-            if getattr(dom, 'tp_migration_job', False):
+            job = getattr(dom, 'tp_migration_job', False)
+            if job:
                 return {'type': fakelibvirt.VIR_DOMAIN_JOB_UNBOUNDED,
-                        'operation': VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN}
+                        'operation': VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT
+                        if job == 'out' else
+                        VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN}
             return orig_job_stats(dom, flags)
 
         def pin(dom, cpus, vcpu):

@@ -18,9 +18,13 @@ Three computes (SMT fake-libvirt hosts), four tenants, and a sequence of
 operations drawn from a seed: boot, delete, hard and soft reboot, stop and
 start, live migration, cold migration and resize confirmed or reverted,
 compute restart, ``isolation_groups`` changes (the SIGHUP path), the
-periodic resource update with its reconcile, and libvirt live changes
-failing the way libvirt fails ("domain is not running"). After every
-operation an independent checker
+periodic resource update with its reconcile, and libvirt failing the way
+it fails (:data:`FAULTS`): a live change of a guest meets "domain is not
+running" (Nova is destroying it) or "cannot acquire state change lock"
+(a migration's job took the domain after the manager read it), or a live
+migration holds libvirt's async job on both of its domains while the
+hosts' reconcile runs and another server boots onto the target. After
+every operation an independent checker
 (:mod:`~nova_tenant_pin.tests.functional.truth`, not the manager's state)
 reads every domain's XML and every partition and asserts that
 
@@ -28,7 +32,9 @@ reads every domain's XML and every partition and asserts that
   threads),
 * every ACTIVE server has its running domain on its host,
 * no claim or partition is left for an instance that is neither on the
-  host nor migrating.
+  host nor migrating,
+* no live change was tried on a domain while a migration job held it
+  (checked in the middle of the migration too).
 
 CI runs :data:`SEEDS` (:data:`OPS` operations each). The stress mode runs
 as many seeds as asked::
@@ -75,6 +81,9 @@ KINDS = (('boot', 6), ('delete', 2), ('hard_reboot', 2), ('soft_reboot', 1),
          ('resize', 2), ('restart', 1), ('groups', 1), ('fault', 2),
          ('periodic', 1))
 
+#: The libvirt faults an operation 'fault' arms (chosen by its number).
+FAULTS = ('not running', 'migration lock', 'migration job')
+
 
 def generate(seed, length):
     """The operations of ``seed``: abstract, resolved against the servers
@@ -106,6 +115,11 @@ class RandomOpsBase(base.TenantPinTestBase):
             self.start_compute(host)
         self.servers = []
         self.log = []
+        self.labels = {}
+        # Armed by a 'migration job' fault: (tenant, vcpus, same) of the
+        # server that boots onto the target of the next live migration.
+        self.job_hold = None
+        self.mid_errors = []
 
     def _migrate_stub(self, domain, destination, params, flags):
         host = next(h for h in HOSTS if h in destination)
@@ -119,7 +133,35 @@ class RandomOpsBase(base.TenantPinTestBase):
             target.undefine()
             domain.fail_job()
             return
+        if self.job_hold is not None:
+            hold, self.job_hold = self.job_hold, None
+            self._while_migrating(domain, target, host, *hold)
         domain.complete_job()
+
+    def _while_migrating(self, source, target, host, tenant, vcpus, same):
+        """What happens on the hosts while libvirt's async migration job
+        holds both domains (a live change of either waits for the state
+        change lock and fails): every compute's resource update with its
+        reconcile due, and a server booting onto the target, of
+        ``tenant`` or, with ``same``, of the migrating server's tenant
+        (whose cores on the target grow around the migrating guest). Then
+        the checker, in the middle of the migration."""
+        if same:
+            tenant = self.labels.get(source.UUIDString(), tenant)
+        self.log.append(('while migrating %s to %s' % (
+            source.UUIDString(), host), tenant, vcpus))
+        source.tp_migration_job = 'out'
+        target.tp_migration_job = 'in'
+        try:
+            self.op_periodic(0, tenant, vcpus, False)
+            self._boot(tenant, vcpus, host)
+            self.check()
+        except Exception as e:
+            # Raised here it would only fail the migration, quietly.
+            self.mid_errors.append('while migrating to %s: %s' % (host, e))
+        finally:
+            source.tp_migration_job = False
+            target.tp_migration_job = False
 
     # -- waiting on Nova ----------------------------------------------------
 
@@ -172,10 +214,13 @@ class RandomOpsBase(base.TenantPinTestBase):
         getattr(self, 'op_' + kind)(r, tenant, vcpus, flag)
 
     def op_boot(self, r, tenant, vcpus, flag):
-        host = HOSTS[r % len(HOSTS)] if flag else None
+        self._boot(tenant, vcpus, HOSTS[r % len(HOSTS)] if flag else None)
+
+    def _boot(self, tenant, vcpus, host):
         server = self.tenant(tenant).post_server({'server': self._build_server(
             flavor_id=self._flavor(vcpus), networks='none', host=host)})
         self.servers.append(server)
+        self.labels[server['id']] = tenant
         self._settle(server)
 
     def op_delete(self, r, tenant, vcpus, flag):
@@ -265,25 +310,49 @@ class RandomOpsBase(base.TenantPinTestBase):
         CONF.mutate_config_files()
 
     def op_fault(self, r, tenant, vcpus, flag):
-        """The next live change of a guest (a pin or a metadata write)
-        fails as for a guest Nova is destroying: "domain is not
-        running". The next operation runs into it."""
-        left = [1 + r % 3]
+        """Arm one of :data:`FAULTS`; the next operations run into it.
 
-        def not_running(dom, what):
+        * 'not running': the first, second or third live change of a guest
+          from now (a pin or a metadata write) fails as for a guest Nova is
+          destroying (VIR_ERR_OPERATION_INVALID);
+        * 'migration lock': that live change fails as libvirt's does when
+          a migration's async job took the domain after the manager read
+          its job state: after waiting for the state change lock
+          (VIR_ERR_OPERATION_TIMEOUT);
+        * 'migration job': the next live migration holds the job on its
+          source and target domains (libvirt reports it) while the hosts'
+          reconcile runs and a server of ``tenant`` (with ``flag``: of the
+          migrating server's tenant) boots onto the target
+          (:meth:`_while_migrating`).
+        """
+        kind = FAULTS[r % len(FAULTS)]
+        if kind == 'migration job':
+            self.job_hold = (tenant, vcpus, flag)
+            return
+        left = [1 + (r // len(FAULTS)) % 3]
+        if kind == 'not running':
+            error = (fakelibvirt.VIR_ERR_OPERATION_INVALID,
+                     'Requested operation is not valid: domain is not '
+                     'running')
+        else:
+            error = (fakelibvirt.VIR_ERR_OPERATION_TIMEOUT,
+                     base.MIGRATION_LOCK)
+
+        def fail(dom, what):
             left[0] -= 1
             if left[0] == 0:
                 self.pinning.fault = None
-                raise base.libvirt_error(
-                    fakelibvirt.VIR_ERR_OPERATION_INVALID,
-                    'Requested operation is not valid: domain is not '
-                    'running')
-        self.pinning.fault = not_running
+                raise base.libvirt_error(*error)
+        self.pinning.fault = fail
 
     # -- the independent checker -------------------------------------------
 
     def check(self):
-        errors = []
+        errors = list(self.mid_errors)
+        self.mid_errors = []
+        # Nothing may live-pin or re-meta a domain a migration job holds.
+        errors += ['live %s of domain %s while a migration job held it'
+                   % (what, uuid) for uuid, what in self.pinning.touched]
         servers = self._all_servers()
         migrations = {m['instance_uuid'] for m in
                       self.api.get_migrations()
@@ -388,11 +457,37 @@ class TestRandomOperations(RandomOpsBase):
                         seed, len(index), seed, ','.join(map(str, index)),
                         length, [all_ops[i] for i in index]))
             raise AssertionError('seed %d, operations %r: %s' % (
-                seed, [op for i, op in self.log], e))
+                seed, [entry[1] if isinstance(entry[0], int) else entry
+                       for entry in self.log], e))
 
     @ddt.data(*SEEDS)
     def test_seed(self, seed):
         self._run_seed(seed)
+
+    def test_migration_job_fault(self):
+        """The 'migration job' fault, as a fixed list: while a's guest
+        migrates from host1 to host2 (the job holding both domains), a
+        third server of a boots onto host2, where a's cores grow around
+        the migrating guest without touching it; the checker runs in the
+        middle of the migration and after it."""
+        self.run_ops([('boot', 0, 'a', 2, True), ('boot', 1, 'b', 2, True),
+                      ('boot', 1, 'a', 1, True),
+                      ('fault', FAULTS.index('migration job'), 'd', 3, True),
+                      ('live_migrate', 0, 'a', 1, True)])
+        migrated, b1, a2, a3 = self.servers
+        self.assertIn(('while migrating %s to host2' % migrated['id'], 'a',
+                       3), self.log)
+        servers = self._all_servers()
+        for server in (migrated, a2, a3):
+            self.assertEqual(('ACTIVE', 'host2'), (
+                servers[server['id']]['status'],
+                servers[server['id']]['OS-EXT-SRV-ATTR:host']))
+        # 2 + 1 + 3 vCPUs of a on whole cores of host2; nothing of a
+        # left on host1.
+        self.assertEqual(6, len(self.partitions_of('host2')[
+            self.project('a')].cpus))
+        self.assertEqual({}, self.partitions_of('host1'))
+        self.assertEqual([], self.pinning.touched)
 
 
 def _stress_seeds():

@@ -264,7 +264,17 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
             LOG.error('tenant-pin: new per-project settings refused, the '
                       'previous ones stay in force: %s', e)
             return
-        repairs = self._tp_reconcile()
+        try:
+            repairs = self._tp_reconcile_retried(
+                self._tp_host, 'the re-plan for the new per-project settings')
+        except Exception as e:
+            # The host stays in the safe state the last attempt left; the
+            # periodic reconcile finishes the change.
+            LOG.error('tenant-pin on %s: the re-plan for the new per-project '
+                      'settings failed %d times (%s); the next periodic '
+                      'reconcile finishes it', self._tp_host,
+                      self._TP_START_ATTEMPTS, e)
+            return
         LOG.info('tenant-pin on %s: re-planned for the new per-project '
                  'settings (%d changes)', self._tp_host, len(repairs))
 
@@ -358,26 +368,33 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                                   'incoming claim of instance %s failed half '
                                   'way; the next reconcile finishes it', uuid)
 
-    #: How many times init_host reconciles before it gives up: a reconcile
-    #: that stops half way (a guest destroyed or a migration job ending at
-    #: that moment) is tried again, each time from what the host holds.
+    #: How many times init_host (and a re-read of the per-project
+    #: settings) reconciles before it gives up: a reconcile that stops half
+    #: way (a guest destroyed, a migration job taking or leaving a domain
+    #: at that moment) is tried again, each time from what the host holds.
     _TP_START_ATTEMPTS = 3
 
-    def _tp_reconcile_at_start(self, host):
+    def _tp_reconcile_retried(self, host, what):
         for attempt in range(1, self._TP_START_ATTEMPTS + 1):
             try:
                 return self._tp_reconcile()
             except Exception as e:
                 if attempt == self._TP_START_ATTEMPTS:
-                    LOG.error('tenant-pin on %s: the start-up reconcile '
-                              'failed %d times; nova-compute cannot start '
-                              'until the host can be read and confined: %s',
-                              host, attempt, e)
                     raise
-                LOG.warning('tenant-pin on %s: the start-up reconcile '
-                            'stopped half way (%s); reading the host again '
-                            '(attempt %d of %d)', host, e, attempt + 1,
+                LOG.warning('tenant-pin on %s: %s stopped half way (%s); '
+                            'reading the host again (attempt %d of %d)',
+                            host, what, e, attempt + 1,
                             self._TP_START_ATTEMPTS)
+
+    def _tp_reconcile_at_start(self, host):
+        try:
+            return self._tp_reconcile_retried(host, 'the start-up reconcile')
+        except Exception as e:
+            LOG.error('tenant-pin on %s: the start-up reconcile failed %d '
+                      'times; nova-compute cannot start until the host can '
+                      'be read and confined: %s', host,
+                      self._TP_START_ATTEMPTS, e)
+            raise
 
     def _tp_reconcile(self):
         self._tp_last_reconcile = time.monotonic()
@@ -520,12 +537,36 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         with self._tp_keep_lock:
             return uuid in self._tp_keep
 
+    #: How many times a change made for one instance (its claim, the
+    #: re-plan when its domain starts) is planned before it fails: a
+    #: change that stops half way because a live change of some guest
+    #: failed (Nova destroying that guest, a migration's job that took it
+    #: after the read) is planned again from what the host then holds,
+    #: where that guest is gone, stopped or busy and is planned around.
+    _TP_CHANGE_ATTEMPTS = 3
+
+    def _tp_again(self, what, change, instance):
+        for attempt in range(1, self._TP_CHANGE_ATTEMPTS + 1):
+            try:
+                return change()
+            except tp_manager.TenantDoesNotFit:
+                raise
+            except Exception as e:
+                if attempt == self._TP_CHANGE_ATTEMPTS:
+                    raise
+                LOG.warning('tenant-pin: %s of instance %s of project %s '
+                            'stopped half way (%s); planning it again from '
+                            'what the host holds (attempt %d of %d)', what,
+                            instance.uuid, instance.project_id, e,
+                            attempt + 1, self._TP_CHANGE_ATTEMPTS,
+                            instance=instance)
+
     def _tp_claim(self, instance, vcpus=None):
         policy = self._tp_policy(instance)
         try:
-            return self.tenant_pin.claim(
+            return self._tp_again('the claim', lambda: self.tenant_pin.claim(
                 instance.uuid, instance.project_id,
-                vcpus or instance.flavor.vcpus, policy=policy)
+                vcpus or instance.flavor.vcpus, policy=policy), instance)
         except tp_manager.TenantDoesNotFit as e:
             raise exception.ComputeResourcesUnavailable(reason=e.reason)
 
@@ -548,8 +589,21 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         if is_dedicated(instance):
             self.tenant_pin.add_dedicated(
                 instance.uuid, instance.numa_topology.cpu_pinning)
-        else:
-            self.tenant_pin.domain_started(instance.uuid)
+            return
+        # The domain runs confined (its partition, its XML's CPUs); the
+        # re-plan that follows only tightens pins and shrinks what waited
+        # for it. A failure must not fail the start of a running guest
+        # (Nova would put it in ERROR, or destroy it and reschedule): it
+        # is logged, and the next reconcile finishes the change.
+        try:
+            self._tp_again('the start',
+                           lambda: self.tenant_pin.domain_started(
+                               instance.uuid), instance)
+        except Exception:
+            LOG.exception('tenant-pin: re-planning the host for the start '
+                          'of instance %s of project %s failed half way; '
+                          'the next reconcile finishes it', instance.uuid,
+                          instance.project_id, instance=instance)
 
     # -- spawn, delete, reboot ---------------------------------------------
 
@@ -604,7 +658,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
             with self._tp_keep_lock:
                 self._tp_keep.discard(instance.uuid)
             if not is_dedicated(instance) and self.tenant_pin is not None:
-                self.tenant_pin.domain_started(instance.uuid)
+                self._tp_started(instance)
 
     # -- resize and cold migration -------------------------------------------
 

@@ -107,13 +107,11 @@ class Executor:
                             self.name, step.key, e)
                 return False
         elif step.kind == transition.METADATA:
-            try:
-                self.guests.set_metadata(domains[step.uuid], step.metadata)
-            except Exception as e:
-                # Only a hint for restarts; the pins are what confine.
-                LOG.warning('%s: cannot record the tenant-pin metadata of '
-                            'instance %s: %s', self.name, step.uuid, e)
-                return False
+            # A write like the others: the steps after it were planned
+            # with the domain under the key it records (a guest whose key
+            # changes moves to its new key's cores only once the host
+            # records that key), so a failure stops the change here too.
+            self.guests.set_metadata(domains[step.uuid], step.metadata)
         else:
             guest = domains[step.uuid]
             kind, index = step.thread

@@ -39,6 +39,17 @@ class FaultOnce(object):
             raise RuntimeError('injected fault in %s' % name)
 
 
+class FaultAlways(object):
+    def __init__(self, step):
+        self.step = step
+        self.fired = 0
+
+    def __call__(self, name):
+        if name == self.step:
+            self.fired += 1
+            raise RuntimeError('injected fault in %s' % name)
+
+
 class TestFaults(base.TenantPinTestBase):
 
     # Real casts: a fault logged inside a delete runs in the compute's own
@@ -75,11 +86,22 @@ class TestFaults(base.TenantPinTestBase):
             self.project('a')].cpus))
         self.assertInvariants()
 
-    def test_boot_with_a_failed_partition_create_leaks_nothing(self):
+    def test_boot_with_a_partition_create_failed_once_is_claimed_again(self):
         fault = FaultOnce('ensure_partition')
         self.tp_partitions['host1'].faults = fault
-        server = self.boot('c', 1, expected_state='ERROR')
+        server = self.boot('c', 1)
         self.assertEqual('ensure_partition', fault.fired)
+        self.assertIn(server['id'], self.manager_of('host1').claims())
+        self.assertIn(self.project('c'), self.partitions_of('host1'))
+        self.assertInvariants()
+
+    def test_boot_with_a_failed_partition_create_leaks_nothing(self):
+        fault = FaultAlways('ensure_partition')
+        self.tp_partitions['host1'].faults = fault
+        server = self.boot('c', 1, expected_state='ERROR')
+        self.assertLessEqual(
+            self.computes['host1'].driver._TP_CHANGE_ATTEMPTS, fault.fired)
+        self.tp_partitions['host1'].faults = None
         self.assertNotIn(server['id'], self.manager_of('host1').claims())
         self.assertNotIn(self.project('c'), self.partitions_of('host1'))
         self.assertEqual({self.a1['id'], self.a2['id'], self.b['id']},

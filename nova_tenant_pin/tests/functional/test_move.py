@@ -17,6 +17,7 @@
 from unittest import mock
 
 from nova.tests import fixtures as nova_fixtures
+from nova.tests.fixtures import libvirt as fakelibvirt
 
 from nova_tenant_pin.tests.functional import base
 
@@ -81,6 +82,36 @@ class TestMove(base.TenantPinTestBase):
         self._confirm_resize(server)
         self.assertEqual({}, self.partitions_of('host_a'))
         self.assertIn(self.project('a'), self.partitions_of('host_b'))
+        self.assertInvariants()
+
+    def test_cold_migration_survives_a_guest_that_fails_a_live_pin(self):
+        """The target's claim grows a's cores there and re-pins a's guest
+        already on it; that live pin fails once ("domain is not running",
+        as for a guest Nova is destroying at that moment). The claim is
+        planned again from what the host holds and the migration arrives;
+        without that the instance ends in ERROR on the target and the
+        source keeps its room."""
+        here = self.boot('a', 2, host='host_b')
+        server = self.boot('a', 2, host='host_a')
+        failed = []
+
+        def not_running_once(dom, what):
+            if dom.UUIDString() == here['id'] and not failed:
+                failed.append(what)
+                raise base.libvirt_error(
+                    fakelibvirt.VIR_ERR_OPERATION_INVALID,
+                    'Requested operation is not valid: domain is not '
+                    'running')
+        self.pinning.fault = not_running_once
+        server = self._migrate_server(server)
+        self.assertEqual(['pin'], failed)
+        self.assertEqual(('VERIFY_RESIZE', 'host_b'),
+                         (server['status'], self.host_of(server)))
+        self._confirm_resize(server)
+        self.assertEqual({}, self.partitions_of('host_a'))
+        self.assertEqual({}, self.manager_of('host_a').claims())
+        self.assertEqual(4, len(self.partitions_of('host_b')[
+            self.project('a')].cpus))
         self.assertInvariants()
 
     def test_evacuate_claims_on_the_new_host_and_the_old_one_releases(self):

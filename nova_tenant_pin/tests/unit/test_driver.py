@@ -309,3 +309,87 @@ class TestCgroupLayoutAtStart(base.TestCase):
         self.assertEqual(cgroupfs.HYBRID,
                          self.driver.tenant_pin.partitions.layout.mode)
         self.driver._tp_reconcile_at_start.assert_called_once_with('host1')
+
+
+class TestChangeOfOneInstance(base.TestCase):
+    """A claim, or the re-plan when a domain starts, that stops half way
+    because a live change of another guest failed (Nova destroying it, a
+    migration's job taking it after the read) is planned again from what
+    the host holds; it must not fail a cold migration's arrival, a
+    revert, or the start of a running guest."""
+
+    def setUp(self):
+        super().setUp()
+        self.driver = driver.TenantPinLibvirtDriver.__new__(
+            driver.TenantPinLibvirtDriver)
+        self.driver.tenant_pin = mock.Mock()
+        self.driver._tp_policy = mock.Mock()
+        self.instance = mock.Mock(uuid=UUID, project_id='p1',
+                                  numa_topology=None)
+        self.instance.flavor.vcpus = 2
+        self.instance.flavor.extra_specs = {}
+        self.not_running = RuntimeError('Requested operation is not '
+                                        'valid: domain is not running')
+
+    def test_a_claim_stopped_half_way_is_planned_again(self):
+        pins = mock.sentinel.pins
+        self.driver.tenant_pin.claim.side_effect = [self.not_running, pins]
+        self.assertIs(pins, self.driver._tp_claim(self.instance))
+        self.assertEqual(2, self.driver.tenant_pin.claim.call_count)
+
+    def test_a_claim_that_never_succeeds_fails(self):
+        self.driver.tenant_pin.claim.side_effect = self.not_running
+        self.assertRaises(RuntimeError, self.driver._tp_claim, self.instance)
+        self.assertEqual(driver.TenantPinLibvirtDriver._TP_CHANGE_ATTEMPTS,
+                         self.driver.tenant_pin.claim.call_count)
+
+    def test_a_tenant_that_does_not_fit_is_not_tried_again(self):
+        self.driver.tenant_pin.claim.side_effect = manager.TenantDoesNotFit(
+            UUID, 'p1', 'no room')
+        self.assertRaises(exception.ComputeResourcesUnavailable,
+                          self.driver._tp_claim, self.instance)
+        self.assertEqual(1, self.driver.tenant_pin.claim.call_count)
+
+    def test_a_failed_replan_at_start_does_not_fail_the_guest(self):
+        started = self.driver.tenant_pin.domain_started
+        started.side_effect = self.not_running
+        self.driver._tp_started(self.instance)
+        self.assertEqual(driver.TenantPinLibvirtDriver._TP_CHANGE_ATTEMPTS,
+                         started.call_count)
+        started.reset_mock(side_effect=True)
+        started.side_effect = [self.not_running, None]
+        self.driver._tp_started(self.instance)
+        self.assertEqual(2, started.call_count)
+
+
+class TestSettingsChangedReplan(base.TestCase):
+    """The re-plan after a re-read of the per-project settings (SIGHUP)
+    that stops half way (a migration's job took a guest whose key changes
+    after the read) reads the host again; failing for good it is logged
+    and must not break the configuration reload."""
+
+    def setUp(self):
+        super().setUp()
+        self.driver = driver.TenantPinLibvirtDriver.__new__(
+            driver.TenantPinLibvirtDriver)
+        self.driver._tp_host = 'host1'
+        self.driver.tenant_pin = mock.Mock(settings='old', static_config={})
+        self.useFixture(fixtures.MockPatch(
+            'nova_tenant_pin.driver.load_options',
+            return_value={'settings': 'new', 'static': {}}))
+        self.locked = RuntimeError('Timed out during operation: cannot '
+                                   'acquire state change lock')
+
+    def test_a_replan_stopped_half_way_reads_the_host_again(self):
+        self.driver._tp_reconcile = mock.Mock(
+            side_effect=[self.locked, ['repaired']])
+        self.driver._tp_settings_changed()
+        self.driver.tenant_pin.update_settings.assert_called_once_with(
+            'new', static={})
+        self.assertEqual(2, self.driver._tp_reconcile.call_count)
+
+    def test_a_replan_that_never_succeeds_is_left_to_the_periodic(self):
+        self.driver._tp_reconcile = mock.Mock(side_effect=self.locked)
+        self.driver._tp_settings_changed()
+        self.assertEqual(driver.TenantPinLibvirtDriver._TP_START_ATTEMPTS,
+                         self.driver._tp_reconcile.call_count)

@@ -21,10 +21,13 @@ partitions, never the manager's state."""
 from nova_tenant_pin import guests
 from nova_tenant_pin.tests import fakes
 from nova_tenant_pin.tests.unit import test_manager
+from nova_tenant_pin.tests.unit import test_manager_policy
 
 uuid = test_manager.uuid
 
 NOT_RUNNING = ('Requested operation is not valid: domain is not running')
+LOCK = ('Timed out during operation: cannot acquire state change lock (held '
+        'by monitor=remoteDispatchDomainMigratePrepare3Params)')
 
 
 class TestFailedStepThenAnotherTenant(test_manager.ManagerTestCase):
@@ -138,6 +141,41 @@ class TestMigrationJob(test_manager.ManagerTestCase):
         self.mgr.reconcile(policies={inst: other})
         self.assertEqual('other', dom.info.isolation_key)
         self.assertInvariants(check_fewest_cores=False)
+
+
+class TestFailedMetadata(test_manager_policy.PolicyTestCase):
+
+    def test_a_guest_takes_new_cores_only_once_its_new_key_is_recorded(self):
+        """p1 and p2 join one isolation group (SIGHUP): their guests take
+        the group's key (their metadata) and then its cores. When the
+        metadata of p2's guest cannot be written (a migration's job took
+        it after the read: 'cannot acquire state change lock'), the change
+        stops there: the guest must not move onto the group's cores while
+        the host still records it under p2, or the host (as any reader of
+        it sees it) has a core reachable by two keys. The next reconcile
+        finishes the change."""
+        a = self.spawn_with('p1', 1)
+        b = self.spawn_with('p2', 1)
+        self.spawn_with('p3', 3)
+        dom = self.conn.domains[b]
+        before = dom.info.all_cpus(test_manager_policy.ONLINE)
+
+        def locked(*args, **kwargs):
+            raise fakes.FakeLibvirtError(LOCK)
+        dom.setMetadata = locked
+        self.mgr.update_settings(test_manager_policy.groups(
+            acme=['p1', 'p2']))
+        self.assertRaises(fakes.FakeLibvirtError, self.mgr.reconcile)
+        self.assertEqual('p2', dom.info.key)
+        self.assertEqual(before, dom.info.all_cpus(
+            test_manager_policy.ONLINE))
+        self.assertInvariants(check_fewest_cores=False)
+        del dom.setMetadata
+        self.mgr.reconcile()
+        for inst in (a, b):
+            self.assertEqual('group-acme', self.conn.domains[inst].info.key)
+        self.assertEqual(self.cores_of(a), self.cores_of(b))
+        self.assertInvariants()
 
 
 class TestIOThreads(test_manager.ManagerTestCase):

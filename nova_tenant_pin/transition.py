@@ -510,8 +510,14 @@ def plan_transition(truth, plan, claims, keymap, topology,
         return frozenset(cpus) & host
 
     def narrow(key):
+        # A shrink keeps what the key still needs of its partition; when
+        # it needs none of it (the held map gave it cores through a guest
+        # living in another key's partition), the partition moves to what
+        # the key needs now, a part of what it held, before another key
+        # is given the CPUs it leaves.
         if key in planner.parts:
-            cpus = planner.parts[key] & need(key)
+            want = need(key)
+            cpus = planner.parts[key] & want or want
             if cpus and cpus != planner.parts[key]:
                 planner.set_partition(key, cpus)
 

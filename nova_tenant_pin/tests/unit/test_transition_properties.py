@@ -331,6 +331,36 @@ class TestTransitionProperties(base.TestCase):
         final = run(self, state, steps, host, hk)
         at_target(self, final, again, claims, host)
 
+    def test_a_partition_moved_off_all_its_cpus_leaves_before_a_create(
+            self):
+        """A key that holds cores through a guest living in another key's
+        partition (its key changed while it ran) and a partition of its
+        own on other CPUs: its shrink moves that partition off all of its
+        CPUs, before a new key's partition is created on them. Found by
+        planning again after a fault at the first step of a re-key."""
+        host = topology.HostTopology({0: [[0], [1], [2]]})
+        hk = frozenset({0})
+        guest = domain_xml.DomainInfo(
+            uuid='i1', name='i1', active=True, persistent=True, vcpus=1,
+            project_id='k1', partition=domain_xml.PARTITION_PREFIX + 'k1',
+            vcpu_cpuset=frozenset({1}), key='k3', pin_mode='float',
+            ratio=1.0)
+        truth = transition.Truth(
+            {'k1': frozenset({1}), 'k3': frozenset({2})}, {'i1': guest})
+        claims = collections.OrderedDict([
+            ('i1', dataclasses.replace(_claim('i1', 'k3', 1, 'float'),
+                                       project_id='k1')),
+            ('n0', dataclasses.replace(_claim('n0', 'k0', 1, 'float'),
+                                       pending=True))])
+        held = transition.held_map(truth, claims, host, {}, hk)
+        self.assertEqual({'k3': frozenset({1, 2})}, held)
+        plan = _plan(host, hk, claims, held, truth)
+        self.assertEqual({'k3': frozenset({1}), 'k0': frozenset({2})},
+                         plan.tenant_map())
+        steps = self.plan_steps(truth, plan, claims, held, host, hk)
+        final = run(self, truth, steps, host, hk)
+        at_target(self, final, plan, claims, host)
+
     @settings(deadline=None)
     @given(scenarios(), st.sets(st.sampled_from(INSTANCES)))
     def test_busy_domains_get_no_step_and_stay_safe(self, scenario, busy):

@@ -41,6 +41,17 @@ if [ -n "${CI:-}" ]; then
     export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
 fi
 
+# The test host's image (a cold build takes minutes: debootstrap and the
+# venv inside) is built in the background while the other suites run; the
+# testhost stage waits for it. Its log is printed at that stage.
+prepare_pid=
+prepare_log=
+if [ "$(id -u)" = 0 ]; then
+    prepare_log=$(mktemp)
+    bash tools/testhost/run.sh --prepare >"$prepare_log" 2>&1 &
+    prepare_pid=$!
+fi
+
 status=0
 # What failed, named again in the last lines of the output, where a
 # truncated CI log still shows it.
@@ -105,6 +116,15 @@ run_testhost() {
         echo "testhost: needs root (image build, QEMU); CI runs it as root"
         skipped=$((skipped + 1))
         return
+    fi
+    if [ -n "$prepare_pid" ]; then
+        wait "$prepare_pid"
+        local prc=$?
+        tail -n 20 "$prepare_log"
+        rm -f "$prepare_log"
+        # A failed background build is tried again by run.sh below, in the
+        # foreground, where its error shows in full.
+        [ "$prc" = 0 ] || echo "testhost: the background image build failed ($prc)"
     fi
     local out
     out=$(mktemp)

@@ -19,6 +19,7 @@
 # cgroup v2 hierarchy, and libvirtd under systemd.
 #
 #   tools/testhost/run.sh [--timeout SECONDS] [--] CMD [ARG...]
+#   tools/testhost/run.sh --prepare
 #
 # CMD runs as root in a copy of this checkout (/root/nova-tenant-pin, the
 # project installed in the image's venv, which is first on PATH); its output
@@ -41,6 +42,9 @@
 # seconds (default 300) is killed and tried once more; a run in which the
 # guest kernel stalled (RCU stall, see stalled()) is run once more.
 # NTP_TESTHOST_KERNEL_ARGS adds kernel command-line arguments.
+# --prepare only picks the kernel and builds (or finds) the image, and boots
+# nothing: tools/test.sh runs it in the background while the other suites
+# run, so that a cold image build costs no time of its own.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -50,6 +54,7 @@ KERNEL_NAME=bzImage-6.1.192-schedcore
 SHARED_KERNEL=${NTP_TESTHOST_KERNEL:-$REPO/../shared/testhost-kernel/$KERNEL_NAME}
 MEMORY_MIB=${NTP_TESTHOST_MEMORY_MIB:-4096}
 TIMEOUT=1800
+PREPARE=
 BOOT_TIMEOUT=${NTP_TESTHOST_BOOT_TIMEOUT:-300}
 # Kernel warnings (loglevel 5) reach the console, so that a stall's stack
 # trace is on record; systemd's boot chatter does not. A CPU stalled for
@@ -63,12 +68,14 @@ die() { log "$*"; exit 125; }
 while [ $# -gt 0 ]; do
     case $1 in
         --timeout) TIMEOUT=$2; shift 2 ;;
+        --prepare) PREPARE=1; shift ;;
         --) shift; break ;;
         -*) die "unknown option $1" ;;
         *) break ;;
     esac
 done
-[ $# -gt 0 ] || die "usage: $0 [--timeout SECONDS] [--] CMD [ARG...]"
+[ $# -gt 0 ] || [ -n "$PREPARE" ] ||
+    die "usage: $0 [--timeout SECONDS] [--] CMD [ARG...] | --prepare"
 [ "$(id -u)" = 0 ] || die "needs root (image build, 9p share as root)"
 command -v qemu-system-x86_64 >/dev/null || die "needs qemu-system-x86"
 
@@ -90,6 +97,10 @@ t0=$(date +%s)
 IMAGE=$(bash "$HERE/build-image.sh" --kernel "$kernel_kind") ||
     die "the image build failed"
 t_image=$(( $(date +%s) - t0 ))
+if [ -n "$PREPARE" ]; then
+    log "image $(basename "$IMAGE") ready in ${t_image} s (kernel $kernel_kind)"
+    exit 0
+fi
 if [ "$kernel_kind" = shared ]; then
     boot=(-kernel "$CACHE/kernel/$KERNEL_NAME")
 else

@@ -43,6 +43,28 @@ function configure_nova_tenant_pin {
         "$(nova_tenant_pin_housekeeping_cpus)"
 }
 
+# libvirt's own sched_core in qemu.conf (NOVA_TENANT_PIN_LIBVIRT_SCHED_CORE,
+# "full" by default): every QEMU holds a core-scheduling cookie of its own
+# from its start, so a guest arriving by live migration never runs beside
+# another isolation key's thread before the driver gives it its key's cookie.
+# Only where the kernel has core scheduling: libvirtd's QEMU driver refuses
+# the setting on a kernel without it.
+function configure_nova_tenant_pin_sched_core {
+    local value=$NOVA_TENANT_PIN_LIBVIRT_SCHED_CORE
+    if [[ -z "$value" || "$value" == "none" ]]; then
+        return
+    fi
+    if ! $NOVA_TENANT_PIN_PYTHON -c 'import sys
+from nova_tenant_pin import coresched
+sys.exit(0 if coresched.support()[0] else 1)'; then
+        echo "nova-tenant-pin: this kernel has no core scheduling; libvirt's sched_core left unset"
+        return
+    fi
+    sudo sed -i -e '/^[[:space:]]*sched_core[[:space:]]*=/d' $NOVA_TENANT_PIN_QEMU_CONF
+    echo "sched_core = \"$value\"" | sudo tee -a $NOVA_TENANT_PIN_QEMU_CONF >/dev/null
+    restart_service $NOVA_TENANT_PIN_LIBVIRT_SERVICE
+}
+
 # TenantPinFilter after the filters devstack enabled, TenantPinWeigher after
 # Nova's weighers, and the ratio the filter plans with, in nova.conf.
 function configure_nova_tenant_pin_scheduler {
@@ -90,6 +112,7 @@ if is_service_enabled n-cpu; then
     elif [[ "$1" == "stack" && "$2" == "post-config" ]]; then
         echo_summary "Configuring nova-compute for nova-tenant-pin"
         configure_nova_tenant_pin
+        configure_nova_tenant_pin_sched_core
     elif [[ "$1" == "stack" && "$2" == "extra" ]]; then
         echo_summary "Confining host housekeeping for nova-tenant-pin"
         confine_nova_tenant_pin_housekeeping

@@ -96,7 +96,9 @@ start because their partition is missing.
                      'with SMT); elsewhere do nothing and log so once at '
                      'start.'),
             ('required', 'Refuse to start the compute service where the '
-                         'kernel does not offer core scheduling.'),
+                         'kernel does not offer core scheduling, or where '
+                         'libvirt\'s sched_core (qemu.conf) does not give '
+                         'every QEMU a cookie of its own from its start.'),
         ],
         help="""
 Linux core scheduling as a second line of isolation, on top of the tenant
@@ -106,9 +108,13 @@ keys on the SMT siblings of one core at the same moment, even where their
 cpusets overlap (tenants that do not fit on whole cores, the unisolated pool
 of an adopted host). A guest gets its key's cookie after its domain starts
 paused and before it runs; a guest arriving by live migration gets it when
-libvirt starts its QEMU on this host (see the admin guide for the exact
-window). Setting cookies needs the privileged helper to hold CAP_SYS_PTRACE
-(context ``nova_tenant_pin_core_sched``).
+libvirt reports its QEMU started on this host, or at the latest on arrival.
+Until then, what keeps it apart in time is the cookie of its own that
+libvirt gives every QEMU at its start with ``sched_core = "full"`` in
+/etc/libvirt/qemu.conf: ``auto`` warns at start where that is not set,
+``required`` refuses (see the admin guide). Setting cookies needs the
+privileged helper to hold CAP_SYS_PTRACE (context
+``nova_tenant_pin_core_sched``).
 """),
     cfg.StrOpt(
         'housekeeping_state_file',

@@ -54,6 +54,7 @@ import ctypes
 import dataclasses
 import errno
 import os
+import re
 import threading
 
 from oslo_log import log as logging
@@ -80,6 +81,19 @@ AUTO = 'auto'
 REQUIRED = 'required'
 MODES = (OFF, AUTO, REQUIRED)
 
+#: libvirt's QEMU driver configuration, whose ``sched_core`` (libvirt 8.9+)
+#: gives QEMU processes cookies of libvirt's own.
+LIBVIRT_QEMU_CONF = '/etc/libvirt/qemu.conf'
+#: The values under which every thread of a QEMU holds a cookie of its own
+#: from the QEMU's first instruction on (libvirt sets it in the process it
+#: forks, before it runs QEMU): an incoming live migration's guest then
+#: never runs beside another key's thread, before this project's cookie too.
+#: "vcpus" tags only the vCPU threads, after QEMU started them.
+SCHED_CORE_WHOLE_QEMU = ('emulator', 'full')
+_SCHED_CORE_LINE = re.compile(
+    r'^[ \t]*sched_core[ \t]*=[ \t]*(?:"([^"\n]*)"|\'([^\'\n]*)\'|(\S*))'
+    r'[ \t]*(?:#.*)?$', re.MULTILINE)
+
 # Kernel workers attached to a QEMU's process that run kernel code on the
 # guest's behalf (left out of checks, as the audit does for affinity).
 KERNEL_WORKERS = ('kvm-nx-lpage-re', 'kvm-pit/')
@@ -95,6 +109,65 @@ class CoreSchedError(Exception):
 
 class Unsupported(Exception):
     """Core scheduling was required and the kernel does not offer it."""
+
+
+def parse_sched_core(text):
+    """The value of ``sched_core`` in the text of libvirt's qemu.conf:
+    ``"none"`` where it is not set (libvirt's default), else the value as
+    written. Several assignments that disagree, or one without quotes, give
+    a ``ValueError`` (what libvirt would make of them is not this module's
+    guess)."""
+    values = set()
+    for match in _SCHED_CORE_LINE.finditer(text):
+        double, single, bare = match.groups()
+        if double is None and single is None:
+            raise ValueError('sched_core = %s is not a quoted string'
+                             % bare)
+        values.add(double if double is not None else single)
+    if len(values) > 1:
+        raise ValueError('sched_core is set several times (%s)'
+                         % ', '.join(sorted(values)))
+    return values.pop() if values else 'none'
+
+
+def read_sched_core(path=LIBVIRT_QEMU_CONF, limit=1 << 20):
+    """libvirt's ``sched_core`` from its qemu.conf at ``path``, read
+    without following a symlink and at most ``limit`` bytes; ``"none"``
+    where the file does not exist. Raises OSError (libvirt keeps the file
+    readable by root only) or ValueError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 'none'
+    with os.fdopen(fd, 'rb') as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError('%s is larger than %d bytes' % (path, limit))
+    return parse_sched_core(data.decode('utf-8', 'replace'))
+
+
+def describe_sched_core(value):
+    """``(enough, text)``: whether libvirt's ``sched_core`` = ``value``
+    gives every thread of an incoming QEMU a cookie before the guest runs,
+    and a sentence saying what it does."""
+    if value in SCHED_CORE_WHOLE_QEMU:
+        return True, ('libvirt\'s sched_core = "%s": every QEMU holds a '
+                      'cookie of its own from its start, so a guest arriving '
+                      'by live migration never runs beside another key\'s '
+                      'thread before it gets its key\'s cookie' % value)
+    if value == 'vcpus':
+        return False, ('libvirt\'s sched_core = "vcpus" tags only the vCPU '
+                       'threads: an incoming QEMU\'s emulator and I/O threads '
+                       'hold no cookie until the driver gives it its key\'s')
+    return False, ('libvirt\'s sched_core is "%s": a QEMU arriving by live '
+                   'migration holds no cookie until the driver gives it its '
+                   'key\'s (on libvirt\'s start event, at the latest on '
+                   'arrival), and its guest may run before that' % value)
+
+
+#: What an operator does about it.
+SCHED_CORE_FIX = ('set sched_core = "full" in %s and restart libvirtd'
+                  % LIBVIRT_QEMU_CONF)
 
 
 class Prctl:
@@ -278,6 +351,53 @@ def assign(pid, prctl, source_tid=None, proc_root='/proc', attempts=3):
     return {'cookie': wanted, 'threads': len(cookies)}
 
 
+def clear(pid, prctl, own_cookie=False, proc_root='/proc', attempts=3):
+    """Take the project's cookie away from every thread of process ``pid``
+    (and its ``vhost-<pid>`` kernel threads): back to no cookie, or, with
+    ``own_cookie``, to a new cookie of the process's own (what libvirt's
+    ``sched_core`` gives each QEMU). Threads created meanwhile are caught
+    as :func:`assign` catches them.
+
+    :returns: ``{"cookie": cookie, "threads": count}``
+    """
+    own = prctl.get(0)
+    if own:
+        # Sharing "no cookie" needs a caller without one.
+        raise CoreSchedError('clear the cookies of process %d from a '
+                             'process that holds one' % pid, errno.EPERM)
+
+    def set_all():
+        if own_cookie:
+            prctl.create(pid, PIDTYPE_TGID)
+        else:
+            # A new thread of this process holds no cookie: sharing it
+            # gives the target none.
+            _in_own_thread(lambda: prctl.share_to(pid, PIDTYPE_TGID))
+
+    set_all()
+    for _ in range(attempts):
+        cookies = thread_cookies(pid, prctl, proc_root)
+        wanted = cookies.get(pid, prctl.get(pid))
+        if bool(wanted) == own_cookie and \
+                all(c == wanted for c in cookies.values()):
+            break
+        set_all()
+    else:
+        raise CoreSchedError('take the cookie away from every thread of '
+                             'process %d' % pid, errno.EAGAIN)
+    for worker in kernel_workers(pid, proc_root):
+        try:
+            if own_cookie:
+                _share(prctl, pid, worker, PIDTYPE_PID)
+            else:
+                _in_own_thread(
+                    lambda w=worker: prctl.share_to(w, PIDTYPE_PID))
+        except CoreSchedError as e:
+            LOG.warning('vhost worker %d of QEMU %d keeps its cookie: %s',
+                        worker, pid, e)
+    return {'cookie': wanted, 'threads': len(cookies)}
+
+
 # -- planning (pure) -------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -429,6 +549,104 @@ def qemu_pids_by_uuid(proc_root='/proc'):
     return found
 
 
+def running_guests(domains, cookies, proc_root='/proc', name='host'):
+    """The running guests among ``domains`` (``domain_xml.DomainInfo``)
+    that have an isolation key, with each thread's cookie read through
+    ``cookies`` (guests that exit meanwhile are left out)."""
+    pids = qemu_pids_by_uuid(proc_root)
+    found = []
+    for info in domains:
+        key = info.isolation_key
+        pid = pids.get(info.uuid.lower())
+        if not info.active or key is None or pid is None:
+            continue
+        try:
+            threads = cookies.read(pid)
+        except Exception as e:
+            LOG.warning('%s: cannot read the core-scheduling cookies of '
+                        'instance %s (QEMU %d): %s', name, info.uuid, pid, e)
+            continue
+        found.append(Guest(info.uuid, info.name, key, pid, threads))
+    return found
+
+
+def release_plan(guests, own_cookie):
+    """The guests whose cookies ``release`` changes: every guest holding a
+    cookie (``own_cookie`` False: back to none), or (``own_cookie`` True:
+    a cookie of each QEMU's own, as libvirt's ``sched_core`` gives) every
+    guest whose cookie another guest's threads hold too, or whose threads
+    hold several or none."""
+    holders = collections.defaultdict(set)
+    for guest in guests:
+        for cookie in guest.cookies.values():
+            holders[cookie].add(guest.uuid)
+    changes = []
+    for guest in sorted(guests, key=lambda g: g.uuid):
+        values = set(guest.cookies.values())
+        if own_cookie:
+            alone = guest.cookie is not None and \
+                holders[guest.cookie] == {guest.uuid}
+            if not alone:
+                changes.append(guest)
+        elif values != {0}:
+            changes.append(guest)
+    return changes
+
+
+def release_cookies(domains, cookies=None, prctl=None, proc_root='/proc',
+                    dry_run=False, name='host'):
+    """Take this project's cookies away from the running guests among
+    ``domains`` that record an isolation key (``release`` calls it before
+    it drops the keys): where libvirt's ``sched_core`` is set, each QEMU
+    gets a cookie of its own, as libvirt gives it at start; else no cookie,
+    as the QEMU started. Nothing where the kernel has no core scheduling
+    (no cookie can exist). Reads no ``[tenant_pin]`` option.
+
+    :returns: the changes, one line each (``dry_run``: the changes it
+        would make)
+    :raises RuntimeError: a change failed (the others are made)
+    """
+    supported, _why = support(prctl)
+    if not supported:
+        return []
+    cookies = cookies or PrivilegedCookies()
+    try:
+        sched_core = cookies.libvirt_sched_core()
+    except Exception as e:
+        # libvirtd would not start its QEMU driver with a value it cannot
+        # read either; no cookie is the kernel's default.
+        LOG.warning('%s: libvirt\'s sched_core could not be read (%s): '
+                    'released guests hold no cookie', name, e)
+        sched_core = 'none'
+    own_cookie = sched_core not in ('none', None)
+    if own_cookie:
+        done = ('given a core-scheduling cookie of its own (libvirt\'s '
+                'sched_core = "%s")' % sched_core)
+        would = 'would get' + done[len('given'):]
+    else:
+        done = 'core-scheduling cookie cleared'
+        would = 'would have its core-scheduling cookie cleared'
+    lines, failed = [], []
+    for guest in release_plan(running_guests(domains, cookies, proc_root,
+                                             name), own_cookie):
+        line = 'instance %s of key %s: %s' % (guest.uuid, guest.key,
+                                              would if dry_run else done)
+        if dry_run:
+            lines.append(line)
+            continue
+        try:
+            cookies.clear(guest.name, guest.key, own_cookie)
+        except Exception as e:
+            LOG.error('%s: %s failed: %s', name, line, e)
+            failed.append('%s: %s' % (line, e))
+            continue
+        LOG.info('%s: %s', name, line)
+        lines.append(line)
+    if failed:
+        raise RuntimeError('core scheduling: ' + '; '.join(failed))
+    return lines
+
+
 class PrivilegedCookies:
     """Reads and sets cookies through the privileged daemon (reading or
     changing a QEMU that runs as another user needs ``CAP_SYS_PTRACE``)."""
@@ -441,6 +659,14 @@ class PrivilegedCookies:
     def assign(self, name, key, source=None):
         from nova_tenant_pin import privsep
         return privsep.set_core_cookie(name, key, source)
+
+    def clear(self, name, key, own_cookie=False):
+        from nova_tenant_pin import privsep
+        return privsep.clear_core_cookie(name, key, own_cookie)
+
+    def libvirt_sched_core(self):
+        from nova_tenant_pin import privsep
+        return privsep.read_libvirt_sched_core()
 
 
 class CoreCookies:
@@ -488,6 +714,33 @@ class CoreCookies:
                  'cookie, so guests of two keys never run on the siblings of '
                  'one core at the same moment', name, mode)
 
+    def check_libvirt(self):
+        """Whether libvirt's ``sched_core`` gives an incoming live
+        migration's QEMU a cookie before its guest runs (see
+        :func:`describe_sched_core`): said in the log where core scheduling
+        is active; :class:`Unsupported` where it does not and the mode is
+        ``required``. Returns libvirt's value (None: not active)."""
+        if not self.active:
+            return None
+        try:
+            value = self.cookies.libvirt_sched_core()
+        except Exception as e:
+            value = None
+            enough, text = False, (
+                'libvirt\'s sched_core could not be read from %s: %s'
+                % (LIBVIRT_QEMU_CONF, e))
+        else:
+            enough, text = describe_sched_core(value)
+        if enough:
+            LOG.info('%s: %s', self.name, text)
+        elif self.mode == REQUIRED:
+            raise Unsupported('[tenant_pin] core_scheduling = required, but '
+                              '%s; %s' % (text, SCHED_CORE_FIX))
+        else:
+            LOG.warning('%s: core scheduling on, but %s; %s', self.name,
+                        text, SCHED_CORE_FIX)
+        return value
+
     def status(self):
         """``{"mode", "active", "reason"}`` for ``status`` and ``check``."""
         return {'mode': self.mode, 'active': self.active,
@@ -496,22 +749,8 @@ class CoreCookies:
     def guests(self):
         """The running guests that have an isolation key, with each
         thread's cookie (guests that exit meanwhile are left out)."""
-        pids = qemu_pids_by_uuid(self.proc_root)
-        found = []
-        for info in self.list_domains():
-            key = info.isolation_key
-            pid = pids.get(info.uuid.lower())
-            if not info.active or key is None or pid is None:
-                continue
-            try:
-                cookies = self.cookies.read(pid)
-            except Exception as e:
-                LOG.warning('%s: cannot read the core-scheduling cookies of '
-                            'instance %s (QEMU %d): %s', self.name, info.uuid,
-                            pid, e)
-                continue
-            found.append(Guest(info.uuid, info.name, key, pid, cookies))
-        return found
+        return running_guests(self.list_domains(), self.cookies,
+                              self.proc_root, self.name)
 
     def sync(self):
         """Give every running guest its key's cookie. Returns the changes

@@ -227,6 +227,9 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
             self._tp_cookies = coresched.CoreCookies(
                 CONF.tenant_pin.core_scheduling, self._tp_running_domains,
                 name=host)
+            # An incoming live migration's QEMU holds a cookie before its
+            # guest runs only where libvirt gives it one at its start.
+            self._tp_cookies.check_libvirt()
         except coresched.Unsupported as e:
             raise _invalid('core_scheduling', e)
         try:
@@ -454,7 +457,11 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
     def emit_event(self, event):
         # An incoming live migration's QEMU on this host: libvirt started it
         # (paused, waiting for the guest's memory); give it its key's cookie
-        # while the memory is copied, before the guest resumes here.
+        # while the memory is copied. The event is delivered on its own
+        # schedule and a small guest may be resumed here first: what keeps
+        # the guest from running beside another key until then is the
+        # cookie libvirt's sched_core gave its QEMU when it forked it
+        # (CoreCookies.check_libvirt, doc/source/security.rst).
         if isinstance(event, virtevent.LifecycleEvent) and \
                 event.transition == virtevent.EVENT_LIFECYCLE_STARTED and \
                 self.tenant_pin is not None and self._tp_cookies is not None \

@@ -937,6 +937,34 @@ def set_core_cookie(name, key, source=None):
 
 
 @core_sched_pctxt.entrypoint
+def clear_core_cookie(name, key, own_cookie=False):
+    """Take the core-scheduling cookie away from every thread of the QEMU
+    of libvirt domain ``name`` (and its vhost kernel workers): no cookie,
+    or with ``own_cookie`` a new one of that QEMU's own (as libvirt's
+    ``sched_core`` gives each QEMU). The domain must record isolation key
+    ``key`` (``release`` clears the cookies before it drops the keys).
+
+    :returns: ``{"cookie": cookie, "threads": count}``
+    """
+    from nova_tenant_pin import coresched
+
+    pid = _libvirt_domain_qemu(name, key)
+    if not isinstance(own_cookie, bool):
+        _refuse('own_cookie', own_cookie, 'not a bool')
+    return coresched.clear(pid, coresched.Prctl(), own_cookie,
+                           proc_root=_host('/proc'))
+
+
+@core_sched_pctxt.entrypoint
+def read_libvirt_sched_core():
+    """libvirt's ``sched_core`` from its qemu.conf (readable by root
+    only), nothing else of the file."""
+    from nova_tenant_pin import coresched
+
+    return coresched.read_sched_core(_host(coresched.LIBVIRT_QEMU_CONF))
+
+
+@core_sched_pctxt.entrypoint
 def read_core_cookies(pid):
     """``{tid (str): cookie}`` of every thread of QEMU process ``pid``."""
     from nova_tenant_pin import coresched

@@ -355,10 +355,28 @@ class TenantPinChecks:
                 'one: the core-scheduling helper would start through "sudo '
                 'privsep-helper".' % (section, first),
                 'set helper_command = %s in [%s] too.' % (other, section))
-        return success('Active ([tenant_pin] core_scheduling = %s): one '
-                       'core-scheduling cookie per isolation key; [%s] '
-                       'helper_command: %s.' % (
-                           mode, section, command or 'unset (root or sudo)'))
+        active = ('Active ([tenant_pin] core_scheduling = %s): one '
+                  'core-scheduling cookie per isolation key; [%s] '
+                  'helper_command: %s.' % (
+                      mode, section, command or 'unset (root or sudo)'))
+        try:
+            enough, text = coresched.describe_sched_core(
+                coresched.read_sched_core())
+        except (OSError, ValueError) as e:
+            return warning(
+                '%s libvirt\'s sched_core could not be read from %s: %s.'
+                % (active, coresched.LIBVIRT_QEMU_CONF, e),
+                'run check as root (libvirt keeps qemu.conf readable by '
+                'root only); nova-compute reads it through its privileged '
+                'helper at start.')
+        if enough:
+            return success('%s %s.' % (active, text[0].upper() + text[1:]))
+        if mode == coresched.REQUIRED:
+            return failure('%s But %s: nova-compute will refuse to start.'
+                           % (active, text),
+                           '%s, then nova-compute.' % coresched.SCHED_CORE_FIX)
+        return warning('%s But %s.' % (active, text),
+                       '%s.' % coresched.SCHED_CORE_FIX)
 
     # -- scheduler ---------------------------------------------------------
 

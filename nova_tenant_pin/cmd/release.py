@@ -39,7 +39,9 @@ HELP = """\
 Turn tenant isolation off on this host without restarting any guest: every
 guest tenant-pin placed may run on CPUS again (--cpus, default [compute]
 cpu_shared_set, else every online CPU), partitions are widened and removed
-once they hold no guest, tenant-pin's domain metadata is dropped; then the
+once they hold no guest, tenant-pin's domain metadata is dropped, and
+the guests' core-scheduling cookies are taken away (each QEMU keeps a cookie
+of its own where libvirt's sched_core is set); then the
 housekeeping confinement is restored as "housekeeping release" does (unless
 --keep-housekeeping). Guests still in a partition leave it at their next
 hard reboot. Running it again is safe.
@@ -154,6 +156,17 @@ def run(args, reader=None, restore=None):
     return restore()
 
 
+def release_cookies(mgr, dry_run):
+    """Take the project's core-scheduling cookies away from the guests
+    (see :func:`nova_tenant_pin.coresched.release_cookies`): back to no
+    cookie, or to a cookie of each QEMU's own where libvirt's
+    ``sched_core`` is set."""
+    from nova_tenant_pin import coresched
+
+    return coresched.release_cookies(mgr.running_domains(), dry_run=dry_run,
+                                     name=mgr.name)
+
+
 def _release(args, host):
     cpus = release_cpus(args, host)
     # Each write logged as it is made (a dry run makes none).
@@ -161,7 +174,10 @@ def _release(args, host):
                              on_step=adopt.StepLog(
                                  'release', getattr(args, 'progress', False)))
     try:
-        lines = mgr.release_all(cpus, dry_run=args.dry_run)
+        # While the keys are still recorded (the privileged entrypoint
+        # checks them): the project's core-scheduling cookies go first.
+        lines = release_cookies(mgr, args.dry_run)
+        lines += mgr.release_all(cpus, dry_run=args.dry_run)
     except KeyboardInterrupt:
         sys.stderr.write('nova-tenant-pin release: interrupted: %s\n'
                          % SAFE_STATE)

@@ -131,6 +131,9 @@ class TestCookiesThroughNova(base.TenantPinTestBase):
         self.useFixture(fixtures.MockPatch(
             'nova_tenant_pin.coresched.PrivilegedCookies.assign',
             side_effect=self.fake.assign))
+        self.sched_core = self.useFixture(fixtures.MockPatch(
+            'nova_tenant_pin.coresched.PrivilegedCookies.libvirt_sched_core',
+            return_value='full')).mock
         create = fakelibvirt.Domain.createWithFlags
         resume = fakelibvirt.Domain.resume
         fake = self.fake
@@ -175,3 +178,19 @@ class TestCookiesThroughNova(base.TenantPinTestBase):
                          self.fake.cookies[pids[a2['id']]])
         self.assertNotEqual(self.fake.cookies[pids[a1['id']]],
                             self.fake.cookies[pids[b1['id']]])
+
+    def test_required_refuses_without_libvirts_sched_core(self):
+        """Where libvirt gives an incoming QEMU no cookie of its own at its
+        start, a live-migrated guest may run before the driver's cookie:
+        ``required`` refuses to start, ``auto`` says so and starts."""
+        self.sched_core.return_value = 'none'
+        e = self.assertRaises(nova_exception.InvalidConfiguration,
+                              self.start_compute, 'compute2')
+        self.assertIn('core_scheduling = required, but libvirt\'s sched_core '
+                      'is "none"', str(e))
+        self.assertIn('set sched_core = "full" in /etc/libvirt/qemu.conf',
+                      str(e))
+        self.flags(core_scheduling='auto', group='tenant_pin')
+        with self.assertLogs(coresched.LOG.logger, 'WARNING') as logs:
+            self.start_compute('compute3')
+        self.assertIn('its guest may run before that', logs.output[-1])

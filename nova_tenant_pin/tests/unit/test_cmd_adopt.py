@@ -284,10 +284,14 @@ class TestAdoptCoreScheduling(CommandTestCase):
         proc = self.useFixture(fixtures.TempDir()).path
         self.kernel = test_coresched.FakeKernel(proc)
         self.pids = {}
+        self.fake = test_coresched.FakeCookies(self.kernel, proc, self.pids)
         self.useFixture(fixtures.MonkeyPatch(
             'nova_tenant_pin.coresched.CoreCookies', functools.partial(
-                coresched.CoreCookies, cookies=test_coresched.FakeCookies(
-                    self.kernel, proc, self.pids),
+                coresched.CoreCookies, cookies=self.fake,
+                prctl=self.kernel, proc_root=proc)))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.coresched.release_cookies', functools.partial(
+                coresched.release_cookies, cookies=self.fake,
                 prctl=self.kernel, proc_root=proc)))
 
     def adopt(self, dry_run=False):
@@ -323,6 +327,65 @@ class TestAdoptCoreScheduling(CommandTestCase):
         self.assertEqual(0, self.adopt())
         self.assertEqual('nothing to do\nhost isolated\n', self.output()[0])
         self.assertEqual(a, self.cookies(a1))
+
+    def release(self, dry_run=False):
+        return release.run(argparse.Namespace(
+            dry_run=dry_run, libvirt_uri='test:///', cpus=None,
+            keep_housekeeping=True), reader=self.reader)
+
+    def test_release_takes_the_cookies_away(self):
+        """Released guests hold no cookie (libvirt's sched_core unset), or
+        each QEMU one of its own (set); release reads no [tenant_pin]
+        option for it, and a second run has nothing to do."""
+        self.flags(core_scheduling='required')
+        a1, a2 = self.start_qemu('p1', 2), self.start_qemu('p1', 2)
+        b1 = self.start_qemu('p2', 2)
+        self.assertEqual(0, self.adopt())
+        self.output()
+        before = self.cookies(a1) | self.cookies(b1)
+        self.flags(core_scheduling='off')
+        self.assertEqual(0, self.release(dry_run=True))
+        out, _ = self.output()
+        self.assertEqual(3, out.count('would have its core-scheduling '
+                                      'cookie cleared'), out)
+        self.assertEqual(before, self.cookies(a1) | self.cookies(b1))
+        self.assertEqual(0, self.release())
+        out, _ = self.output()
+        self.assertEqual(3, out.count('core-scheduling cookie cleared'), out)
+        for pid in (a1, a2, b1):
+            self.assertEqual({0}, self.cookies(pid))
+        self.assertEqual(0, self.release())
+        self.assertNotIn('cookie', self.output()[0])
+
+    def test_release_leaves_each_qemu_a_cookie_of_its_own_under_sched_core(
+            self):
+        self.flags(core_scheduling='auto')
+        a1, a2 = self.start_qemu('p1', 2), self.start_qemu('p1', 2)
+        self.assertEqual(0, self.adopt())
+        self.output()
+        self.assertEqual(self.cookies(a1), self.cookies(a2))
+        self.fake.sched_core = 'full'
+        self.assertEqual(0, self.release())
+        self.assertEqual(2, self.output()[0].count(
+            'a core-scheduling cookie of its own'))
+        a, b = self.cookies(a1), self.cookies(a2)
+        self.assertEqual(1, len(a))
+        self.assertEqual(1, len(b))
+        self.assertNotIn(0, a | b)
+        self.assertNotEqual(a, b)
+
+    def test_release_stops_before_any_write_when_a_cookie_fails(self):
+        self.flags(core_scheduling='auto')
+        a1 = self.start_qemu('p1', 2)
+        self.assertEqual(0, self.adopt())
+        self.output()
+        self.pids.clear()     # the privileged side cannot find the QEMU
+        calls = len(self.conn.pin_calls)
+        self.assertEqual(cli.EXIT_PROBLEM, self.release())
+        _, err = self.output()
+        self.assertIn('stopped: core scheduling: instance', err)
+        self.assertEqual(calls, len(self.conn.pin_calls))
+        self.assertNotEqual({0}, self.cookies(a1))
 
     def test_off_gives_no_cookie(self):
         pid = self.start_qemu('p1', 2)

@@ -263,11 +263,22 @@ class FakeCookies:
     def read(self, pid):
         return coresched.thread_cookies(pid, self.kernel, self.proc)
 
+    sched_core = 'none'
+
     def assign(self, name, key, source=None):
         return coresched.assign(
             self.pids[name], self.kernel,
             None if source is None else self.pids[source],
             proc_root=self.proc)
+
+    def clear(self, name, key, own_cookie=False):
+        return coresched.clear(self.pids[name], self.kernel, own_cookie,
+                               proc_root=self.proc)
+
+    def libvirt_sched_core(self):
+        if isinstance(self.sched_core, Exception):
+            raise self.sched_core
+        return self.sched_core
 
 
 class TestCoreCookies(_Base):
@@ -350,6 +361,173 @@ class TestCoreCookies(_Base):
         e = self.assertRaises(coresched.Unsupported, coresched.CoreCookies,
                               'required', mock.Mock(), prctl=self.kernel)
         self.assertIn('core_scheduling = required, but no SMT', str(e))
+
+
+class TestRelease(_Base):
+    """``release`` takes the project's cookies away: none, or one of each
+    QEMU's own where libvirt's sched_core is set."""
+
+    def setUp(self):
+        super().setUp()
+        self.domains = [
+            TestCoreCookies._domain(self, 'a1', 'A', 100),
+            TestCoreCookies._domain(self, 'a2', 'A', 200),
+            TestCoreCookies._domain(self, 'b1', 'B', 300)]
+        self.kernel.add_process(900, threads=1, comm='vhost-100')
+        self.fake = FakeCookies(self.kernel, self.proc, {
+            'dom-a1': 100, 'dom-a2': 200, 'dom-b1': 300})
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_tenant_pin.coresched.qemu_pids_by_uuid',
+            lambda proc_root: {'a1': 100, 'a2': 200, 'b1': 300}))
+        coresched.CoreCookies('required', lambda: self.domains,
+                              cookies=self.fake, prctl=self.kernel,
+                              proc_root=self.proc).sync()
+        self.assertNotEqual(0, self.kernel.cookies[900])
+
+    def release(self, **kwargs):
+        return coresched.release_cookies(self.domains, cookies=self.fake,
+                                         prctl=self.kernel,
+                                         proc_root=self.proc, **kwargs)
+
+    def cookies(self):
+        return {tid: c for tid, c in self.kernel.cookies.items()
+                if tid != threading.get_native_id() and
+                tid not in self.kernel.callers}
+
+    def test_back_to_no_cookie_on_every_thread_and_worker(self):
+        before = self.cookies()
+        dry = self.release(dry_run=True)
+        self.assertEqual(3, len(dry))
+        self.assertIn('would have its core-scheduling cookie cleared',
+                      dry[0])
+        self.assertEqual(before, self.cookies())
+        lines = self.release()
+        self.assertEqual(['instance a1 of key A: core-scheduling cookie '
+                          'cleared', 'instance a2 of key A: core-scheduling '
+                          'cookie cleared', 'instance b1 of key B: '
+                          'core-scheduling cookie cleared'], lines)
+        self.assertEqual({0}, set(self.cookies().values()))
+        # Again: nothing left to do.
+        self.assertEqual([], self.release())
+
+    def test_own_cookie_per_qemu_where_libvirt_sets_sched_core(self):
+        self.fake.sched_core = 'full'
+        lines = self.release()
+        # b1 is key B's only guest: its cookie is already its own.
+        self.assertEqual(2, len(lines))
+        self.assertIn('a core-scheduling cookie of its own (libvirt\'s '
+                      'sched_core = "full")', lines[0])
+        guests = coresched.running_guests(self.domains, self.fake,
+                                          self.proc)
+        cookies = [g.cookie for g in guests]
+        self.assertNotIn(None, cookies)
+        self.assertEqual(3, len(set(cookies)))
+        self.assertEqual(self.kernel.cookies[100], self.kernel.cookies[900])
+        # Each already alone on a cookie of its own: nothing to do.
+        self.assertEqual([], self.release())
+
+    def test_unreadable_qemu_conf_means_no_cookie(self):
+        self.fake.sched_core = PermissionError(13, 'Permission denied')
+        with self.assertLogs(coresched.LOG.logger, 'WARNING'):
+            self.assertEqual(3, len(self.release()))
+        self.assertEqual({0}, set(self.cookies().values()))
+
+    def test_nothing_on_a_kernel_without_core_scheduling(self):
+        self.kernel.error = errno.EINVAL
+        self.assertEqual([], self.release())
+
+    def test_a_failed_clear_is_raised_after_the_others(self):
+        real = self.fake.clear
+
+        def clear(name, key, own_cookie=False):
+            if name == 'dom-a2':
+                raise coresched.CoreSchedError('prctl', errno.ESRCH)
+            return real(name, key, own_cookie)
+        self.fake.clear = clear
+        e = self.assertRaises(RuntimeError, self.release)
+        self.assertIn('instance a2', str(e))
+        self.assertEqual(0, self.kernel.cookies[100])
+        self.assertEqual(0, self.kernel.cookies[300])
+        self.assertNotEqual(0, self.kernel.cookies[200])
+
+    def test_clear_refuses_from_a_caller_holding_a_cookie(self):
+        self.kernel.cookies[threading.get_native_id()] = 0x99
+        e = self.assertRaises(coresched.CoreSchedError, coresched.clear,
+                              100, self.kernel, proc_root=self.proc)
+        self.assertEqual(errno.EPERM, e.errno)
+
+
+class TestLibvirtSchedCore(_Base):
+    """libvirt's own sched_core in qemu.conf: read safely, and what the
+    driver makes of it."""
+
+    def write(self, text):
+        path = os.path.join(self.proc, 'qemu.conf')
+        with open(path, 'w') as f:
+            f.write(text)
+        return path
+
+    def test_parse(self):
+        for text, value in [
+                ('', 'none'),
+                ('#sched_core = "full"\n', 'none'),
+                ('sched_core = "full"\n', 'full'),
+                ('  sched_core="vcpus"  # only vCPUs\n', 'vcpus'),
+                ("sched_core = 'emulator'\n", 'emulator'),
+                ('x = 1\nsched_core = "full"\nsched_core = "full"\n',
+                 'full'),
+                ('my_sched_core = "full"\n', 'none')]:
+            self.assertEqual(value, coresched.parse_sched_core(text), text)
+        for text in ('sched_core = full\n',
+                     'sched_core = "full"\nsched_core = "none"\n'):
+            self.assertRaises(ValueError, coresched.parse_sched_core, text)
+
+    def test_read_refuses_a_symlink_and_a_huge_file(self):
+        path = self.write('sched_core = "full"\n')
+        self.assertEqual('full', coresched.read_sched_core(path))
+        link = os.path.join(self.proc, 'link.conf')
+        os.symlink(path, link)
+        self.assertRaises(OSError, coresched.read_sched_core, link)
+        self.assertRaises(ValueError, coresched.read_sched_core, path,
+                          limit=4)
+        self.assertEqual('none', coresched.read_sched_core(
+            os.path.join(self.proc, 'missing.conf')))
+
+    def cookies(self, mode, sched_core):
+        fake = FakeCookies(self.kernel, self.proc, {})
+        fake.sched_core = sched_core
+        return coresched.CoreCookies(mode, mock.Mock(), cookies=fake,
+                                     prctl=self.kernel, proc_root=self.proc)
+
+    def test_full_or_emulator_is_enough(self):
+        for value in ('full', 'emulator'):
+            with self.assertLogs(coresched.LOG.logger, 'INFO') as logs:
+                self.assertEqual(value, self.cookies(
+                    'required', value).check_libvirt())
+            self.assertIn('never runs beside another key', logs.output[-1])
+
+    def test_auto_warns_without_it(self):
+        for value in ('none', 'vcpus', OSError(13, 'Permission denied')):
+            with self.assertLogs(coresched.LOG.logger, 'WARNING') as logs:
+                self.cookies('auto', value).check_libvirt()
+            self.assertIn('set sched_core = "full" in '
+                          '/etc/libvirt/qemu.conf', logs.output[-1])
+
+    def test_required_refuses_without_it(self):
+        for value in ('none', 'vcpus'):
+            e = self.assertRaises(coresched.Unsupported,
+                                  self.cookies('required',
+                                               value).check_libvirt)
+            self.assertIn('core_scheduling = required, but libvirt\'s '
+                          'sched_core', str(e))
+
+    def test_not_active_reads_nothing(self):
+        self.kernel.error = errno.EINVAL
+        fake = mock.Mock()
+        cookies = coresched.CoreCookies('auto', mock.Mock(), cookies=fake,
+                                        prctl=self.kernel)
+        self.assertIsNone(cookies.check_libvirt())
+        fake.libvirt_sched_core.assert_not_called()
 
 
 class TestOnThisKernel(base.TestCase):
@@ -477,6 +655,32 @@ class TestPrivsepEntrypoints(_Base):
             self._refused(name, 'A')
         self._refused('instance-1', '../A')
 
+    def test_clear_back_to_none_or_to_an_own_cookie(self):
+        self._domain('instance-1', 100, 'A')
+        self._domain('instance-2', 200, 'A')
+        first = privsep.set_core_cookie('instance-1', 'A')
+        privsep.set_core_cookie('instance-2', 'A', 'instance-1')
+        self.assertRaises(privsep.exception.InvalidArgument,
+                          privsep.clear_core_cookie, 'instance-1', 'B')
+        self.assertRaises(privsep.exception.InvalidArgument,
+                          privsep.clear_core_cookie, 'instance-1', 'A',
+                          'yes')
+        self.assertEqual({first['cookie']}, set(
+            privsep.read_core_cookies(100).values()))
+        privsep.clear_core_cookie('instance-1', 'A')
+        self.assertEqual({0}, set(privsep.read_core_cookies(100).values()))
+        own = privsep.clear_core_cookie('instance-2', 'A', True)
+        self.assertNotIn(own['cookie'], (0, first['cookie']))
+        self.assertEqual({own['cookie']}, set(
+            privsep.read_core_cookies(200).values()))
+
+    def test_reads_libvirts_sched_core_and_nothing_else(self):
+        os.makedirs(os.path.join(self.root, 'etc/libvirt'))
+        with open(os.path.join(self.root, 'etc/libvirt/qemu.conf'),
+                  'w') as f:
+            f.write('vnc_password = "secret"\nsched_core = "full"\n')
+        self.assertEqual('full', privsep.read_libvirt_sched_core())
+
     def test_refuses_a_symlinked_pid_file(self):
         self._domain('instance-1', 100, 'A')
         os.rename(os.path.join(self.run_dir, 'instance-1.pid'),
@@ -546,7 +750,7 @@ class TestDriverHooks(base.TestCase):
 class TestCheckCommand(base.TestCase):
     """``nova-tenant-pin check`` says whether core scheduling is active."""
 
-    def result(self, mode, supported, **helpers):
+    def result(self, mode, supported, sched_core='full', **helpers):
         from oslo_config import cfg
         from oslo_privsep import priv_context
         from oslo_upgradecheck import upgradecheck
@@ -566,6 +770,8 @@ class TestCheckCommand(base.TestCase):
         why = None if supported else 'this kernel has no core scheduling'
         with mock.patch.object(coresched, 'support',
                                return_value=(supported, why)), \
+                mock.patch.object(coresched, 'read_sched_core',
+                                  side_effect=[sched_core]), \
                 mock.patch('os.geteuid', return_value=1000):
             result = check.TenantPinChecks(conf=conf).check_core_scheduling()
         return result, upgradecheck.Code
@@ -592,6 +798,20 @@ class TestCheckCommand(base.TestCase):
             nova_tenant_pin_core_sched=line)
         self.assertEqual(code.SUCCESS, result.code)
         self.assertIn('Active', result.details)
+
+    def test_active_says_what_libvirts_sched_core_adds(self):
+        cases = [('auto', 'full', 'SUCCESS', 'sched_core = "full": every '
+                  'QEMU holds a cookie of its own'),
+                 ('auto', 'none', 'WARNING', 'its guest may run before that'),
+                 ('auto', 'vcpus', 'WARNING', 'tags only the vCPU threads'),
+                 ('required', 'none', 'FAILURE',
+                  'nova-compute will refuse to start'),
+                 ('auto', PermissionError(13, 'Permission denied'),
+                  'WARNING', 'run check as root')]
+        for mode, value, expected, text in cases:
+            result, code = self.result(mode, True, sched_core=value)
+            self.assertEqual(getattr(code, expected), result.code, value)
+            self.assertIn(text, result.details)
 
     def test_off(self):
         result, code = self.result('off', True)

@@ -37,7 +37,12 @@ STUB = r'''
 DEST=/opt/stack
 function echo_summary { echo "summary $*" >> "$CALLS"; }
 function setup_develop { echo "setup_develop $*" >> "$CALLS"; }
-function sudo { echo "sudo $*" >> "$CALLS"; }
+function sudo {
+    echo "sudo $*" >> "$CALLS"
+    # The file edits run for real, on the test's own copy of qemu.conf.
+    case $1 in sed|tee) "$@" ;; esac
+}
+function restart_service { echo "restart_service $*" >> "$CALLS"; }
 function is_service_enabled {
     for s in $SERVICES; do [[ "$s" == "$1" ]] && return 0; done
     return 1
@@ -264,6 +269,47 @@ class TestDevstackPlugin(base.TestCase):
             'NOVA_TENANT_PIN_CONFINE_HOUSEKEEPING': 'False',
             'NOVA_TENANT_PIN_HOUSEKEEPING_CPUS': '0'})
         self.assertFalse([c for c in calls if c.startswith('sudo')])
+
+    def qemu_conf(self, text):
+        path = os.path.join(self.tmp, 'qemu.conf')
+        with open(path, 'w') as f:
+            f.write(text)
+        return path
+
+    def test_post_config_sets_libvirts_sched_core_where_the_kernel_has_it(
+            self):
+        from nova_tenant_pin import coresched
+
+        path = self.qemu_conf('#sched_core = "none"\nsched_core = "vcpus"\n'
+                              'stdio_handler = "file"\n')
+        calls = self.run_phase('stack', 'post-config', env={
+            'NOVA_TENANT_PIN_QEMU_CONF': path,
+            'NOVA_TENANT_PIN_PYTHON': 'true'})
+        self.assertIn('restart_service libvirtd', calls)
+        with open(path) as f:
+            text = f.read()
+        self.assertEqual('#sched_core = "none"\nstdio_handler = "file"\n'
+                         'sched_core = "full"\n', text)
+        self.assertEqual('full', coresched.read_sched_core(path))
+        # Again: still one setting.
+        self.run_phase('stack', 'post-config', env={
+            'NOVA_TENANT_PIN_QEMU_CONF': path,
+            'NOVA_TENANT_PIN_PYTHON': 'true'})
+        with open(path) as f:
+            self.assertEqual(text, f.read())
+
+    @ddt.data({'NOVA_TENANT_PIN_PYTHON': 'false'},
+              {'NOVA_TENANT_PIN_PYTHON': 'true',
+               'NOVA_TENANT_PIN_LIBVIRT_SCHED_CORE': 'none'})
+    def test_sched_core_left_alone_without_kernel_support_or_when_off(
+            self, env):
+        path = self.qemu_conf('#sched_core = "none"\n')
+        env = dict(env, NOVA_TENANT_PIN_QEMU_CONF=path)
+        calls = self.run_phase('stack', 'post-config', env=env)
+        self.assertFalse([c for c in calls if c.startswith(
+            ('sudo', 'restart_service'))], calls)
+        with open(path) as f:
+            self.assertEqual('#sched_core = "none"\n', f.read())
 
     @ddt.data('unstack', 'clean')
     def test_unstack_and_clean_release(self, phase):

@@ -137,6 +137,10 @@ HOSTILE = [
     # partition; task moves only for the tasks they are meant for.
     ('ensure_partition', ('/system.slice', 'a', [0], [0])),
     ('ensure_partition', ('/user.slice/user-1000.slice', 'a', [0], [0])),
+    # A libvirtd in a delegated unit keeps ``machine`` inside the unit.
+    ('ensure_partition', ('/system.slice/libvirtd.service', 'a', [0], [0])),
+    ('ensure_partition', ('/machine.slice/libpod-0a1b.scope', 'a', [0],
+                          [0])),
     ('ensure_partition', ('/machine/tenant-b.partition', 'a', [0], [0])),
     ('ensure_partition', ('/machine', 'a', [0], [0])),
     ('remove_partition', ('/system.slice', 'b')),

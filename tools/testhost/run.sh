@@ -34,8 +34,9 @@
 # The kernel is the test-host kernel in ../shared/testhost-kernel/ next to
 # the repository (Linux 6.1 from Debian's source with core scheduling and
 # everything built in; NTP_TESTHOST_KERNEL names another), copied into the
-# cache; without one there or in the cache, the image carries Debian's
-# cloud kernel and its initrd instead (slower to boot).
+# cache; without one there or in the cache, or with
+# NTP_TESTHOST_KERNEL=debian, the image carries Debian's cloud kernel and
+# its initrd instead (slower to boot, and without core scheduling).
 # QEMU is killed by PID when the run ends, fails or times out (default
 # 1800 s); exit status 124 on a timeout, 125 when the command never ran. A
 # boot that has not reached the command after NTP_TESTHOST_BOOT_TIMEOUT
@@ -80,17 +81,24 @@ done
 command -v qemu-system-x86_64 >/dev/null || die "needs qemu-system-x86"
 
 # The kernel: the shared test-host kernel, kept in the cache so that a
-# later run without ../shared still has it; else Debian's.
+# later run without ../shared still has it; else Debian's. Once the cache
+# holds the shared kernel, only NTP_TESTHOST_KERNEL=debian picks Debian's.
 mkdir -p "$CACHE/kernel"
-if [ -f "$SHARED_KERNEL" ] && ! cmp -s "$SHARED_KERNEL" "$CACHE/kernel/$KERNEL_NAME"; then
-    cp "$SHARED_KERNEL" "$CACHE/kernel/$KERNEL_NAME.tmp"
-    mv "$CACHE/kernel/$KERNEL_NAME.tmp" "$CACHE/kernel/$KERNEL_NAME"
-fi
-if [ -f "$CACHE/kernel/$KERNEL_NAME" ]; then
-    kernel_kind=shared
-else
+if [ "${NTP_TESTHOST_KERNEL:-}" = debian ]; then
     kernel_kind=debian
-    log "no $SHARED_KERNEL: booting Debian's cloud kernel (slower)"
+    log "NTP_TESTHOST_KERNEL=debian: booting Debian's cloud kernel (slower)"
+else
+    if [ -f "$SHARED_KERNEL" ] &&
+            ! cmp -s "$SHARED_KERNEL" "$CACHE/kernel/$KERNEL_NAME"; then
+        cp "$SHARED_KERNEL" "$CACHE/kernel/$KERNEL_NAME.tmp"
+        mv "$CACHE/kernel/$KERNEL_NAME.tmp" "$CACHE/kernel/$KERNEL_NAME"
+    fi
+    if [ -f "$CACHE/kernel/$KERNEL_NAME" ]; then
+        kernel_kind=shared
+    else
+        kernel_kind=debian
+        log "no $SHARED_KERNEL: booting Debian's cloud kernel (slower)"
+    fi
 fi
 
 t0=$(date +%s)

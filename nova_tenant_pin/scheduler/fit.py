@@ -145,19 +145,56 @@ def stranded_change(before, new, threads_per_core, ratio=1.0):
     return max(0, threads - busy) - stranded
 
 
-def tenant_pin_weight(before, new, threads_per_core, ratio=1.0):
+#: How much of one step of :func:`tenant_pin_weight` the room term may
+#: take: less than one step, so that it only orders hosts the stranded
+#: change and the tenant's presence leave equal.
+ROOM_WEIGHT = 0.5
+
+
+def room_term(before, present):
+    """The part of :func:`tenant_pin_weight` that keeps room, in
+    ``[0, ROOM_WEIGHT]``.
+
+    :param before: the host's :class:`allocator.Plan` without the new
+        instance.
+    :param present: whether the new instance's tenant holds cores there.
+
+    A tenant that holds cores on the host goes to the fullest such host
+    (the share of the host's tenant cores held): its instances gather
+    where it already is and emptier hosts keep their room. A tenant new to
+    the host goes to the host with the most free cores: it has room to
+    grow there, so its later instances can gather beside it rather than
+    open cores on another host, and a host crowded with tenants keeps its
+    last cores for the tenants already on it.
+    """
+    used = sum(len(t.cpus) for t in before.tenants.values())
+    total = used + len(before.free_cpus)
+    if not total:
+        return 0.0
+    fill = used / total
+    return ROOM_WEIGHT * (fill if present else 1.0 - fill)
+
+
+def tenant_pin_weight(before, new, threads_per_core, ratio=1.0, room=True):
     """TenantPinWeigher's score of a host (higher is better).
 
     :param before: the host's :class:`allocator.Plan` without ``new``.
+    :param room: add :func:`room_term`; False gives the score as it was
+        before that term (the cluster simulation compares both).
 
     In order: an instance that fills threads its tenant holds idle on the
     host (:func:`stranded_change` negative) first; then a host where the
     tenant already holds cores, so that a tenant's instances gather on few
     hosts (each host a tenant is on can strand a thread; gathered, its odd
     instances fill each other's threads); last, a host where the instance
-    opens cores it leaves partly idle.
+    opens cores it leaves partly idle. Hosts equal by those are ordered by
+    :func:`room_term`: the fullest host the tenant is on; among hosts new
+    to the tenant, the emptiest.
     """
     change = stranded_change(before, new, threads_per_core, ratio)
     tenant = before.tenants.get(new.project_id)
     present = tenant is not None and bool(tenant.cpus)
-    return -2 * change + (1 if present else 0)
+    weight = -2 * change + (1 if present else 0)
+    if room:
+        weight += room_term(before, present)
+    return weight

@@ -56,10 +56,13 @@ multiplier (the fewest free vCPUs first). ``tenant-pin + weigher`` puts
 ``TenantPinWeigher``'s score
 (:func:`~nova_tenant_pin.scheduler.fit.tenant_pin_weight`) before either:
 with its default multiplier of 10 over Nova's weighers of 1, spreading or
-packing only breaks its ties. ``tenant-pin + old weigher`` is the score
-the weigher had before (minus
-:func:`~nova_tenant_pin.scheduler.fit.stranded_change` alone), shown for
-comparison in the same run. Hosts are tried best-weighed first and the
+packing only breaks its ties. The score's room term
+(:func:`~nova_tenant_pin.scheduler.fit.room_term`: a tenant's instances
+go to the fullest host it holds cores on, a tenant new to a host to the
+emptiest) orders the hosts its other terms leave equal, so it decides
+most of what spreading or packing would. ``tenant-pin + weigher before``
+is the score without the room term, shown for comparison in the same
+run. Hosts are tried best-weighed first and the
 first that passes the filter is taken, which is what filtering every host
 and taking the best does, in a fraction of the time.
 
@@ -187,11 +190,11 @@ def with_weigher(then):
     return weigh
 
 
-def with_old_weigher(then):
-    """The weigher's score before: minus the change in stranded threads
-    alone."""
+def with_weigher_before(then):
+    """TenantPinWeigher's score before its room term, then ``then``."""
     def weigh(host, request):
-        return (fit.stranded_change(host.plan, request, THREADS_PER_CORE),
+        return (-fit.tenant_pin_weight(host.plan, request,
+                                       THREADS_PER_CORE, room=False),
                 then(host, request))
     return weigh
 
@@ -226,7 +229,7 @@ class Cloud:
 
 
 RULES = ('no isolation', 'SMT off', 'nova isolate', 'nova require',
-         'tenant-pin', 'tenant-pin + old weigher', 'tenant-pin + weigher')
+         'tenant-pin', 'tenant-pin + weigher before', 'tenant-pin + weigher')
 
 
 def clouds(hosts, reserve_stranded=False, rules_wanted=RULES):
@@ -241,8 +244,8 @@ def clouds(hosts, reserve_stranded=False, rules_wanted=RULES):
         'nova require': (lambda: rules.require(topology, hk), None),
         'tenant-pin': (lambda: rules.TenantPinHost(
             topology, hk, reserve_stranded), None),
-        'tenant-pin + old weigher': (lambda: rules.TenantPinHost(
-            topology, hk, reserve_stranded), with_old_weigher),
+        'tenant-pin + weigher before': (lambda: rules.TenantPinHost(
+            topology, hk, reserve_stranded), with_weigher_before),
         'tenant-pin + weigher': (lambda: rules.TenantPinHost(
             topology, hk, reserve_stranded), with_weigher),
     }
@@ -366,14 +369,14 @@ def main(argv=None):
             mix_name, ', '.join('%d x%g' % (v, w)
                                 for v, w in sorted(sizes.items())),
             mean, elapsed))
-        header = '%-25s %-7s %-23s %-23s %s' % (
+        header = '%-27s %-7s %-23s %-23s %s' % (
             'policy', 'sched', 'vCPUs run / bound', 'rejected %',
             'stranded')
         print(header)
         print('-' * len(header))
         for (rule, scheduler), rows in results.items():
             ratios, rejected, stranded = zip(*rows)
-            print('%-25s %-7s %-23s %-23s %s' % (
+            print('%-27s %-7s %-23s %-23s %s' % (
                 rule, scheduler, spread_of(ratios, '%.3f'),
                 spread_of([100 * r for r in rejected], '%.1f'),
                 spread_of(stranded, '%.0f')))

@@ -312,7 +312,31 @@ class TenantPinWeigherTest(base.TestCase):
         weighed = self.weigh([empty, other, own], spec('a', 2))
         self.assertEqual('own', weighed[0].obj.host)
         self.assertEqual(10.0, weighed[0].weight)
-        self.assertEqual(0.0, weighed[1].weight)
+        # Where a is new, the host with more free cores comes first.
+        self.assertEqual(['empty', 'other'],
+                         [w.obj.host for w in weighed[1:]])
+        self.assertEqual(0.0, weighed[2].weight)
+
+    def test_newcomer_goes_where_it_has_room_to_grow(self):
+        """A tenant new to every host starts on the one with the most
+        free cores, whatever Nova's weighers say; if this fails, the
+        weigher no longer keeps room for a tenant's later instances."""
+        crowded = host('crowded', [('b', 6)])
+        roomy = host('roomy', [('c', 2)])
+        weighed = self.weigh([crowded, roomy], spec('a', 2))
+        self.assertEqual(['roomy', 'crowded'],
+                         [w.obj.host for w in weighed])
+
+    def test_tenant_gathers_on_the_fullest_host_it_holds_cores_on(self):
+        """Of two hosts where tenant a holds cores and strands nothing,
+        the fuller takes its next instance, keeping the emptier host's
+        room; if this fails, the weigher no longer packs a tenant's own
+        instances."""
+        fuller = host('fuller', [('a', 2), ('b', 4)])
+        emptier = host('emptier', [('a', 2)])
+        weighed = self.weigh([emptier, fuller], spec('a', 2))
+        self.assertEqual(['fuller', 'emptier'],
+                         [w.obj.host for w in weighed])
 
     def test_multiplier_from_config_and_aggregate(self):
         hosts = [host('hole', [('a', 1)]), host('empty')]
@@ -371,8 +395,32 @@ class FitTest(base.TestCase):
         requests = [allocator.InstanceRequest('r%d' % n, p, v)
                     for n, (p, v) in enumerate(running)]
         before = allocator.plan(self.TOPOLOGY, requests)
+        new = allocator.InstanceRequest('new', *new)
         self.assertEqual(weight, fit.tenant_pin_weight(
-            before, allocator.InstanceRequest('new', *new), 2))
+            before, new, 2, room=False))
+        # The room term orders hosts inside a step, never across one.
+        with_room = fit.tenant_pin_weight(before, new, 2)
+        self.assertGreaterEqual(with_room, weight)
+        self.assertLessEqual(with_room, weight + fit.ROOM_WEIGHT)
+
+    # (running (project, vcpus), new project, room term in quarters of
+    # ROOM_WEIGHT): the topology has 4 cores.
+    @ddt.data(
+        ((), 'a', 4),                       # new to an empty host
+        ((('b', 2),), 'a', 3),              # new, one core of four taken
+        ((('b', 2), ('c', 4)), 'a', 1),
+        ((('a', 2),), 'a', 1),              # a holds one core of four
+        ((('a', 2), ('b', 4)), 'a', 3),     # the fuller, the higher
+    )
+    @ddt.unpack
+    def test_room_term(self, running, project, quarters):
+        requests = [allocator.InstanceRequest('r%d' % n, p, v)
+                    for n, (p, v) in enumerate(running)]
+        before = allocator.plan(self.TOPOLOGY, requests)
+        tenant = before.tenants.get(project)
+        self.assertAlmostEqual(
+            fit.ROOM_WEIGHT * quarters / 4,
+            fit.room_term(before, tenant is not None))
 
     def test_weight_orders_fill_then_gather_then_even_then_stranding(self):
         """The weigher's order of preference; if this fails, it no longer

@@ -30,11 +30,14 @@ tenant has a spare thread (the instance fills it); then a host where the
 tenant holds cores and the instance strands nothing more (a tenant's
 instances gather on few hosts, so its odd instances later fill each
 other's threads); then a host where it strands nothing more; lowest, a
-host where the instance opens a core it cannot fill. ``[tenant_pin]
-weight_multiplier`` (or the aggregate key ``tenant_pin_weight_multiplier``)
-scales it. Nova's own weighers break its ties: with
-``[filter_scheduler] cpu_weight_multiplier`` negative they pack, which
-keeps whole hosts free for large instances (see
+host where the instance opens a core it cannot fill. Hosts equal by those
+are ordered by room (:func:`~nova_tenant_pin.scheduler.fit.room_term`,
+under one step): the fullest host the tenant holds cores on; where it
+holds none, the host with the most free cores, so that it has room to
+grow there. ``[tenant_pin] weight_multiplier`` (or the aggregate key
+``tenant_pin_weight_multiplier``) scales it. At its default of 10, the
+room term decides most of what Nova's CPU weigher would (spreading or
+packing); Nova's weighers break the remaining ties (see
 ``doc/source/admin/scheduling.rst``).
 """
 

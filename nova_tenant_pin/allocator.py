@@ -73,7 +73,7 @@ class InstanceRequest:
     """One instance as the allocator sees it.
 
     :param uuid: the instance's id.
-    :param project_id: the isolation key: instances with the same key may
+    :param key: the isolation key: instances with the same key may
         share cores, others never do. Normally the Nova project id.
     :param vcpus: number of vCPUs (>= 1).
     :param cell: a NUMA cell the instance must stay in, or None.
@@ -87,7 +87,7 @@ class InstanceRequest:
     """
 
     uuid: str
-    project_id: str
+    key: str
     vcpus: int
     cell: object = None
     mode: str = FLOAT
@@ -97,7 +97,7 @@ class InstanceRequest:
 @dataclasses.dataclass
 class InstancePlacement:
     uuid: str
-    project_id: str
+    key: str
     cpus: frozenset
     cells: tuple
     vcpu_pins: dict = None
@@ -106,7 +106,7 @@ class InstancePlacement:
 
 @dataclasses.dataclass
 class TenantPlacement:
-    project_id: str
+    key: str
     cpus: frozenset
     cells: tuple
     vcpus: int
@@ -115,7 +115,7 @@ class TenantPlacement:
 
 @dataclasses.dataclass(frozen=True)
 class Move:
-    """One step from the present map: set ``project_id``'s CPUs to ``cpus``.
+    """One step from the present map: set ``key``'s CPUs to ``cpus``.
 
     ``action`` is ``shrink``, ``release`` (to no CPUs), ``grow``, ``create``
     (a tenant that held nothing) or ``widen`` (the first half of a
@@ -123,13 +123,13 @@ class Move:
     """
 
     action: str
-    project_id: str
+    key: str
     cpus: frozenset
     added: frozenset
     removed: frozenset
 
     def to_dict(self):
-        return {'action': self.action, 'tenant': self.project_id,
+        return {'action': self.action, 'tenant': self.key,
                 'cpus': sorted(self.cpus), 'add': sorted(self.added),
                 'remove': sorted(self.removed)}
 
@@ -152,7 +152,7 @@ class Plan:
     planned: frozenset = None
 
     def tenant_map(self):
-        """``{project_id: frozenset(cpus)}``: the map to feed back as the
+        """``{key: frozenset(cpus)}``: the map to feed back as the
         ``current`` of the next plan."""
         return {p: t.cpus for p, t in self.tenants.items()}
 
@@ -167,7 +167,7 @@ class Plan:
                 u: {'cpus': sorted(i.cpus), 'cells': list(i.cells),
                     'cell_vcpus': {str(c): n for c, n in
                                    sorted(i.cell_vcpus.items())},
-                    'project_id': i.project_id,
+                    'project_id': i.key,
                     'vcpu_pins': (None if i.vcpu_pins is None else
                                   {str(v): c for v, c in
                                    sorted(i.vcpu_pins.items())})}
@@ -254,8 +254,8 @@ def _check_ratio(ratio, what):
 
 def _validate(topology, instances, ratio, tenant_ratios):
     _check_ratio(ratio, 'tenant_cpu_allocation_ratio')
-    for project, value in tenant_ratios.items():
-        _check_ratio(value, 'the allocation ratio of tenant %s' % project)
+    for key, value in tenant_ratios.items():
+        _check_ratio(value, 'the allocation ratio of tenant %s' % key)
     seen = set()
     for inst in instances:
         if inst.uuid in seen:
@@ -268,7 +268,7 @@ def _validate(topology, instances, ratio, tenant_ratios):
         if inst.mode not in MODES:
             raise PlanError('instance %s: mode must be one of %s, got %r'
                             % (inst.uuid, ', '.join(MODES), inst.mode))
-        if not isinstance(inst.project_id, str) or not inst.project_id:
+        if not isinstance(inst.key, str) or not inst.key:
             raise PlanError('instance %s: project_id must be a non-empty '
                             'string' % inst.uuid)
         if inst.cell is not None:
@@ -286,14 +286,14 @@ def plan(topology, instances, housekeeping_cpus=(), current=None,
     :param instances: :class:`InstanceRequest` objects, running ones first.
     :param housekeeping_cpus: CPUs reserved for the host; their whole cores
         are never given to a tenant.
-    :param current: ``{project_id: cpus}``, the tenants' present cores.
-    :param tenant_ratios: ``{project_id: ratio}``: tenants whose in-tenant
+    :param current: ``{key: cpus}``, the tenants' present cores.
+    :param tenant_ratios: ``{key: ratio}``: tenants whose in-tenant
         allocation ratio differs from ``ratio``.
     :param ratio: the in-tenant CPU allocation ratio (>= 1.0): how many
         vCPUs of one tenant may share one thread.
     :param dedicated_cpus: CPUs of instances with dedicated CPUs, which Nova
         places itself; no tenant gets a core that holds one of them.
-    :param static: ``{project_id: cpus}``: tenants with fixed whole cores
+    :param static: ``{key: cpus}``: tenants with fixed whole cores
         set by the operator; their instances go there and nowhere else.
     :returns: a :class:`Plan`.
     :raises PlanError: for malformed or contradictory input.
@@ -328,45 +328,45 @@ def plan(topology, instances, housekeeping_cpus=(), current=None,
     # Static tenants: fixed whole cores that nobody else gets.
     static_cores = {}
     owner = {}
-    for project, cpus in sorted(static.items()):
-        cores = cores_for(cpus, 'static cpuset of %s' % project)
+    for key, cpus in sorted(static.items()):
+        cores = cores_for(cpus, 'static cpuset of %s' % key)
         whole = frozenset(c for core in cores for c in core.cpus)
         if whole != cpus:
             raise PlanError('static cpuset of %s must be whole cores: add '
                             'CPUs %s or remove the partial cores'
-                            % (project, topo.format_cpu_list(whole - cpus)))
+                            % (key, topo.format_cpu_list(whole - cpus)))
         for core in cores:
             if core in blocked:
                 raise PlanError('static cpuset of %s includes core %s which '
                                 'is reserved for housekeeping or dedicated '
-                                'instances' % (project, topo.format_cpu_list(
+                                'instances' % (key, topo.format_cpu_list(
                                     core.cpus)))
             if core in owner:
                 raise PlanError('static cpusets of %s and %s share core %s'
-                                % (owner[core], project,
+                                % (owner[core], key,
                                    topo.format_cpu_list(core.cpus)))
-            owner[core] = project
-        static_cores[project] = cores
+            owner[core] = key
+        static_cores[key] = cores
 
     # Present holdings that remain valid; the first tenant (by id) wins a
     # core that the present map gives to two.
     held = {}
     online = topology.online_cpus
-    for project in sorted(current):
-        if project in static:
+    for key in sorted(current):
+        if key in static:
             continue
-        touched = {topology.core_of(c) for c in current[project]
+        touched = {topology.core_of(c) for c in current[key]
                    if c in online}
         cores = {c for c in touched if c not in blocked and c not in owner}
         lost = touched - cores
         if lost:
             warnings.append('tenant %s loses cores %s that are now '
                             'reserved or held by another tenant' % (
-                                project, topo.format_cpu_list(
+                                key, topo.format_cpu_list(
                                     c for core in lost for c in core.cpus)))
         for core in cores:
-            owner[core] = project
-        held[project] = cores
+            owner[core] = key
+        held[key] = cores
 
     pools = {cell.id: _CellPool(
         [core for core in cell.cores
@@ -375,45 +375,45 @@ def plan(topology, instances, housekeeping_cpus=(), current=None,
 
     by_tenant = collections.OrderedDict()
     for inst in instances:
-        by_tenant.setdefault(inst.project_id, []).append(inst)
+        by_tenant.setdefault(inst.key, []).append(inst)
     # Tenants that held cores but have no instance left release them all,
     # before anyone else is placed, so arrivals can use them.
-    for project, cores in held.items():
-        if project not in by_tenant:
+    for key, cores in held.items():
+        if key not in by_tenant:
             for core in cores:
                 pools[core.cell].add([core])
 
-    def tenant_order(project):
-        insts = by_tenant[project]
-        if project in static:
+    def tenant_order(key):
+        insts = by_tenant[key]
+        if key in static:
             rank = 0
-        elif held.get(project):
+        elif held.get(key):
             rank = 1
         else:
             rank = 2
-        return (rank, -sum(i.vcpus for i in insts), project)
+        return (rank, -sum(i.vcpus for i in insts), key)
 
     tenants = {}
     placements = {}
     unplaced = []
-    for project in sorted(by_tenant, key=tenant_order):
-        if project in static:
-            _place_tenant(project, by_tenant[project], topology,
-                          held_cores=static_cores[project], pools=None,
-                          ratio=tenant_ratios.get(project, ratio),
+    for key in sorted(by_tenant, key=tenant_order):
+        if key in static:
+            _place_tenant(key, by_tenant[key], topology,
+                          held_cores=static_cores[key], pools=None,
+                          ratio=tenant_ratios.get(key, ratio),
                           fixed=True, tenants=tenants,
                           placements=placements, unplaced=unplaced)
         else:
-            _place_tenant(project, by_tenant[project], topology,
-                          held_cores=held.get(project, set()), pools=pools,
-                          ratio=tenant_ratios.get(project, ratio),
+            _place_tenant(key, by_tenant[key], topology,
+                          held_cores=held.get(key, set()), pools=pools,
+                          ratio=tenant_ratios.get(key, ratio),
                           fixed=False, tenants=tenants,
                           placements=placements, unplaced=unplaced)
     # Static tenants hold their cores even with no instance here.
-    for project, cores in static_cores.items():
-        if project not in tenants:
-            tenants[project] = TenantPlacement(
-                project, frozenset(c for core in cores for c in core.cpus),
+    for key, cores in static_cores.items():
+        if key not in tenants:
+            tenants[key] = TenantPlacement(
+                key, frozenset(c for core in cores for c in core.cpus),
                 tuple(sorted({core.cell for core in cores})), 0,
                 sum(core.threads for core in cores))
 
@@ -429,7 +429,7 @@ def plan(topology, instances, housekeeping_cpus=(), current=None,
     return result
 
 
-def _place_tenant(project, insts, topology, held_cores, pools, ratio, fixed,
+def _place_tenant(key, insts, topology, held_cores, pools, ratio, fixed,
                   tenants, placements, unplaced):
     """Assign one tenant's instances to cells and choose its cores.
 
@@ -505,7 +505,7 @@ def _place_tenant(project, insts, topology, held_cores, pools, ratio, fixed,
         if not try_cells(inst, [inst.cell]):
             unplaced.append(_unplaced(inst, 'tenant %s cannot get %d more '
                                       'vCPUs of whole cores in NUMA cell '
-                                      '%d' % (project, inst.vcpus,
+                                      '%d' % (key, inst.vcpus,
                                               inst.cell)))
 
     floating = [i for i in insts if i.cell is None]
@@ -538,7 +538,7 @@ def _place_tenant(project, insts, topology, held_cores, pools, ratio, fixed,
                 unplaced.append(_unplaced(
                     inst, 'tenant %s cannot get %d more vCPUs of whole '
                     'cores on this host (%d usable on free or own cores)'
-                    % (project, inst.vcpus, spare)))
+                    % (key, inst.vcpus, spare)))
 
     # Choose the cores, cell by cell, and hand back what is not needed.
     cores_by_cell = {}
@@ -562,8 +562,8 @@ def _place_tenant(project, insts, topology, held_cores, pools, ratio, fixed,
                      for core in cores for c in core.cpus)
     vcpus = sum(demand.values())
     threads_needed = math.ceil(vcpus / ratio - _EPSILON)
-    tenants[project] = TenantPlacement(
-        project, cpus, tuple(sorted(cores_by_cell)), vcpus,
+    tenants[key] = TenantPlacement(
+        key, cpus, tuple(sorted(cores_by_cell)), vcpus,
         max(0, len(cpus) - threads_needed))
 
     slots = {cell_id: _strict_slots(cores, ratio)
@@ -586,7 +586,7 @@ def _place_tenant(project, insts, topology, held_cores, pools, ratio, fixed,
                     pins[vcpu] = slots[cell_id].popleft()
                     vcpu += 1
         placements[inst.uuid] = InstancePlacement(
-            inst.uuid, project, inst_cpus, cells, pins, dict(parts))
+            inst.uuid, key, inst_cpus, cells, pins, dict(parts))
 
 
 def _strict_slots(cores, ratio):
@@ -609,7 +609,7 @@ def _strict_slots(cores, ratio):
 
 
 def _unplaced(inst, reason):
-    return {'uuid': inst.uuid, 'project_id': inst.project_id,
+    return {'uuid': inst.uuid, 'project_id': inst.key,
             'vcpus': inst.vcpus, 'reason': reason}
 
 
@@ -626,49 +626,49 @@ def order_moves(current, target):
     state = dict(current)
     moves = []
     holders = collections.defaultdict(set)
-    for project, cpus in state.items():
+    for key, cpus in state.items():
         for cpu in cpus:
-            holders[cpu].add(project)
+            holders[cpu].add(key)
 
-    def step(action, project, cpus):
-        old = state.get(project, frozenset())
+    def step(action, key, cpus):
+        old = state.get(key, frozenset())
         cpus = frozenset(cpus)
-        moves.append(Move(action, project, cpus, cpus - old, old - cpus))
+        moves.append(Move(action, key, cpus, cpus - old, old - cpus))
         for cpu in old - cpus:
-            holders[cpu].discard(project)
+            holders[cpu].discard(key)
         for cpu in cpus - old:
-            holders[cpu].add(project)
+            holders[cpu].add(key)
         if cpus:
-            state[project] = cpus
+            state[key] = cpus
         else:
-            state.pop(project, None)
+            state.pop(key, None)
 
-    for project in sorted(current):
-        new = target.get(project, frozenset())
+    for key in sorted(current):
+        new = target.get(key, frozenset())
         if not new:
-            step('release', project, frozenset())
-        elif current[project] - new and current[project] & new:
-            step('shrink', project, current[project] & new)
+            step('release', key, frozenset())
+        elif current[key] - new and current[key] & new:
+            step('shrink', key, current[key] & new)
 
-    def held_by_others(project, cpus):
-        return any(holders[cpu] - {project} for cpu in cpus)
+    def held_by_others(key, cpus):
+        return any(holders[cpu] - {key} for cpu in cpus)
 
     pending = sorted(p for p in target if state.get(p) != target[p])
     while pending:
         progressed = False
-        for project in list(pending):
-            new = target[project]
-            old = state.get(project, frozenset())
-            if held_by_others(project, new - old):
+        for key in list(pending):
+            new = target[key]
+            old = state.get(key, frozenset())
+            if held_by_others(key, new - old):
                 continue
             if not old:
-                step('create', project, new)
+                step('create', key, new)
             elif old & new:
-                step('grow', project, new)
+                step('grow', key, new)
             else:
-                step('widen', project, old | new)
-                step('shrink', project, new)
-            pending.remove(project)
+                step('widen', key, old | new)
+                step('shrink', key, new)
+            pending.remove(key)
             progressed = True
         if not progressed:
             # Two tenants that want each other's cores: only a caller that

@@ -63,8 +63,8 @@ EXEC_GRACE = 2.0
 _MAY_EXEC_QEMU = ('libvirtd', 'rpc-', 'prio-rpc', 'virtqemud')
 
 
-def tenant_of_cgroup(path):
-    """The tenant whose partition holds a cgroup path, else None."""
+def key_of_cgroup(path):
+    """The key whose partition holds a cgroup path, else None."""
     if not path:
         return None
     match = _PARTITION_RE.search(path)
@@ -117,7 +117,7 @@ def _qemu_guest_name(value):
 
 
 class DomainKeys:
-    """``pid -> isolation key`` of QEMU processes: a ``pid_tenants`` for
+    """``pid -> isolation key`` of QEMU processes: a ``pid_keys`` for
     :class:`HostAuditor`.
 
     Built from the host's domains (``domain_xml.DomainInfo``), it reads a
@@ -146,7 +146,7 @@ class DomainKeys:
 @dataclasses.dataclass(frozen=True)
 class Violation:
     kind: str
-    tenants: tuple
+    keys: tuple
     cpus: tuple
     tids: tuple
     detail: str = None
@@ -157,15 +157,15 @@ class Violation:
                                         ', '.join(map(str, self.tids)))
         if self.kind == SHARED_CORE:
             return ('tenants %s may both run on core %s (threads %s)'
-                    % (' and '.join(self.tenants),
+                    % (' and '.join(self.keys),
                        topo.format_cpu_list(self.cpus),
                        ', '.join(map(str, self.tids))))
         return ('tenant %s may run on housekeeping CPUs %s (threads %s)'
-                % (self.tenants[0], topo.format_cpu_list(self.cpus),
+                % (self.keys[0], topo.format_cpu_list(self.cpus),
                    ', '.join(map(str, self.tids))))
 
     def to_dict(self):
-        doc = {'kind': self.kind, 'tenants': list(self.tenants),
+        doc = {'kind': self.kind, 'tenants': list(self.keys),
                'cpus': list(self.cpus), 'tids': list(self.tids)}
         if self.detail:
             doc['detail'] = self.detail
@@ -197,7 +197,7 @@ class HostAuditor:
     """Reads one host's QEMU threads and checks the invariants."""
 
     def __init__(self, host_topology, housekeeping_cpus=(),
-                 cgroup_prefix='/', proc_root='/proc', pid_tenants=None,
+                 cgroup_prefix='/', proc_root='/proc', pid_keys=None,
                  cookie_reader=None):
         """Prepare to audit one host.
 
@@ -206,7 +206,7 @@ class HostAuditor:
             cores are taken, as the allocator does.
         :param cgroup_prefix: only QEMU processes whose cpuset cgroup path
             starts with this prefix belong to this host.
-        :param pid_tenants: a callable ``pid -> isolation key or None``
+        :param pid_keys: a callable ``pid -> isolation key or None``
             (for example a :class:`DomainKeys`); a key it returns wins over
             the partition the process lives in, None leaves the partition
             to decide.
@@ -219,10 +219,10 @@ class HostAuditor:
             c for c in housekeeping_cpus if c in host_topology.online_cpus)
         self.cgroup_prefix = cgroup_prefix.rstrip('/') + '/'
         self.proc_root = proc_root
-        self.pid_tenants = pid_tenants
+        self.pid_keys = pid_keys
         self.cookie_reader = cookie_reader
         self._is_qemu = {}
-        self._pid_tenant = {}
+        self._pid_key = {}
         # The boot on the monotonic clock, to date processes from the
         # start time in their stat (clock ticks since boot).
         try:
@@ -292,16 +292,16 @@ class HostAuditor:
         return self._boot + ticks / self._ticks
 
     def snapshot(self):
-        """``{tenant: [ThreadInfo]}`` of this host's QEMU threads now.
+        """``{key: [ThreadInfo]}`` of this host's QEMU threads now.
 
-        A process's tenant (``pid_tenants``, else its partition) and host
-        (its cgroup) are read once the tenant is known (a process never
+        A process's key (``pid_keys``, else its partition) and host
+        (its cgroup) are read once the key is known (a process never
         leaves its partition); after that each sample reads only each
         thread's allowed CPUs.
         """
-        by_tenant = {}
+        by_key = {}
         for pid in self.qemu_pids():
-            known = self._pid_tenant.get(pid)
+            known = self._pid_key.get(pid)
             if known is None:
                 try:
                     tasks = procfs.threads(pid, self.proc_root)
@@ -311,22 +311,22 @@ class HostAuditor:
                     continue
                 leader = tasks[0].cpuset_cgroup or ''
                 if not (leader + '/').startswith(self.cgroup_prefix):
-                    self._pid_tenant[pid] = (False, None)
+                    self._pid_key[pid] = (False, None)
                     continue
-                tenant = None
-                if self.pid_tenants is not None:
-                    tenant = self.pid_tenants(pid)
-                if tenant is None:
+                key = None
+                if self.pid_keys is not None:
+                    key = self.pid_keys(pid)
+                if key is None:
                     for task in tasks:
-                        tenant = tenant_of_cgroup(task.cpuset_cgroup)
-                        if tenant:
+                        key = key_of_cgroup(task.cpuset_cgroup)
+                        if key:
                             break
-                if tenant is not None:
-                    self._pid_tenant[pid] = (True, tenant)
+                if key is not None:
+                    self._pid_key[pid] = (True, key)
                 else:
-                    tenant = 'unknown-guest-pid-%d' % pid
+                    key = 'unknown-guest-pid-%d' % pid
             else:
-                included, tenant = known
+                included, key = known
                 if not included:
                     continue
                 try:
@@ -334,20 +334,20 @@ class HostAuditor:
                                                      self.proc_root)
                 except ProcessLookupError:
                     continue
-            by_tenant.setdefault(tenant, []).extend(
+            by_key.setdefault(key, []).extend(
                 t for t in tasks if not t.comm.startswith(_KERNEL_WORKERS))
-        for pid in set(self._pid_tenant) - set(self._is_qemu):
-            del self._pid_tenant[pid]
+        for pid in set(self._pid_key) - set(self._is_qemu):
+            del self._pid_key[pid]
         if len(self._comms) > 100000:
             # Threads come and go; start the cache afresh now and then.
             self._comms.clear()
-        return by_tenant
+        return by_key
 
-    def check(self, by_tenant):
+    def check(self, by_key):
         """The violations of invariants 1 and 2 in a snapshot."""
         core_users = {}
         violations = []
-        for tenant, tasks in sorted(by_tenant.items()):
+        for key, tasks in sorted(by_key.items()):
             hk_cpus = set()
             hk_tids = []
             for task in tasks:
@@ -356,13 +356,13 @@ class HostAuditor:
                     if core is None:
                         continue
                     core_users.setdefault(core, {}).setdefault(
-                        tenant, set()).add(task.tid)
+                        key, set()).add(task.tid)
                 bad = task.allowed_cpus & self.housekeeping
                 if bad:
                     hk_cpus |= bad
                     hk_tids.append(task.tid)
             if hk_cpus:
-                violations.append(Violation(HOUSEKEEPING, (tenant,),
+                violations.append(Violation(HOUSEKEEPING, (key,),
                                             tuple(sorted(hk_cpus)),
                                             tuple(sorted(hk_tids))))
         for core, users in sorted(core_users.items()):
@@ -373,12 +373,12 @@ class HostAuditor:
                                  for t in tids))))
         return violations
 
-    def check_cookies(self, by_tenant):
+    def check_cookies(self, by_key):
         """The core-scheduling violations of a snapshot: a key whose
         threads hold several cookies (or none), two keys holding one. Each
         thread's cookie is read now (``PR_SCHED_CORE_GET``)."""
         guests = []
-        for tenant, tasks in sorted(by_tenant.items()):
+        for key, tasks in sorted(by_key.items()):
             by_pid = {}
             for task in tasks:
                 by_pid.setdefault(task.pid, set()).add(task.tid)
@@ -388,7 +388,7 @@ class HostAuditor:
                 except (ProcessLookupError, FileNotFoundError):
                     continue
                 guests.append(coresched.Guest(
-                    None, None, tenant, pid,
+                    None, None, key, pid,
                     {t: c for t, c in cookies.items() if t in tids}))
         return [Violation(kind, keys, (), tids, detail)
                 for kind, keys, tids, detail in
@@ -396,16 +396,16 @@ class HostAuditor:
 
     def audit(self):
         start = time.perf_counter()
-        by_tenant = self.snapshot()
-        violations = self.check(by_tenant)
+        by_key = self.snapshot()
+        violations = self.check(by_key)
         if self.cookie_reader is not None:
-            violations += self.check_cookies(by_tenant)
+            violations += self.check_cookies(by_key)
         tenants = {t: frozenset(c for task in tasks
                                 for c in task.allowed_cpus)
-                   for t, tasks in by_tenant.items()}
+                   for t, tasks in by_key.items()}
         return AuditReport(
-            threads=sum(len(t) for t in by_tenant.values()),
-            guests=len({task.pid for tasks in by_tenant.values()
+            threads=sum(len(t) for t in by_key.values()),
+            guests=len({task.pid for tasks in by_key.values()
                         for task in tasks}),
             tenants=tenants, violations=violations,
             seconds=time.perf_counter() - start)

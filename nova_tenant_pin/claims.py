@@ -48,7 +48,7 @@ class Claim:
 
     uuid: str
     project_id: str
-    tenant: str
+    key: str
     vcpus: int
     cell: object = None
     mode: str = allocator.FLOAT
@@ -70,13 +70,13 @@ class InstancePins:
     """
 
     uuid: str
-    tenant: str
+    key: str
     cpus: frozenset
     vcpu_pins: dict = None
 
     @property
     def partition(self):
-        return cgroups.partition_name(self.tenant)
+        return cgroups.partition_name(self.key)
 
 
 def isolation_request(policy):
@@ -147,7 +147,7 @@ def rebuild(truth, old_claims, policy_of, default_mode, host_cpus,
             mode = info.pin_mode or default_mode
             ratio, isolation = info.ratio, info.isolation
         elif old is not None:
-            key, mode, ratio = old.tenant, old.mode, old.ratio
+            key, mode, ratio = old.key, old.mode, old.ratio
             isolation = old.isolation
         else:
             LOG.warning('domain %s (%s) names no project and no tenant '
@@ -182,7 +182,7 @@ def rebuild(truth, old_claims, policy_of, default_mode, host_cpus,
                            'a claim; claimed now' % (uuid, key))
         found.append(Claim(
             uuid=uuid, project_id=info.project_id or key,
-            tenant=key, vcpus=max(1, info.vcpus),
+            key=key, vcpus=max(1, info.vcpus),
             cell=old.cell if old else None, mode=mode, ratio=ratio,
             isolation=isolation, pending=False, incoming=False,
             confirmed=old.confirmed if old else False))
@@ -205,13 +205,13 @@ def rebuild(truth, old_claims, policy_of, default_mode, host_cpus,
             # given up before it started, a build that went elsewhere.
             repairs.append('instance %s of tenant %s was expected but '
                            'Nova no longer places it here; its claim is '
-                           'released' % (uuid, old.tenant))
+                           'released' % (uuid, old.key))
         elif old.pending:
             claims[uuid] = old
         else:
             repairs.append('instance %s of tenant %s has no domain any '
                            'more; its claim is released'
-                           % (uuid, old.tenant))
+                           % (uuid, old.key))
     return claims, dedicated
 
 
@@ -221,7 +221,7 @@ def pins_from_plan(plan, uuid):
     pins = None
     if placement.vcpu_pins is not None:
         pins = {v: frozenset([c]) for v, c in placement.vcpu_pins.items()}
-    return InstancePins(uuid=uuid, tenant=placement.project_id,
+    return InstancePins(uuid=uuid, key=placement.key,
                         cpus=placement.cpus, vcpu_pins=pins)
 
 
@@ -249,11 +249,11 @@ def target_plan(claims, current, topology, housekeeping_cpus, ratio,
     ratios = {}
     for c in claims.values():
         own = c.ratio if c.ratio is not None else ratio
-        ratios[c.tenant] = min(ratios.get(c.tenant, own), own)
+        ratios[c.key] = min(ratios.get(c.key, own), own)
 
     def plan(frozen=None):
         requests = [allocator.InstanceRequest(
-            uuid=c.uuid, project_id=c.tenant, vcpus=c.vcpus, cell=c.cell,
+            uuid=c.uuid, key=c.key, vcpus=c.vcpus, cell=c.cell,
             mode=c.mode) for c in claims.values()]
         return allocator.plan(
             topology, requests, housekeeping_cpus=housekeeping_cpus,
@@ -273,16 +273,16 @@ def target_plan(claims, current, topology, housekeeping_cpus, ratio,
     held = collections.defaultdict(frozenset)
     for claim in claims.values():
         if claim.pending and claim.issued:
-            held[claim.tenant] |= claim.issued
+            held[claim.key] |= claim.issued
     for uuid in truth.busy:
         info = truth.domains[uuid]
         if info.isolation_key is not None:
             held[info.isolation_key] |= info.all_cpus(topology.online_cpus)
 
     def must_hold(result):
-        return {move.project_id: frozenset(current[move.project_id])
+        return {move.key: frozenset(current[move.key])
                 for move in result.moves
-                if move.removed & held.get(move.project_id, frozenset())}
+                if move.removed & held.get(move.key, frozenset())}
 
     frozen = must_hold(result)
     if frozen and partial:
@@ -339,9 +339,9 @@ def touched_plan(claims, current, previous, touched, topology,
     vcpus = collections.Counter()
     count = collections.Counter()
     for claim in claims.values():
-        vcpus[claim.tenant] += claim.vcpus
-        count[claim.tenant] += 1
-    placed = collections.Counter(p.project_id
+        vcpus[claim.key] += claim.vcpus
+        count[claim.key] += 1
+    placed = collections.Counter(p.key
                                  for p in previous.instances.values())
     blocked = topology.whole_core_cpus(dedicated_cpus)
     for key, placement in previous.tenants.items():
@@ -359,8 +359,8 @@ def touched_plan(claims, current, previous, touched, topology,
         cpus for key, cpus in current.items()
         if key not in keys and key not in static)) - static_cpus
     requests = [allocator.InstanceRequest(
-        uuid=c.uuid, project_id=c.tenant, vcpus=c.vcpus, cell=c.cell,
-        mode=c.mode) for c in claims.values() if c.tenant in keys]
+        uuid=c.uuid, key=c.key, vcpus=c.vcpus, cell=c.cell,
+        mode=c.mode) for c in claims.values() if c.key in keys]
     part = allocator.plan(
         topology, requests, housekeeping_cpus=housekeeping_cpus,
         current={k: current[k] for k in keys if k in current},
@@ -372,7 +372,7 @@ def touched_plan(claims, current, previous, touched, topology,
         if key in keys or key not in tenants:
             tenants[key] = placement
     instances = {u: p for u, p in previous.instances.items()
-                 if p.project_id not in keys}
+                 if p.key not in keys}
     instances.update(part.instances)
     used = frozenset().union(*(t.cpus for t in tenants.values()))
     usable = frozenset(
@@ -402,7 +402,7 @@ def report(name, domains, claims, unfit, overflow, previous_unfit, seen,
         seen.add(uuid)
         log.info('%s: instance %s of tenant %s is confined by its pins (it '
                  'runs in %s) until its next hard reboot', name, uuid,
-                 claims[uuid].tenant, info.partition and 'partition ' +
+                 claims[uuid].key, info.partition and 'partition ' +
                  info.partition or 'no tenant partition')
     if unfit and unfit != previous_unfit:
         log.error('%s: host NOT isolated: tenants %s do not fit on whole '
@@ -433,7 +433,7 @@ def snapshot(tenants, claims, plan, dedicated, unfit, ratio):
     return {
         'tenants': {t: sorted(c) for t, c in sorted(tenants.items())},
         'instances': {
-            u: {'tenant': c.tenant, 'project_id': c.project_id,
+            u: {'tenant': c.key, 'project_id': c.project_id,
                 'vcpus': c.vcpus, 'pending': c.pending,
                 'pin_mode': c.mode, 'ratio': c.ratio or ratio,
                 'cpus': sorted(plan.instances[u].cpus)

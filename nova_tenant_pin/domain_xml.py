@@ -80,21 +80,22 @@ class DomainInfo:
     def isolation_key(self):
         """The key the domain is isolated on: what its metadata records,
         else the key whose partition holds it, else None."""
-        return self.key or self.tenant
+        return self.key or self.partition_key
 
     @property
     def confinement(self):
         """``partition``: in its own key's partition; ``pins``: confined
         by its pins only (adopted, or its key changed since it started),
         until its next hard reboot; ``none``: not known to tenant-pin."""
-        if self.tenant is not None and self.tenant == self.isolation_key:
+        if self.partition_key is not None and \
+                self.partition_key == self.isolation_key:
             return 'partition'
         if self.isolation_key is not None:
             return 'pins'
         return 'none'
 
     @functools.cached_property
-    def tenant(self):
+    def partition_key(self):
         """The isolation key whose partition holds the domain, or None
         (kept: a domain's partition never changes while it exists)."""
         if self.partition and self.partition.startswith(PARTITION_PREFIX):
@@ -145,7 +146,7 @@ class DomainInfo:
     def dedicated(self):
         """Looks like a domain Nova pinned itself (``hw:cpu_policy=
         dedicated``): in no tenant partition, every vCPU pinned to one CPU."""
-        return (self.tenant is None and self.vcpus > 0 and
+        return (self.partition_key is None and self.vcpus > 0 and
                 len(self.vcpu_pins) == self.vcpus and
                 all(len(c) == 1 for c in self.vcpu_pins.values()))
 

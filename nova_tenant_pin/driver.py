@@ -363,7 +363,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
             if claim.incoming and claim.pending and uuid not in coming:
                 LOG.warning('tenant-pin: instance %s of tenant %s will not '
                             'arrive on %s by live migration; its claim is '
-                            'released', uuid, claim.tenant, self._tp_host)
+                            'released', uuid, claim.key, self._tp_host)
                 try:
                     self.tenant_pin.release(uuid)
                 except Exception:
@@ -529,7 +529,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                 LOG.warning('tenant-pin: host %s NOT isolated: tenant %s does '
                             'not fit on whole cores; instance %s starts again '
                             'on the CPUs no tenant holds (%s), where it ran '
-                            'before', self._tp_host, pins.tenant,
+                            'before', self._tp_host, pins.key,
                             instance.uuid, topo.format_cpu_list(pins.cpus),
                             instance=instance)
         if pins is None:

@@ -59,10 +59,10 @@ class UnsafePath(InvalidArgument):
 class TenantDoesNotFit(TenantPinException):
     """The host has no whole cores left for this key's new instance."""
 
-    msg_fmt = 'instance %(uuid)s of tenant %(tenant)s does not fit: %(reason)s'
+    msg_fmt = 'instance %(uuid)s of tenant %(key)s does not fit: %(reason)s'
 
-    def __init__(self, uuid, tenant, reason):
-        super().__init__(uuid=uuid, tenant=tenant, reason=reason)
+    def __init__(self, uuid, key, reason):
+        super().__init__(uuid=uuid, key=key, reason=reason)
         self.uuid = uuid
-        self.tenant = tenant
+        self.key = key
         self.reason = reason

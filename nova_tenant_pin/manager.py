@@ -48,7 +48,7 @@ LOG = logging.getLogger(__name__)
 #: The isolation key shared by all projects exempt from isolation: they may
 #: share cores with each other, never with any other key. It cannot clash
 #: with a Nova project id (those are hex strings).
-EXEMPT_TENANT = 'exempt'
+EXEMPT_KEY = 'exempt'
 
 # Kept here for the callers that use them from the manager.
 TenantDoesNotFit = exception.TenantDoesNotFit
@@ -66,7 +66,7 @@ class TenantPinManager:
     :param pin_mode: the default pin mode, ``float`` or ``strict``.
     :param ratio: the default in-tenant CPU allocation ratio.
     :param static: ``{project or isolation key: cpus}`` fixed cpusets.
-    :param exempt_projects: projects that share the :data:`EXEMPT_TENANT`
+    :param exempt_projects: projects that share the :data:`EXEMPT_KEY`
         partition (when ``settings`` is not given).
     :param settings: the per-project :class:`~.policy.ProjectSettings`.
     :param reserved_cpus: CPUs Nova keeps for itself (``[compute]
@@ -136,9 +136,9 @@ class TenantPinManager:
         static = {}
         for name, cpus in self._static_cfg.items():
             key = name
-            if not (name == EXEMPT_TENANT or
+            if not (name == EXEMPT_KEY or
                     name.startswith(tp_policy.GROUP_PREFIX)):
-                key = self.tenant_of(name)
+                key = self.key_of(name)
             static[key] = static.get(key, frozenset()) | cpus
         return static
 
@@ -163,7 +163,7 @@ class TenantPinManager:
         cgroups.validate_tenant_id(pol.isolation_key)
         return pol
 
-    def tenant_of(self, project_id):
+    def key_of(self, project_id):
         """The isolation key of a Nova project, by default."""
         cgroups.validate_tenant_id(project_id)
         return self.policy_of(project_id).isolation_key
@@ -218,12 +218,12 @@ class TenantPinManager:
         instance."""
         with self._locked():
             claim = self._claims.get(uuid)
-            if claim is None or uuid not in self._unfit.get(claim.tenant, ()):
+            if claim is None or uuid not in self._unfit.get(claim.key, ()):
                 return None
             plan = self._last_plan
             cpus = (plan.free_cpus if plan is not None else None) or \
                 self.housekeeping_cpus
-            return InstancePins(uuid=uuid, tenant=claim.tenant,
+            return InstancePins(uuid=uuid, key=claim.key,
                                 cpus=frozenset(cpus))
 
     def metadata_of(self, uuid):
@@ -234,7 +234,7 @@ class TenantPinManager:
             if claim is None:
                 return None
             return domain_xml.metadata_xml(
-                claim.tenant, claim.mode, claim.ratio or self.ratio,
+                claim.key, claim.mode, claim.ratio or self.ratio,
                 claim.isolation)
 
     def running_domains(self):
@@ -288,7 +288,7 @@ class TenantPinManager:
             old = self._claims.get(uuid)
             claims = collections.OrderedDict(self._claims)
             claims[uuid] = Claim(
-                uuid=uuid, project_id=project_id, tenant=key, vcpus=vcpus,
+                uuid=uuid, project_id=project_id, key=key, vcpus=vcpus,
                 cell=cell, mode=policy.pin_mode, ratio=policy.ratio,
                 isolation=tp_claims.isolation_request(policy),
                 pending=old.pending if old else True,
@@ -296,7 +296,7 @@ class TenantPinManager:
                 issued=old.issued if old else frozenset())
             guests, truth = self._read()
             touched = self._touched(truth, claims, {key} | (
-                {old.tenant} if old is not None else set()))
+                {old.key} if old is not None else set()))
             plan = self._plan(claims, self._current(truth, claims), truth,
                               touched)
             before = {i['uuid'] for i in self._last_plan.unplaced} \
@@ -368,11 +368,11 @@ class TenantPinManager:
             # that finishes it does not count it.
             self._claims = claims
             self._change(claims, 'release of instance %s' % uuid,
-                         {claim.tenant})
+                         {claim.key})
             LOG.info('%s: instance %s of tenant %s released its claim; '
                      'tenant now holds CPUs %s', self.name, uuid,
-                     claim.tenant, topo.format_cpu_list(
-                         self._tenants.get(claim.tenant, ())) or 'none')
+                     claim.key, topo.format_cpu_list(
+                         self._tenants.get(claim.key, ())) or 'none')
             return True
 
     def domain_started(self, uuid):
@@ -392,7 +392,7 @@ class TenantPinManager:
             # Re-plan: a shrink held back while this domain was being
             # defined can happen now, and the new domain gets its pins.
             plan = self._change(claims, 'start of instance %s' % uuid,
-                                {claims[uuid].tenant})
+                                {claims[uuid].key})
             if uuid not in plan.instances:
                 return None
             return tp_claims.pins_from_plan(plan, uuid)
@@ -524,8 +524,8 @@ class TenantPinManager:
             self._changed()
             guests, truth = self._read()
             ours = [u for u, info in truth.domains.items()
-                    if info.tenant is not None or info.key is not None or
-                    u in self._claims]
+                    if info.partition_key is not None or
+                    info.key is not None or u in self._claims]
             steps = transition.release_steps(truth, cpus, ours,
                                              self._host_cpus)
             outcome = self._executor(dry_run).run(steps, guests)
@@ -612,15 +612,15 @@ class TenantPinManager:
         for uuid, info in truth.domains.items():
             claim = claims.get(uuid)
             if claim is None:
-                if info.key is not None or info.tenant is not None:
+                if info.key is not None or info.partition_key is not None:
                     return None
-            elif claim.tenant in keys or info.tenant in keys or \
+            elif claim.key in keys or info.partition_key in keys or \
                     info.key in keys:
                 # Changed with the keys: it lives in one of their
                 # partitions, which the change may narrow around it.
-                if info.tenant not in keys or claim.tenant not in keys:
+                if info.partition_key not in keys or claim.key not in keys:
                     return None
-            elif info.key != claim.tenant or info.tenant != claim.tenant:
+            elif info.key != claim.key or info.partition_key != claim.key:
                 return None
         return frozenset(keys)
 

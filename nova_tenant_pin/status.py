@@ -60,7 +60,7 @@ def collect(host_topology, partitions, domains, housekeeping_cpus=(),
     for its key and moves into its key's partition at its next hard
     reboot.
 
-    :param partitions: ``{tenant: PartitionInfo}`` (cgroups.list_partitions).
+    :param partitions: ``{key: PartitionInfo}`` (cgroups.list_partitions).
     :param domains: ``domain_xml.DomainInfo`` of every domain on the host.
     :param housekeeping_cpus: CPUs reserved for the host; whole cores.
     :param ratio: the in-tenant allocation ratio, for stranded threads.
@@ -70,9 +70,9 @@ def collect(host_topology, partitions, domains, housekeeping_cpus=(),
         c for c in housekeeping_cpus if c in online)
     own = _own_cpus(partitions, domains, online)
     holders = collections.defaultdict(set)
-    for tenant, cpus in own.items():
+    for key, cpus in own.items():
         for cpu in cpus:
-            holders[cpu].add(tenant)
+            holders[cpu].add(key)
     tenants = {t: _tenant(info.effective_cpus & online)
                for t, info in partitions.items()}
     held = {t: set(cpus) for t, cpus in own.items()}
@@ -84,13 +84,13 @@ def collect(host_topology, partitions, domains, housekeeping_cpus=(),
         key = dom.isolation_key
         if key is not None:
             entry['confinement'] = dom.confinement
-            entry['partition'] = dom.tenant
+            entry['partition'] = dom.partition_key
             tenant = tenants.setdefault(key, _tenant(None))
             tenant['instances'].append(entry)
             tenant['vcpus'] += dom.vcpus
-            if dom.tenant is not None and dom.tenant != key:
-                tenants.setdefault(dom.tenant, _tenant(None))
-                hosts = tenants[dom.tenant]['hosts']
+            if dom.partition_key is not None and dom.partition_key != key:
+                tenants.setdefault(dom.partition_key, _tenant(None))
+                hosts = tenants[dom.partition_key]['hosts']
                 if key not in hosts:
                     hosts.append(key)
                     hosts.sort()
@@ -140,8 +140,8 @@ def collect(host_topology, partitions, domains, housekeeping_cpus=(),
                    topo.format_cpu_list(entry['cpus'])))
 
     stranded_total = 0
-    for tenant, data in tenants.items():
-        data['cpus'] = sorted(held.get(tenant, ()))
+    for key, data in tenants.items():
+        data['cpus'] = sorted(held.get(key, ()))
         need = math.ceil(data['vcpus'] / ratio - 1e-9)
         data['cores'] = len(host_topology.cores_of(data['cpus']))
         data['stranded_threads'] = max(0, len(data['cpus']) - need)
@@ -181,7 +181,7 @@ def _tenant(partition_cpus):
 
 
 def _own_cpus(partitions, domains, online):
-    """``{tenant: cpus}`` each partition owns.
+    """``{key: cpus}`` each partition owns.
 
     A partition keeps the domains that started in it when their isolation
     key changes (isolation groups re-read, an adopted host): their pins
@@ -192,13 +192,13 @@ def _own_cpus(partitions, domains, online):
     hosting = set()
     own_used = collections.defaultdict(set)
     for dom in domains:
-        part = partitions.get(dom.tenant) if dom.tenant else None
+        part = partitions.get(dom.partition_key) if dom.partition_key else None
         if part is None:
             continue
-        if dom.isolation_key != dom.tenant:
-            hosting.add(dom.tenant)
+        if dom.isolation_key != dom.partition_key:
+            hosting.add(dom.partition_key)
         else:
-            own_used[dom.tenant] |= dom.all_cpus(online) & \
+            own_used[dom.partition_key] |= dom.all_cpus(online) & \
                 part.effective_cpus
     return {t: frozenset((own_used[t] if t in hosting
                           else info.effective_cpus) & online)
@@ -209,7 +209,7 @@ def _used_cpus(dom, partitions, online):
     """The CPUs a domain's threads may run on: its pins, within its
     partition when it is in one."""
     used = dom.all_cpus(online)
-    part = partitions.get(dom.tenant) if dom.tenant else None
+    part = partitions.get(dom.partition_key) if dom.partition_key else None
     if part is not None:
         used &= part.effective_cpus
     return used & online
@@ -290,11 +290,11 @@ def render_table(doc):
                                      'stranded', 'instances'])
     table.align['instances'] = 'l'
     pins_only = False
-    for tenant, data in doc['tenants'].items():
+    for key, data in doc['tenants'].items():
         pins_only = pins_only or any(i.get('confinement') == PINS
                                      for i in data['instances'])
         table.add_row([
-            tenant, topo.format_cpu_list(data['cpus']) or '-',
+            key, topo.format_cpu_list(data['cpus']) or '-',
             data['cores'], data['vcpus'], data['stranded_threads'],
             ', '.join(_instance_label(i) for i in data['instances']) or
             '-'])
@@ -304,11 +304,11 @@ def render_table(doc):
         lines.append('(pins only): confined by its pins, outside its '
                      'tenant\'s partition; it moves into the partition at '
                      'its next hard reboot')
-    for tenant, data in doc['tenants'].items():
+    for key, data in doc['tenants'].items():
         if data['hosts']:
             lines.append('partition of tenant %s holds instances of %s '
                          '(it keeps their cores for them until they leave)'
-                         % (tenant, ', '.join(data['hosts'])))
+                         % (key, ', '.join(data['hosts'])))
     for uuid, cpus in sorted(doc['dedicated'].items()):
         lines.append('dedicated: instance %s on CPUs %s'
                      % (uuid, topo.format_cpu_list(cpus)))

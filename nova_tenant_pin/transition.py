@@ -94,11 +94,11 @@ class Step:
     old: frozenset = None
     metadata: str = None
 
-    def describe(self, tenant=False):
+    def describe(self, with_key=False):
         """The line an operator reads (``adopt --dry-run`` prints them);
-        with ``tenant``, an instance is named with its tenant (``key``)."""
+        with ``with_key``, an instance is named with its tenant (``key``)."""
         cpus = topo.format_cpu_list(self.cpus or ())
-        if tenant and self.uuid is not None:
+        if with_key and self.uuid is not None:
             instance = 'instance %s of tenant %s' % (self.uuid, self.key)
             return Step.describe(self).replace(
                 'instance %s' % self.uuid, instance, 1)
@@ -182,12 +182,12 @@ def reachable(truth, host_cpus, topology):
         if not info.active or info.isolation_key is None:
             continue
         cpus = info.all_cpus(host_cpus)
-        if info.tenant is not None:
-            cpus &= truth.partitions.get(info.tenant, frozenset())
-            if info.isolation_key != info.tenant:
-                hosting.add(info.tenant)
+        if info.partition_key is not None:
+            cpus &= truth.partitions.get(info.partition_key, frozenset())
+            if info.isolation_key != info.partition_key:
+                hosting.add(info.partition_key)
             else:
-                own[info.tenant] |= cpus
+                own[info.partition_key] |= cpus
         for core in topology.cores_of(cpus):
             owners[core].add(info.isolation_key)
     for key, cpus in truth.partitions.items():
@@ -221,16 +221,16 @@ def truth_map(truth, host_cpus, topology):
         lambda: collections.defaultdict(collections.Counter))
     own = collections.defaultdict(set)
     for info in truth.domains.values():
-        if info.tenant is None or not (info.active or info.persistent):
+        if info.partition_key is None or not (info.active or info.persistent):
             continue
         # The key the domain runs under now (its metadata), not the one
         # it is about to get.
         used = info.all_cpus(host_cpus)
-        if info.isolation_key == info.tenant:
-            own[info.tenant] |= used
+        if info.isolation_key == info.partition_key:
+            own[info.partition_key] |= used
         else:
             for core in topology.cores_of(used):
-                foreign[info.tenant][core][info.isolation_key] += \
+                foreign[info.partition_key][core][info.isolation_key] += \
                     max(1, info.vcpus)
     result = collections.defaultdict(frozenset)
     for key, part in truth.partitions.items():
@@ -281,7 +281,7 @@ def held_map(truth, claims, topology, static, housekeeping_cpus=(),
     hk = set(topology.whole_core_cpus(housekeeping_cpus))
     for info in truth.domains.values():
         key = info.isolation_key
-        if info.tenant is not None or key is None or not info.active:
+        if info.partition_key is not None or key is None or not info.active:
             continue
         others = set(hk).union(*(c for k, c in current.items()
                                  if k != key))
@@ -379,10 +379,10 @@ class _Planner:
         info = self.info(uuid)
         ratio = claim.ratio or self.default_ratio
         if (info.key, info.pin_mode, info.ratio, info.isolation) != (
-                claim.tenant, claim.mode, ratio, claim.isolation):
+                claim.key, claim.mode, ratio, claim.isolation):
             self.set_metadata(uuid, domain_xml.metadata_xml(
-                claim.tenant, claim.mode, ratio, claim.isolation),
-                claim.tenant)
+                claim.key, claim.mode, ratio, claim.isolation),
+                claim.key)
 
     def place(self, uuid, claim, placement, within, repairs):
         """Pin a domain to ``placement`` inside ``within``: its new key is
@@ -391,9 +391,9 @@ class _Planner:
         new key's cores, or cores its own key got by relabelling)."""
         if uuid in self.busy:
             return
-        if self.info(uuid).key != claim.tenant:
+        if self.info(uuid).key != claim.key:
             self.record(uuid, claim)
-        part = self.info(uuid).tenant
+        part = self.info(uuid).partition_key
         if part is not None:
             wanted = placement.cpus & frozenset(within)
             held = self.parts.get(part, frozenset())
@@ -435,7 +435,7 @@ class _Planner:
                 changed = True
         if changed and repairs is not None and uuid not in self.busy:
             repairs.append('instance %s of tenant %s: pins set to CPUs %s'
-                           % (uuid, placement.project_id,
+                           % (uuid, placement.key,
                               topo.format_cpu_list(allowed)))
 
     def placed(self, uuid, placement):
@@ -457,7 +457,7 @@ def plan_transition(truth, plan, claims, keymap, topology,
 
     :param truth: a :class:`Truth`.
     :param plan: the target :class:`~nova_tenant_pin.allocator.Plan`.
-    :param claims: ``{uuid: claim}``, each with ``tenant`` (its isolation
+    :param claims: ``{uuid: claim}``, each with ``key`` (its isolation
         key), ``mode``, ``ratio``, ``isolation``, ``pending``, ``issued``.
     :param keymap: ``{key: cpus}``, the map ``plan`` was made from.
     :param last_map: the map of the previous plan (a key it had whose
@@ -486,19 +486,19 @@ def plan_transition(truth, plan, claims, keymap, topology,
             targets[uuid] = plan.instances[uuid]
         else:
             targets[uuid] = allocator.InstancePlacement(
-                uuid, claim.tenant, frozenset(overflow), ())
-            unfit[claim.tenant].append(uuid)
+                uuid, claim.key, frozenset(overflow), ())
+            unfit[claim.key].append(uuid)
     by_key = collections.defaultdict(list)
     for uuid in targets:
         if uuid in plan.instances:
-            by_key[claims[uuid].tenant].append(uuid)
+            by_key[claims[uuid].key].append(uuid)
 
     # The guests living in each partition (a domain stays in the
     # partition it started in while the transition re-pins it), indexed
     # once: a transition asks for many keys.
     living = collections.defaultdict(list)
     for uuid in targets:
-        living[domains[uuid].tenant].append(uuid)
+        living[domains[uuid].partition_key].append(uuid)
 
     def need(key):
         # The key's cores, and wherever the guests living in the
@@ -527,7 +527,7 @@ def plan_transition(truth, plan, claims, keymap, topology,
     # Partitions that must stay: a domain that holds room lives there.
     # Any other (the source of a finished move) does not keep its
     # partition; the kernel refuses to remove one with tasks in it.
-    used = {domains[u].tenant for u in targets}
+    used = {domains[u].partition_key for u in targets}
     moves = list(plan.moves)
     first_grow = next((i for i, m in enumerate(moves)
                        if m.action in ('create', 'grow', 'widen')),
@@ -536,8 +536,8 @@ def plan_transition(truth, plan, claims, keymap, topology,
     # first; the map's steps then only set the partitions. So are guests
     # outside their key's partition that are not where they should be (a
     # change of key that stopped half way).
-    rekeyed = any(domains[u].isolation_key != claims[u].tenant or
-                  (domains[u].tenant != claims[u].tenant and
+    rekeyed = any(domains[u].isolation_key != claims[u].key or
+                  (domains[u].partition_key != claims[u].key and
                    u not in planner.busy and
                    not planner.placed(u, targets[u]))
                   for u in targets)
@@ -545,7 +545,7 @@ def plan_transition(truth, plan, claims, keymap, topology,
         _move_guests(planner, plan, targets, claims, used, repairs)
     else:
         for move in moves[:first_grow]:
-            key = move.project_id
+            key = move.key
             keymap[key] = move.cpus
             for uuid in by_key.get(key, ()):
                 pin(uuid, move.cpus)
@@ -557,7 +557,7 @@ def plan_transition(truth, plan, claims, keymap, topology,
                 keymap.pop(key, None)
             _note_move(move, repairs)
         for move in moves[first_grow:]:
-            key = move.project_id
+            key = move.key
             keymap[key] = move.cpus
             planner.set_partition(key, move.cpus | planner.parts.get(
                 key, frozenset()))
@@ -597,15 +597,15 @@ def _only(truth, plan, claims, keymap, last_map, keys):
     """``truth``, ``plan`` and the maps with the partitions and domains of
     ``keys`` only."""
     domains = {u: info for u, info in truth.domains.items()
-               if info.tenant in keys or info.isolation_key in keys or
-               (u in claims and claims[u].tenant in keys)}
+               if info.partition_key in keys or info.isolation_key in keys or
+               (u in claims and claims[u].key in keys)}
     truth = Truth({k: c for k, c in truth.partitions.items() if k in keys},
                   domains, truth.busy & frozenset(domains))
     plan = dataclasses.replace(
         plan, tenants={k: t for k, t in plan.tenants.items() if k in keys},
         instances={u: p for u, p in plan.instances.items()
-                   if p.project_id in keys},
-        moves=[m for m in plan.moves if m.project_id in keys])
+                   if p.key in keys},
+        moves=[m for m in plan.moves if m.key in keys])
     keymap = {k: c for k, c in keymap.items() if k in keys}
     last_map = {k: c for k, c in (last_map or {}).items() if k in keys}
     return truth, plan, keymap, last_map
@@ -634,7 +634,7 @@ def _move_guests(planner, plan, targets, claims, used, repairs):
     issued = collections.defaultdict(frozenset)
     for claim in claims.values():
         if claim.pending and claim.issued:
-            issued[claim.tenant] |= claim.issued
+            issued[claim.key] |= claim.issued
 
     def now(uuid):
         return planner.info(uuid).all_cpus(host)
@@ -649,9 +649,9 @@ def _move_guests(planner, plan, targets, claims, used, repairs):
         cpus = set(issued.get(key, ()))
         others = set()
         for u in targets:
-            if planner.info(u).tenant == key:
+            if planner.info(u).partition_key == key:
                 cpus |= now(u)
-            elif claims[u].tenant != key:
+            elif claims[u].key != key:
                 others |= now(u)
         others = topology.whole_core_cpus(others)
         cpus |= set(final.get(key, ())) - set(others)
@@ -670,7 +670,7 @@ def _move_guests(planner, plan, targets, claims, used, repairs):
     for uuid in targets:
         info = planner.info(uuid)
         if info.isolation_key is not None and \
-                info.key != claims[uuid].tenant:
+                info.key != claims[uuid].key:
             planner.record(uuid, claims[uuid])
     for key in sorted(planner.parts):
         narrow(key)
@@ -678,8 +678,8 @@ def _move_guests(planner, plan, targets, claims, used, repairs):
     def move(uuid, placement):
         planner.place(uuid, claims[uuid], placement, placement.cpus,
                       repairs)
-        if planner.info(uuid).tenant is not None:
-            narrow(planner.info(uuid).tenant)
+        if planner.info(uuid).partition_key is not None:
+            narrow(planner.info(uuid).partition_key)
 
     # A busy domain (a live migration in progress) is planned around: it
     # stays where it is, and its partition keeps holding it.
@@ -692,11 +692,11 @@ def _move_guests(planner, plan, targets, claims, used, repairs):
         for u in targets:
             if planner.info(u).isolation_key is not None:
                 for core in topology.cores_of(now(u)):
-                    on_core[core].add(claims[u].tenant)
+                    on_core[core].add(claims[u].key)
 
         def free_part(uuid):
             """The part of its final cores it may move onto now."""
-            key = claims[uuid].tenant
+            key = claims[uuid].key
             shares = set()
             for core in topology.cores_of(now(uuid)):
                 shares |= on_core[core]
@@ -713,10 +713,10 @@ def _move_guests(planner, plan, targets, claims, used, repairs):
             continue
 
         def wanted_by_others(uuid):
-            key = claims[uuid].tenant
+            key = claims[uuid].key
             return frozenset(topology.whole_core_cpus(
                 frozenset().union(*(targets[v].cpus for v in pending
-                                    if claims[v].tenant != key))))
+                                    if claims[v].key != key))))
 
         # Guests that wait on each other: one moves first onto the part of
         # its final cores that is free for it, leaving cores others wait
@@ -758,14 +758,14 @@ def _move_guests(planner, plan, targets, claims, used, repairs):
         repairs.append('instance %s of tenant %s moves to CPUs %s, where '
                        'guests of other tenants that wait for its present '
                        'cores still run' % (
-                           uuid, claims[uuid].tenant,
+                           uuid, claims[uuid].key,
                            topo.format_cpu_list(targets[uuid].cpus)))
         move(uuid, targets[uuid])
 
 
 def _note_move(move, repairs):
     repairs.append('tenant %s: %s to CPUs %s' % (
-        move.project_id, move.action,
+        move.key, move.action,
         topo.format_cpu_list(move.cpus) or 'none'))
 
 
@@ -788,7 +788,7 @@ def release_steps(truth, cpus, ours, host_cpus):
                 planner.pin(uuid, thread, cpus)
         if info.key is not None:
             planner.set_metadata(uuid, None)
-    used = {info.tenant for info in truth.domains.values()}
+    used = {info.partition_key for info in truth.domains.values()}
     for key in sorted(planner.parts):
         if key not in used:
             planner.remove_partition(key)
@@ -825,11 +825,11 @@ def relabel(current, claims, domains, topology, static, repairs,
         old = info.isolation_key
         if old is None or old not in current:
             continue
-        by_old[old][claim.tenant] += claim.vcpus
+        by_old[old][claim.key] += claim.vcpus
         for core in topology.cores_of(info.all_cpus(host) & current[old]):
-            users[old][core][claim.tenant] += claim.vcpus
+            users[old][core][claim.key] += claim.vcpus
             if uuid in busy:
-                locked[core] = claim.tenant
+                locked[core] = claim.key
     for old, news in sorted(by_old.items()):
         if set(news) == {old} or old in static:
             continue

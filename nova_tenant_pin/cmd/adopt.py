@@ -102,7 +102,7 @@ class StepLog:
         self.log = log.getLogger('nova_tenant_pin.cmd.%s' % command)
 
     def __call__(self, step, position, total):
-        line = '[%d/%d] %s' % (position, total, step.describe(tenant=True))
+        line = '[%d/%d] %s' % (position, total, step.describe(with_key=True))
         self.log.info('%s: %s', self.command, line,
                       instance_uuid=step.uuid)
         if self.progress:

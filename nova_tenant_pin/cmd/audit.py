@@ -95,8 +95,8 @@ def read_domains(uri):
         conn.close()
 
 
-def _pid_tenants(args):
-    """``(pid_tenants, source)``: the isolation keys of the host's guests
+def _pid_keys(args):
+    """``(pid_keys, source)``: the isolation keys of the host's guests
     from libvirt; with ``--without-libvirt``, (None, 'cgroup'): the
     partition names decide. Raises UsageError when libvirt cannot be
     read: an audit that saw no domain would claim a host it did not see."""
@@ -167,8 +167,8 @@ class HostAudit:
 
         report = self.report
         table = prettytable.PrettyTable(['tenant', 'may run on CPUs'])
-        for tenant, cpus in sorted(report.tenants.items()):
-            table.add_row([tenant, topology.format_cpu_list(cpus)])
+        for key, cpus in sorted(report.tenants.items()):
+            table.add_row([key, topology.format_cpu_list(cpus)])
         lines = [str(table)]
         lines.append('%d guests, %d threads checked in %.1f ms (tenants from '
                      '%s)' % (report.guests, report.threads,
@@ -197,11 +197,11 @@ def run(args):
         host, args.housekeeping_cpus,
         '--housekeeping-cpus')['housekeeping_cpus']
     cgroup_dir = check_cgroup_prefix(args.cgroup_prefix, args.sysfs_root)
-    pid_tenants, source = _pid_tenants(args)
+    pid_keys, source = _pid_keys(args)
     cookies = coresched.host_state(conf.cfg.CONF.tenant_pin.core_scheduling)
     auditor = audit.HostAuditor(
         host, housekeeping, cgroup_prefix=args.cgroup_prefix,
-        proc_root=args.proc_root, pid_tenants=pid_tenants,
+        proc_root=args.proc_root, pid_keys=pid_keys,
         cookie_reader=coresched.direct_reader(args.proc_root)
         if cookies['active'] else None)
     report = auditor.audit()

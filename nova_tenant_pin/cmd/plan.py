@@ -134,7 +134,7 @@ def parse_request(doc, host=None):
             placed = tuple(_cpu_list(placed, 'instances[%d].placed_cells'
                                      % n))
         requests.append(allocator.InstanceRequest(
-            uuid=inst['uuid'], project_id=inst['project_id'],
+            uuid=inst['uuid'], key=inst['project_id'],
             vcpus=inst['vcpus'], cell=cell,
             mode=inst.get('mode') or allocator.FLOAT, placed_cells=placed))
     options = doc.get('options', {})

@@ -68,7 +68,7 @@ def check_fit(topology, running, new, housekeeping_cpus=(), ratio=1.0,
         the real one; the Nova filter, which cannot see it, passes the map
         of a fresh plan of ``running``.
     :param before: the plan of ``running`` alone, when the caller has it.
-    :param tenant_ratios: ``{tenant: ratio}`` for tenants whose in-tenant
+    :param tenant_ratios: ``{key: ratio}`` for tenants whose in-tenant
         ratio is not ``ratio`` (flavors with
         ``tenant_pin:cpu_allocation_ratio``).
     :returns: a :class:`Fit`.
@@ -80,12 +80,12 @@ def check_fit(topology, running, new, housekeeping_cpus=(), ratio=1.0,
     """
     tenant_ratios = dict(tenant_ratios or {})
     if before is not None:
-        room = room_for(before, new.project_id,
-                        tenant_ratios.get(new.project_id, ratio), ratio)
+        room = room_for(before, new.key,
+                        tenant_ratios.get(new.key, ratio), ratio)
         if room + _EPSILON < new.vcpus:
             return Fit(False, 'tenant %s has room for %d vCPUs on this host '
                        '(its idle threads and the free cores), not %d'
-                       % (new.project_id, math.floor(room + _EPSILON),
+                       % (new.key, math.floor(room + _EPSILON),
                           new.vcpus), None)
     result = allocator.plan(topology, list(running) + [new],
                             housekeeping_cpus=housekeeping_cpus,
@@ -102,8 +102,8 @@ def check_fit(topology, running, new, housekeeping_cpus=(), ratio=1.0,
     return Fit(True, None, result)
 
 
-def room_for(before, project_id, ratio=1.0, free_ratio=None):
-    """vCPUs that ``project_id`` could add on the host at most: the spare
+def room_for(before, key, ratio=1.0, free_ratio=None):
+    """vCPUs that ``key`` could add on the host at most: the spare
     room in the cores it holds plus every free core, by ``before``.
     ``ratio`` is the tenant's in-tenant ratio (``free_ratio``, when given,
     the larger of it and the host's, is used for free cores: a cautious
@@ -114,7 +114,7 @@ def room_for(before, project_id, ratio=1.0, free_ratio=None):
     not do to a tenant that keeps its cores; so refusing below this bound
     is at worst cautious.
     """
-    tenant = before.tenants.get(project_id)
+    tenant = before.tenants.get(key)
     own = 0.0 if tenant is None else len(tenant.cpus) * ratio - tenant.vcpus
     return own + len(before.free_cpus) * max(ratio, free_ratio or ratio)
 
@@ -133,7 +133,7 @@ def stranded_change(before, new, threads_per_core, ratio=1.0):
     NUMA cells are ignored, which can make the estimate optimistic for a
     tenant split over cells; :func:`check_fit` decides, this only ranks.
     """
-    tenant = before.tenants.get(new.project_id)
+    tenant = before.tenants.get(new.key)
     held, vcpus, stranded = ((len(tenant.cpus), tenant.vcpus,
                               tenant.stranded_cpus)
                              if tenant is not None else (0, 0, 0))
@@ -192,7 +192,7 @@ def tenant_pin_weight(before, new, threads_per_core, ratio=1.0, room=True):
     to the tenant, the emptiest.
     """
     change = stranded_change(before, new, threads_per_core, ratio)
-    tenant = before.tenants.get(new.project_id)
+    tenant = before.tenants.get(new.key)
     present = tenant is not None and bool(tenant.cpus)
     weight = -2 * change + (1 if present else 0)
     if room:

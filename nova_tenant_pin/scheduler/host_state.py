@@ -81,7 +81,7 @@ _NOVA_PINNED = (fields.CPUAllocationPolicy.DEDICATED,
 @dataclasses.dataclass(frozen=True)
 class TenantRequest(allocator.InstanceRequest):
     """An :class:`~nova_tenant_pin.allocator.InstanceRequest` whose
-    ``project_id`` is the isolation key, with the instance's in-tenant
+    ``key`` is the isolation key, with the instance's in-tenant
     ``ratio`` (a key's ratio is the smallest of its instances', as on the
     compute host)."""
 
@@ -115,8 +115,7 @@ def tenant_ratios(requests, request=None):
     for r in list(requests) + ([request] if request is not None else []):
         value = getattr(r, 'ratio', None)
         if value is not None:
-            ratios[r.project_id] = min(ratios.get(r.project_id, value),
-                                       value)
+            ratios[r.key] = min(ratios.get(r.key, value), value)
     return ratios
 
 
@@ -157,7 +156,7 @@ class HostView:
     def stranded_change(self, request):
         """:func:`fit.stranded_change` of ``request`` on this host."""
         running = self._running_without(request)
-        ratio = tenant_ratios(running, request).get(request.project_id,
+        ratio = tenant_ratios(running, request).get(request.key,
                                                     self.ratio)
         return fit.stranded_change(
             self._before(running), request,
@@ -166,7 +165,7 @@ class HostView:
     def weight(self, request):
         """:func:`fit.tenant_pin_weight` of ``request`` on this host."""
         running = self._running_without(request)
-        ratio = tenant_ratios(running, request).get(request.project_id,
+        ratio = tenant_ratios(running, request).get(request.key,
                                                     self.ratio)
         return fit.tenant_pin_weight(
             self._before(running), request,

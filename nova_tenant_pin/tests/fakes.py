@@ -149,7 +149,7 @@ class FakeDomain:
         return int(self.persistent)
 
     def _check_inside(self, cpus):
-        tenant = self.info.tenant
+        tenant = self.info.partition_key
         if tenant is None or not self.active:
             return
         part = self._conn.partitions.partitions.get(tenant)
@@ -219,8 +219,8 @@ class FakeConnection:
     def start(self, xml):
         """Define and start a domain, checking what libvirt checks."""
         info = dxml.parse_domain_xml(xml)
-        if info.tenant is not None:
-            part = self.partitions.partitions.get(info.tenant)
+        if info.partition_key is not None:
+            part = self.partitions.partitions.get(info.partition_key)
             if part is None:
                 raise FakeLibvirtError('partition %s does not exist'
                                        % info.partition)
@@ -230,13 +230,13 @@ class FakeConnection:
         dom = FakeDomain(self, xml)
         with self._lock:
             self.domains[info.uuid] = dom
-        self.partitions.add_task(info.tenant, info.uuid)
+        self.partitions.add_task(info.partition_key, info.uuid)
         return dom
 
     def remove(self, uuid):
         with self._lock:
             dom = self.domains.pop(uuid)
-        self.partitions.remove_task(dom.info.tenant, uuid)
+        self.partitions.remove_task(dom.info.partition_key, uuid)
 
     def listAllDomains(self, flags=0):
         with self._lock:
@@ -290,16 +290,16 @@ class CheckedPartitions(cgroups.MemoryPartitions):
         # its own key's domains use (see invariants.check_host).
         hosting, own, keyed = set(), {}, []
         for info, active in self._domains():
-            part = self.partitions.get(info.tenant)
+            part = self.partitions.get(info.partition_key)
             if part is None:
                 continue
             cpus = info.all_cpus(self.topology.online_cpus) & part.cpus
-            if info.isolation_key != info.tenant:
-                hosting.add(info.tenant)
+            if info.isolation_key != info.partition_key:
+                hosting.add(info.partition_key)
                 if active:
                     keyed.append((info.isolation_key, cpus))
             else:
-                own.setdefault(info.tenant, set()).update(cpus)
+                own.setdefault(info.partition_key, set()).update(cpus)
         owners = {}
         for tenant, info in self.partitions.items():
             cpus = own.get(tenant, set()) if tenant in hosting else info.cpus
@@ -355,7 +355,7 @@ class CheckedPartitions(cgroups.MemoryPartitions):
         cpus = frozenset(cpus)
         if self.connection is not None:
             for dom in self.connection.domains.values():
-                if dom.info.tenant == tenant and dom.active:
+                if dom.info.partition_key == tenant and dom.active:
                     used = dom.info.all_cpus(frozenset())
                     if not used <= cpus:
                         raise cgroups.PartitionError(

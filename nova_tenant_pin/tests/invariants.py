@@ -47,13 +47,13 @@ def check_host(topology, housekeeping_cpus, partitions, domains,
     hosting = set()
     own_used = collections.defaultdict(set)
     for dom in domains:
-        if dom.tenant is None or dom.tenant not in partitions:
+        if dom.partition_key is None or dom.partition_key not in partitions:
             continue
-        used = dom.all_cpus(host_cpus) & partitions[dom.tenant].cpus
-        if dom.isolation_key != dom.tenant:
-            hosting.add(dom.tenant)
+        used = dom.all_cpus(host_cpus) & partitions[dom.partition_key].cpus
+        if dom.isolation_key != dom.partition_key:
+            hosting.add(dom.partition_key)
         else:
-            own_used[dom.tenant] |= used
+            own_used[dom.partition_key] |= used
 
     def own_cpus(tenant, info):
         return own_used[tenant] if tenant in hosting else set(info.cpus)
@@ -82,16 +82,17 @@ def check_host(topology, housekeeping_cpus, partitions, domains,
                 vcpus[key] += dom.vcpus
             continue
         used = dom.all_cpus(host_cpus)
-        if dom.tenant is not None:
-            part = partitions.get(dom.tenant)
+        if dom.partition_key is not None:
+            part = partitions.get(dom.partition_key)
             if part is None:
                 errors.append('instance %s runs in partition of tenant %s, '
-                              'which does not exist' % (dom.uuid, dom.tenant))
+                              'which does not exist'
+                              % (dom.uuid, dom.partition_key))
                 continue
             if not used <= part.cpus:
                 errors.append('instance %s of tenant %s may run on CPUs %s '
                               'outside its partition %s' % (
-                                  dom.uuid, dom.tenant,
+                                  dom.uuid, dom.partition_key,
                                   sorted(used - part.cpus),
                                   sorted(part.cpus)))
             used = used & part.cpus
@@ -108,11 +109,11 @@ def check_host(topology, housekeeping_cpus, partitions, domains,
                                                     sorted(used)))
             continue
         if dom.key is None and dom.project_id and \
-                dom.project_id != dom.tenant and \
-                dom.tenant != manager.EXEMPT_TENANT:
+                dom.project_id != dom.partition_key and \
+                dom.partition_key != manager.EXEMPT_KEY:
             errors.append('instance %s of project %s is in the partition of '
                           'tenant %s' % (dom.uuid, dom.project_id,
-                                         dom.tenant))
+                                         dom.partition_key))
         for core in topology.cores_of(used):
             owners[core].add(key)
             key_cores[key].add(core)

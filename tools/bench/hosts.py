@@ -149,14 +149,14 @@ class TenantPinHost(_Host):
     def check(self, request):
         if self.reserve_stranded and request.vcpus > self.free_vcpus():
             return None
-        if (request.project_id, request.vcpus) in self.refused:
+        if (request.key, request.vcpus) in self.refused:
             return None
         verdict = fit.check_fit(self.topology, self.running, request,
                                 housekeeping_cpus=self.housekeeping,
                                 current=self.plan.tenant_map(),
                                 before=self.plan)
         if not verdict.fits:
-            self.refused.add((request.project_id, request.vcpus))
+            self.refused.add((request.key, request.vcpus))
             return None
         return verdict
 

@@ -102,7 +102,7 @@ def document(topology, housekeeping, instances):
                                          for core in cell.cores]}
                            for cell in topology.cells]},
         'housekeeping_cpus': sorted(housekeeping),
-        'instances': [{'uuid': i.uuid, 'project_id': i.project_id,
+        'instances': [{'uuid': i.uuid, 'project_id': i.key,
                        'vcpus': i.vcpus, 'cell': None, 'mode': 'float'}
                       for i in instances],
         'options': {'tenant_cpu_allocation_ratio': RATIO},
@@ -161,7 +161,7 @@ def scenario(rng, topology, housekeeping, tenants, repeats):
                               housekeeping_cpus=housekeeping, ratio=RATIO)
 
     current = full(0).tenant_map()
-    projects = sorted({i.project_id for i in instances})
+    projects = sorted({i.key for i in instances})
     # One departure and one arrival of a present tenant per repeat.
     changes = []
     for n in range(repeats):

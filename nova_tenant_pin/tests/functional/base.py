@@ -67,9 +67,9 @@ def _partition_violation(conn, xml):
     if partitions is None:
         return None
     info = domain_xml.parse_domain_xml(xml)
-    if info.tenant is None:
+    if info.partition_key is None:
         return None
-    part = partitions.partitions.get(info.tenant)
+    part = partitions.partitions.get(info.partition_key)
     if part is None:
         return 'partition %s does not exist' % info.partition
     used = info.all_cpus(frozenset())
@@ -177,7 +177,7 @@ class FakeLibvirtPinning(fixtures.Fixture):
             # Like the kernel: the new pin alone must be inside the
             # partition's CPUs as they are now.
             partitions = getattr(dom._connection, 'tp_partitions', None)
-            tenant = domain_xml.parse_domain_xml(dom.tp_xml).tenant
+            tenant = domain_xml.parse_domain_xml(dom.tp_xml).partition_key
             if partitions is not None and tenant and dom.isActive():
                 part = partitions.partitions.get(tenant)
                 if part is None or not cpus <= part.cpus:

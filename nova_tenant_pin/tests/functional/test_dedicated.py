@@ -92,13 +92,13 @@ class TestExempt(base.TenantPinTestBase):
         s2 = self.boot('svc2', 1)
         self.boot('a', 1)
         domains = self.domains_of('host1')
-        part = '/machine/tenant-%s' % manager.EXEMPT_TENANT
+        part = '/machine/tenant-%s' % manager.EXEMPT_KEY
         self.assertEqual(part, domains[s1['id']].partition)
         self.assertEqual(part, domains[s2['id']].partition)
         # Two exempt vCPUs share one core; tenant a has its own.
         tenants = self.manager_of('host1').tenant_map()
-        self.assertEqual(2, len(tenants[manager.EXEMPT_TENANT]))
-        self.assertFalse(tenants[manager.EXEMPT_TENANT] &
+        self.assertEqual(2, len(tenants[manager.EXEMPT_KEY]))
+        self.assertFalse(tenants[manager.EXEMPT_KEY] &
                          tenants[self.project('a')])
 
 

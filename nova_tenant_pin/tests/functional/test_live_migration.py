@@ -43,7 +43,7 @@ class LiveMigrationBase(base.TenantPinTestBase):
     def _migrate_stub(self, domain, destination, params, flags):
         xml = params['destination_xml']
         info = domain_xml.parse_domain_xml(xml)
-        project = info.tenant
+        project = info.partition_key
         self.seen = {
             'xml': info,
             'dest_partition': self.partitions_of('host_b').get(project),

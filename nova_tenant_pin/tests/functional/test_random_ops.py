@@ -379,12 +379,12 @@ class RandomOpsBase(base.TenantPinTestBase):
                         uuid not in running:
                     errors.append('%s: claim left for instance %s of %s, '
                                   'which is %s' % (
-                                      host, uuid, claim.tenant,
+                                      host, uuid, claim.key,
                                       'on %s' % s['OS-EXT-SRV-ATTR:host']
                                       if s else 'gone'))
             keys = {g.key for g, active in guests.values()} | \
                 {g.partition for g, active in guests.values()} | \
-                {c.tenant for c in claims.values()}
+                {c.key for c in claims.values()}
             for tenant in partitions:
                 if tenant not in keys:
                     errors.append('%s: partition of %s left with no guest '

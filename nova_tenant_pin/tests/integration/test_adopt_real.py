@@ -63,7 +63,7 @@ class TestAdoptStockGuests(real_guests.TwoProjectsTestCase):
         self.guests.append(guest)
         info = domain_xml.parse_domain_xml(dom.XMLDesc(0))
         self.assertEqual(project, info.project_id)
-        self.assertIsNone(info.tenant)
+        self.assertIsNone(info.partition_key)
         self.assertEqual({}, info.vcpu_pins)
         self.assertIsNone(info.emulator_pins)
         self.assertEqual('none', info.confinement)
@@ -141,10 +141,10 @@ class TestAdoptStockGuests(real_guests.TwoProjectsTestCase):
             live = domain_xml.parse_domain_xml(guest.dom.XMLDesc(0))
             self.assertEqual('pins', live.confinement)
         self.assertTrue(mgr.isolation()['isolated'], mgr.isolation())
-        pid_tenants = {g.pid: g.project for g in self.guests}
+        pid_keys = {g.pid: g.project for g in self.guests}
         report = audit.HostAuditor(
             self.host, cgroup_prefix='/machine',
-            pid_tenants=pid_tenants.get).audit()
+            pid_keys=pid_keys.get).audit()
         self.assertEqual([], report.violations,
                          [str(v) for v in report.violations])
         self.assertLessEqual({a, b}, set(report.tenants))

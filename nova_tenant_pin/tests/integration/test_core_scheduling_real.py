@@ -283,7 +283,7 @@ class TestCookiesOnARealKernel(base.TestCase):
         host = topology.HostTopology.from_sysfs()
         keys = {a1.pid: 'A', b1.pid: 'B'}
         auditor = audit.HostAuditor(
-            host, (), pid_tenants=keys.get,
+            host, (), pid_keys=keys.get,
             cookie_reader=coresched.direct_reader())
 
         def cookie_violations():

@@ -96,7 +96,7 @@ class TestSamplerOnRealGuests(base.TestCase):
             cpuset=topology.format_cpu_list(self.core_b.cpus)))
         tenants = {qemu_pid(self.dom_a): 'a', qemu_pid(self.dom_b): 'b'}
         self.auditor = audit.HostAuditor(self.host,
-                                         pid_tenants=tenants.get)
+                                         pid_keys=tenants.get)
 
     def cpumap(self, cpus):
         size = max(self.host.online_cpus) + 1

@@ -75,7 +75,7 @@ class Host:
         prefix = prefix or cgroup_root.rstrip('/') + '/machine'
         self.names = {}
         self.auditor = audit.HostAuditor(test.topology, cgroup_prefix=prefix,
-                                         pid_tenants=self.tenant_of_pid)
+                                         pid_keys=self.tenant_of_pid)
 
     def tenant_of_pid(self, pid):
         """Unpartitioned guests (the naive protocol) by their name."""

@@ -150,7 +150,7 @@ class TestTenantsOnRealGuests(RealHostTestCase):
             # Every QEMU thread sits in its tenant's partition.
             for task in self.qemu_threads(dom):
                 self.assertEqual(tenant,
-                                 audit.tenant_of_cgroup(task.cpuset_cgroup),
+                                 audit.key_of_cgroup(task.cpuset_cgroup),
                                  task)
             self.assertEqual(self.manager.tenant_map()[tenant],
                              self.effective(tenant))

@@ -164,7 +164,7 @@ class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
                                   for p in (a.project_id, b.project_id)})
         claim = self.tenant_pin.claims()[server_a['id']]
         self.assertEqual((a.project_id, 1, False),
-                         (claim.tenant, claim.vcpus, claim.pending))
+                         (claim.key, claim.vcpus, claim.pending))
 
         self.delete(server_a)
         self.delete(server_b)
@@ -179,7 +179,7 @@ class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
                                          b.project_id: [server_b]})
         old_driver = self.compute.manager.driver
         old_map = self.tenant_pin.tenant_map()
-        old_claims = {u: (c.tenant, c.vcpus, c.pending)
+        old_claims = {u: (c.key, c.vcpus, c.pending)
                       for u, c in self.tenant_pin.claims().items()}
         threads = self.thread_cpus([server_a, server_b])
         inodes = {p: self.partition_inode(p)
@@ -200,7 +200,7 @@ class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
         self.assertIsNot(old_driver, self.compute.manager.driver)
         self.assertEqual(old_map, self.tenant_pin.tenant_map())
         self.assertEqual(old_claims, {
-            u: (c.tenant, c.vcpus, c.pending)
+            u: (c.key, c.vcpus, c.pending)
             for u, c in self.tenant_pin.claims().items()})
         # The guests kept running in the same partitions, and no thread was
         # re-pinned.

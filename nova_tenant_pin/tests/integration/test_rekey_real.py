@@ -136,12 +136,12 @@ class TestRekeyRealGuests(real_guests.TwoProjectsTestCase):
         """The HostAuditor, told each QEMU process's recorded key, finds
         no two keys on one core; a new auditor each time, as one keeps a
         process's key once it has read it."""
-        pid_tenants = {g.pid: self.recorded(g).key for g in self.guests}
+        pid_keys = {g.pid: self.recorded(g).key for g in self.guests}
         self.assertEqual({g.pid: keys[g.project] for g in self.guests},
-                         pid_tenants)
+                         pid_keys)
         report = audit.HostAuditor(
             self.host, cgroup_prefix='/machine',
-            pid_tenants=pid_tenants.get).audit()
+            pid_keys=pid_keys.get).audit()
         self.assertEqual([], [str(v) for v in report.violations])
         self.assertEqual(len(self.guests), report.guests)
         return report

@@ -117,7 +117,7 @@ class TestStrictModeOnTheTestHost(SystemdHostMixin, real.RealHostTestCase):
         self.assertEqual(1, len(self.host.cores_of(both)),
                          'the two vCPUs are not siblings: %s' % pins)
         self.assertEqual(both, report.tenants[a])
-        self.assertEqual(a, audit.tenant_of_cgroup(
+        self.assertEqual(a, audit.key_of_cgroup(
             self.qemu_threads(dom)[0].cpuset_cgroup))
 
 

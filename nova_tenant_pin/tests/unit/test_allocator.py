@@ -201,7 +201,7 @@ class TestPlanExamples(base.TestCase):
         self.assertEqual(first.tenants['pa'].cpus, second.tenants['pa'].cpus)
         self.assertEqual(first.tenants['pb'].cpus, second.tenants['pb'].cpus)
         self.assertEqual([('create', 'pc')],
-                         [(m.action, m.project_id) for m in second.moves])
+                         [(m.action, m.key) for m in second.moves])
 
     def test_departure_frees_cores_for_an_arrival(self):
         h = host(cores=2)
@@ -210,7 +210,7 @@ class TestPlanExamples(base.TestCase):
                                 current=first.tenant_map())
         self.assertEqual(first.tenants['pa'].cpus, second.tenants['pc'].cpus)
         self.assertEqual([('release', 'pa'), ('create', 'pc')],
-                         [(m.action, m.project_id) for m in second.moves])
+                         [(m.action, m.key) for m in second.moves])
 
     def test_shrink_before_grow(self):
         h = host(cores=4)

@@ -132,7 +132,7 @@ def check_plan(test, host, instances, housekeeping, ratio, plan,
     vcpus_in_cell = {}
     for uuid, placed in plan.instances.items():
         req = by_uuid[uuid]
-        tenant = plan.tenants[req.project_id]
+        tenant = plan.tenants[req.key]
         test.assertLessEqual(placed.cpus, tenant.cpus)
         test.assertTrue(placed.cpus)
         if req.cell is not None:
@@ -143,17 +143,17 @@ def check_plan(test, host, instances, housekeeping, ratio, plan,
         else:
             test.assertIsNone(placed.vcpu_pins)
         for cell in placed.cells:
-            vcpus_in_cell.setdefault((req.project_id, cell), 0)
+            vcpus_in_cell.setdefault((req.key, cell), 0)
         # Spread the instance's vCPUs over its cells as the pins do.
         share = req.vcpus / len(placed.cells)
         for cell in placed.cells:
-            vcpus_in_cell[(req.project_id, cell)] += share
+            vcpus_in_cell[(req.key, cell)] += share
 
     # Capacity: a tenant's vCPUs fit its threads times its ratio.
     for project, tenant in plan.tenants.items():
         ratio_t = tenant_ratios.get(project, ratio)
         demand = sum(by_uuid[u].vcpus for u, p in plan.instances.items()
-                     if p.project_id == project)
+                     if p.key == project)
         test.assertEqual(demand, tenant.vcpus)
         test.assertLessEqual(demand, len(tenant.cpus) * ratio_t + 1e-9)
         test.assertEqual(
@@ -164,7 +164,7 @@ def check_plan(test, host, instances, housekeeping, ratio, plan,
     for project, tenant in plan.tenants.items():
         load = {}
         for u, p in plan.instances.items():
-            if p.project_id == project and p.vcpu_pins:
+            if p.key == project and p.vcpu_pins:
                 for cpu in p.vcpu_pins.values():
                     load[cpu] = load.get(cpu, 0) + 1
         for cpu, n in load.items():
@@ -178,9 +178,9 @@ def replay(test, current, moves, target):
     state = {p: frozenset(c) for p, c in current.items() if c}
     for move in moves:
         if move.cpus:
-            state[move.project_id] = move.cpus
+            state[move.key] = move.cpus
         else:
-            state.pop(move.project_id, None)
+            state.pop(move.key, None)
         seen = {}
         for project, cpus in state.items():
             for cpu in cpus:
@@ -217,7 +217,7 @@ class TestPlanProperties(base.TestCase):
                 cores = [c for c in host.cores_of(tenant.cpus)
                          if c.cell == cell]
                 pins = [p for p in plan.instances.values()
-                        if p.project_id == project and cell in p.cells]
+                        if p.key == project and cell in p.cells]
                 if any(len(p.cells) > 1 for p in pins):
                     continue  # a spanning instance's split is the plan's
                 demand = sum(by_uuid[p.uuid].vcpus for p in pins)
@@ -303,7 +303,7 @@ class TestSequenceProperties(base.TestCase):
                 changed.add(project)
             elif running:
                 gone = running.pop(step[1] % len(running))
-                changed.add(gone.project_id)
+                changed.add(gone.key)
             plan = allocator.plan(host, running,
                                   housekeeping_cpus=housekeeping,
                                   current=current, ratio=ratio)
@@ -324,7 +324,7 @@ class TestSequenceProperties(base.TestCase):
                                      % project)
             # Only what was placed keeps running; hints keep it in place.
             running = [allocator.InstanceRequest(
-                i.uuid, i.project_id, i.vcpus, cell=i.cell, mode=i.mode,
+                i.uuid, i.key, i.vcpus, cell=i.cell, mode=i.mode,
                 placed_cells=plan.instances[i.uuid].cell_vcpus)
                 for i in running if i.uuid in plan.instances]
             current = plan.tenant_map()

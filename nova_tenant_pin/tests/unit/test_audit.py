@@ -116,7 +116,7 @@ class TestHostAuditor(base.TestCase):
         self.assertEqual(1, len(report.violations))
         v = report.violations[0]
         self.assertEqual(audit.SHARED_CORE, v.kind)
-        self.assertEqual(('a', 'b'), v.tenants)
+        self.assertEqual(('a', 'b'), v.keys)
         self.assertEqual((0, 2), v.cpus)
         self.assertIn('tenants a and b may both run on core 0,2', str(v))
 
@@ -147,15 +147,15 @@ class TestHostAuditor(base.TestCase):
         self.proc.guest(200, 'b', '1,3')
         report = self.auditor().audit()
         self.assertEqual(('b', 'unknown-guest-pid-100'),
-                         report.violations[0].tenants)
+                         report.violations[0].keys)
 
-    def test_pid_tenants_maps_unpartitioned_guests(self):
+    def test_pid_keys_maps_unpartitioned_guests(self):
         self.proc.guest(100, None, '0,2')
         self.proc.guest(200, None, '0,2')
         mapping = {100: 'a', 200: 'a'}
-        self.assertTrue(self.auditor(pid_tenants=mapping.get).audit().clean)
+        self.assertTrue(self.auditor(pid_keys=mapping.get).audit().clean)
         mapping[200] = 'b'
-        self.assertFalse(self.auditor(pid_tenants=mapping.get).audit().clean)
+        self.assertFalse(self.auditor(pid_keys=mapping.get).audit().clean)
 
     def test_isolation_key_wins_over_the_partition(self):
         """Two guests of one isolation group, still in their projects' old
@@ -169,11 +169,11 @@ class TestHostAuditor(base.TestCase):
             [domain('instance-a', UUID_A, key='grp', partition='p1'),
              domain('instance-b', UUID_B, key='grp', partition='p2')],
             self.proc.root)
-        report = self.auditor(pid_tenants=keys).audit()
+        report = self.auditor(pid_keys=keys).audit()
         self.assertTrue(report.clean, report.violations)
         self.assertEqual({'grp': frozenset({0, 2})}, report.tenants)
         self.proc.guest(300, 'p3', '1,3')
-        self.assertTrue(self.auditor(pid_tenants=keys).audit().clean)
+        self.assertTrue(self.auditor(pid_keys=keys).audit().clean)
 
     def test_key_of_a_moved_guest_meets_its_new_neighbours(self):
         """A guest whose key changed counts as its new key: beside a guest
@@ -186,9 +186,9 @@ class TestHostAuditor(base.TestCase):
             [domain('instance-a', UUID_A, key='grp', partition='p1'),
              domain('instance-b', UUID_B, partition='p1')],
             self.proc.root)
-        report = self.auditor(pid_tenants=keys).audit()
+        report = self.auditor(pid_keys=keys).audit()
         self.assertEqual([('grp', 'p1')],
-                         [v.tenants for v in report.violations])
+                         [v.keys for v in report.violations])
 
     def test_cgroup_prefix_separates_hosts(self):
         self.proc.guest(100, 'a', '0,2', prefix='/machine')
@@ -267,7 +267,7 @@ class TestDomainKeys(base.TestCase):
         self.proc.guest(600, 'p6', '1,3', cmdline=libvirt_cmdline(
             'stranger', '6c1f0d0e-8d4b-4a59-9a8e-0d5f0d7a0a04'))
         report = audit.HostAuditor(HOST, proc_root=self.proc.root,
-                                   pid_tenants=keys).audit()
+                                   pid_keys=keys).audit()
         self.assertIn('p6', report.tenants)
         self.assertIn('k1', report.tenants)
 

@@ -62,13 +62,13 @@ class TestTouchedPlan(base.TestCase):
             new = collections.OrderedDict(claims)
             if claims and rng.random() < 0.45:
                 gone = rng.choice(sorted(claims))
-                key = claims[gone].tenant
+                key = claims[gone].key
                 del new[gone]
             else:
                 key = rng.choice(keys)
                 uuid = 'i%d' % step
                 new[uuid] = tp_claims.Claim(
-                    uuid=uuid, project_id=key, tenant=key,
+                    uuid=uuid, project_id=key, key=key,
                     vcpus=rng.choice([1, 1, 2, 3, 4, 6]),
                     cell=rng.choice([None] * 6 + list(range(cells))),
                     mode=rng.choice([allocator.FLOAT, allocator.STRICT]),

@@ -701,7 +701,7 @@ class TestDriverHooks(base.TestCase):
             driver.TenantPinLibvirtDriver)
         drv.tenant_pin = mock.Mock()
         drv.tenant_pin.claims.return_value = {
-            'u1': manager.Claim(uuid='u1', project_id='p', tenant='p',
+            'u1': manager.Claim(uuid='u1', project_id='p', key='p',
                                 vcpus=1, incoming=incoming)}
         drv._tp_cookies = mock.Mock(active=True, mode='auto')
         return drv

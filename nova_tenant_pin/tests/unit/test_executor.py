@@ -111,7 +111,7 @@ class TestStepKeys(tm.ManagerTestCase):
         self.mgr.release_all()
         keys = {(s.uuid, s.key) for s in steps if s.uuid is not None}
         self.assertEqual({(a, 'p1'), (b, 'p2')}, keys)
-        lines = [s.describe(tenant=True) for s in steps]
+        lines = [s.describe(with_key=True) for s in steps]
         self.assertIn('pin vCPU 0 of instance %s of tenant p1 to CPUs 0-15'
                       % a, lines)
         self.assertIn('drop the tenant-pin metadata of instance %s of tenant '

@@ -189,7 +189,7 @@ class TestChangeCost(ManagerTestCase):
         self.assertEqual(3, len(calls))
         for requests in calls:
             self.assertEqual({'p0'} if requests is not calls[-1] else
-                             {'p2'}, {r.project_id for r in requests})
+                             {'p2'}, {r.key for r in requests})
         self.assertIn(inst, self.mgr.claims())
         self.assertInvariants()
 
@@ -214,7 +214,7 @@ class TestChangeCost(ManagerTestCase):
         dom.xml = dom.xml.replace(domain_xml.PARTITION_PREFIX + 'p0',
                                   domain_xml.PARTITION_PREFIX + 'p3')
         dom.info = domain_xml.parse_domain_xml(dom.xml)
-        self.assertEqual('p3', dom.info.tenant)
+        self.assertEqual('p3', dom.info.partition_key)
         calls = self.planned()
         with mock.patch.object(self.mgr, '_transition'):
             self.mgr.claim(uuid(), 'p0', 1)
@@ -407,9 +407,9 @@ class TestClaimRelease(ManagerTestCase):
         mgr = self.make_manager(exempt_projects=['admin1', 'admin2'])
         self.spawn('admin1', 1, mgr=mgr)
         self.spawn('admin2', 1, mgr=mgr)
-        self.assertEqual({manager.EXEMPT_TENANT},
+        self.assertEqual({manager.EXEMPT_KEY},
                          set(mgr.tenant_map()))
-        self.assertEqual(2, len(mgr.tenant_map()[manager.EXEMPT_TENANT]))
+        self.assertEqual(2, len(mgr.tenant_map()[manager.EXEMPT_KEY]))
 
     def test_static_tenant_gets_exactly_its_cpus(self):
         mgr = self.make_manager(static={'p9': {14, 15}})
@@ -695,7 +695,7 @@ class TestConcurrency(ManagerTestCase):
                     errors.append('refused %s left a claim' % inst)
                 return 'nofit'
             part = self.partitions.list_partitions()[
-                self.mgr.tenant_of(project)]
+                self.mgr.key_of(project)]
             if not pins.cpus <= part.cpus:
                 errors.append('%s outside partition' % inst)
             self.conn.start(fakes.domain_xml(

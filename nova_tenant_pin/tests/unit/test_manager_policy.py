@@ -89,14 +89,14 @@ class TestPolicyKeys(PolicyTestCase):
         a = self.spawn_with('p1', 2, isolation='none')
         b = self.spawn_with('p2', 1, isolation='none')
         c = self.spawn_with('p1', 2)
-        self.assertEqual(manager.EXEMPT_TENANT,
-                         self.mgr.claims()[a].tenant)
+        self.assertEqual(manager.EXEMPT_KEY,
+                         self.mgr.claims()[a].key)
         self.assertApart([a, b], [c])
         # A restart recovers the shared pool from the metadata alone.
         restarted = self.make_manager()
         restarted.reconcile()
-        self.assertEqual(manager.EXEMPT_TENANT, restarted.claims()[b].tenant)
-        self.assertEqual('p1', restarted.claims()[c].tenant)
+        self.assertEqual(manager.EXEMPT_KEY, restarted.claims()[b].key)
+        self.assertEqual('p1', restarted.claims()[c].key)
         self.assertEqual(self.mgr.tenant_map(), restarted.tenant_map())
 
     def test_per_instance_pin_mode_and_tenant_ratio(self):
@@ -166,7 +166,7 @@ class TestSettingsChange(PolicyTestCase):
         a = self.spawn_with('p1', 1)
         b = self.spawn_with('svc', 1)
         self._change(policy.ProjectSettings.from_options(['p1', 'svc']))
-        self.assertEqual({manager.EXEMPT_TENANT},
+        self.assertEqual({manager.EXEMPT_KEY},
                          set(self.mgr.tenant_map()))
         self.assertEqual(self.cores_of(a), self.cores_of(b))
         self._change(policy.ProjectSettings.from_options(['svc']))
@@ -354,7 +354,7 @@ class TestRandomSettingsChanges(PolicyTestCase):
                 if self.mgr.isolation()['isolated']:
                     self.assertEqual([], errors, where)
                 for inst, project in insts.items():
-                    self.assertEqual(self.mgr.tenant_of(project),
+                    self.assertEqual(self.mgr.key_of(project),
                                      self.conn.domains[inst].info.key, where)
 
 

@@ -134,7 +134,7 @@ class TenantPinFilterTest(base.TestCase):
             state, spec('d', 2)))
         view = tenant_host.host_view(state)
         self.assertEqual(['a', 'exempt', 'exempt'],
-                         sorted(r.project_id for r in view.running))
+                         sorted(r.key for r in view.running))
         # Overcommit from the flavor: 8 vCPUs of one tenant on 2 cores.
         dense = {'tenant_pin:cpu_allocation_ratio': '2.0'}
         self.assertTrue(filters.TenantPinFilter().host_passes(

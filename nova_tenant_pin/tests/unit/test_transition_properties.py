@@ -69,7 +69,7 @@ def hosts(draw):
 
 
 def _claim(uuid, key, vcpus, mode):
-    return tp_claims.Claim(uuid=uuid, project_id=key, tenant=key,
+    return tp_claims.Claim(uuid=uuid, project_id=key, key=key,
                            vcpus=vcpus, mode=mode, ratio=1.0,
                            pending=False)
 
@@ -87,15 +87,15 @@ def _domain(uuid, claim, placement, iothreads, adopted):
     if adopted:
         return domain_xml.DomainInfo(
             uuid=uuid, name=uuid, active=True, persistent=True,
-            vcpus=claim.vcpus, project_id=claim.tenant,
+            vcpus=claim.vcpus, project_id=claim.key,
             iothread_ids=tuple(range(1, iothreads + 1)))
     return domain_xml.DomainInfo(
         uuid=uuid, name=uuid, active=True, persistent=True,
-        vcpus=claim.vcpus, project_id=claim.tenant,
-        partition=domain_xml.PARTITION_PREFIX + claim.tenant,
+        vcpus=claim.vcpus, project_id=claim.key,
+        partition=domain_xml.PARTITION_PREFIX + claim.key,
         vcpu_cpuset=placement.cpus, vcpu_pins=pins,
         emulator_pins=placement.cpus if pins else None,
-        key=claim.tenant, pin_mode=claim.mode, ratio=1.0,
+        key=claim.key, pin_mode=claim.mode, ratio=1.0,
         iothread_ids=tuple(range(1, iothreads + 1)))
 
 
@@ -120,7 +120,7 @@ def scenarios(draw):
                                 draw(st.integers(0, 2)),
                                 adopted=draw(st.integers(0, 5)) == 0)
     partitions = {k: c for k, c in first.tenant_map().items()
-                  if any(d.tenant == k for d in domains.values())}
+                  if any(d.partition_key == k for d in domains.values())}
     truth = transition.Truth(partitions, domains)
     target = collections.OrderedDict()
     for uuid, claim in claims.items():
@@ -136,7 +136,7 @@ def scenarios(draw):
             claim = dataclasses.replace(claim, vcpus=domains[uuid].vcpus)
         if change == 'rekey':
             claim = dataclasses.replace(claim,
-                                        tenant=draw(st.sampled_from(KEYS)))
+                                        key=draw(st.sampled_from(KEYS)))
         target[uuid] = claim
     for i in range(draw(st.integers(0, 2))):
         # New instances: a claim, no domain yet (being defined).
@@ -165,12 +165,12 @@ def members(truth, host):
         if not info.active:
             continue
         cpus = info.all_cpus(host.online_cpus)
-        if info.tenant is not None:
-            cpus &= truth.partitions.get(info.tenant, frozenset())
-            if info.isolation_key != info.tenant:
-                hosting.add(info.tenant)
+        if info.partition_key is not None:
+            cpus &= truth.partitions.get(info.partition_key, frozenset())
+            if info.isolation_key != info.partition_key:
+                hosting.add(info.partition_key)
             else:
-                own[info.tenant] |= cpus
+                own[info.partition_key] |= cpus
         found.append((info.uuid, info.isolation_key or info.project_id,
                       cpus))
     for key, cpus in truth.partitions.items():
@@ -225,18 +225,19 @@ def refusals(truth, step, host):
     what its domains' threads use (cgroup v1: EBUSY)."""
     if step.kind == transition.PIN:
         info = truth.domains[step.uuid]
-        part = truth.partitions.get(info.tenant, frozenset())
-        if info.tenant is not None and not step.cpus <= part:
-            return 'pin of %s outside partition %s' % (step.uuid, info.tenant)
+        part = truth.partitions.get(info.partition_key, frozenset())
+        if info.partition_key is not None and not step.cpus <= part:
+            return 'pin of %s outside partition %s' % (
+                step.uuid, info.partition_key)
     if step.kind == transition.SET_PARTITION and step.old is not None:
         for info in truth.domains.values():
-            if info.tenant == step.key and info.active and \
+            if info.partition_key == step.key and info.active and \
                     not info.all_cpus(host.online_cpus) <= step.cpus:
                 return 'partition %s narrowed below %s' % (step.key,
                                                            info.uuid)
     if step.kind == transition.REMOVE_PARTITION:
         for info in truth.domains.values():
-            if info.tenant == step.key:
+            if info.partition_key == step.key:
                 return 'partition %s removed under %s' % (step.key,
                                                           info.uuid)
     return None
@@ -275,16 +276,16 @@ def at_target(testcase, state, plan, claims, host):
         info = state.domains.get(uuid)
         if info is None:
             continue
-        testcase.assertEqual(claims[uuid].tenant, info.isolation_key)
+        testcase.assertEqual(claims[uuid].key, info.isolation_key)
         for (kind, index), cpus in info.thread_cpus(
                 host.online_cpus).items():
             want = placement.cpus
             if kind == 'vcpu' and placement.vcpu_pins is not None:
                 want = frozenset([placement.vcpu_pins[index]])
             testcase.assertEqual(want, cpus, '%s %s' % (uuid, kind))
-        if info.tenant is not None:
+        if info.partition_key is not None:
             testcase.assertLessEqual(info.all_cpus(host.online_cpus),
-                                     state.partitions[info.tenant])
+                                     state.partitions[info.partition_key])
     for key, cpus in plan.tenant_map().items():
         testcase.assertLessEqual(cpus, state.partitions.get(key, set()))
 
@@ -371,11 +372,11 @@ class TestTransitionProperties(base.TestCase):
         # A job holds a guest that runs in its partition (a guest started
         # without tenant-pin floats everywhere until it is confined).
         truth.busy = frozenset(u for u in busy & set(truth.domains)
-                               if truth.domains[u].tenant is not None)
+                               if truth.domains[u].partition_key is not None)
         for uuid in truth.busy & set(claims):
             # Its key changes when its job has ended (claims.rebuild).
             claims[uuid] = dataclasses.replace(
-                claims[uuid], tenant=truth.domains[uuid].isolation_key)
+                claims[uuid], key=truth.domains[uuid].isolation_key)
         keymap = transition.relabel(
             transition.truth_map(truth, host.online_cpus, host), claims,
             truth.domains, host, {}, [], truth.busy)

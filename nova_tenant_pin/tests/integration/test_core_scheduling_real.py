@@ -56,6 +56,14 @@ STATUS_XML = """<domstatus state='running' pid='%(pid)d'>
 </domstatus>"""
 
 
+def _task_comm(pid, tid):
+    try:
+        with open('/proc/%d/task/%s/comm' % (pid, tid)) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def _skip_reason():
     reason = base.requires_root(' to read and set other processes\' cookies')
     if reason:
@@ -130,7 +138,8 @@ class Qmp:
 class Guest:
     """A real QEMU process of a pretend libvirt domain."""
 
-    def __init__(self, test, run_dir, name, key, incoming=None, user=None):
+    def __init__(self, test, run_dir, name, key, incoming=None, user=None,
+                 extra=()):
         self.name, self.key = name, key
         self.uuid = str(uuidlib.uuid4())
         self.run_dir = run_dir
@@ -144,6 +153,7 @@ class Guest:
                '-qmp', 'unix:%s,server=on,wait=off' % self.qmp_path]
         if incoming:
             cmd += ['-incoming', incoming]
+        cmd += list(extra)
         if user is not None:
             cmd = ['setpriv', '--reuid', str(user), '--regid', str(user),
                    '--clear-groups'] + cmd
@@ -275,6 +285,41 @@ class TestCookiesOnARealKernel(base.TestCase):
         self.assertEqual(first, self.assert_one_cookie_per_key())
         self.assertEqual(first['A'], a1.cookie())
         self.assertEqual(first['B'], b1.cookie())
+
+    def test_vhost_net_worker_holds_its_guests_cookie(self):
+        """A vhost-net device (a tap of the test's own, never up, no
+        traffic): Linux before 6.4 serves it with a kernel thread
+        ``vhost-<QEMU pid>``, a child of kthreadd that inherits no cookie
+        from QEMU, and the cookie is shared to it by hand; from 6.4 the
+        worker is a task of the QEMU and is covered with the QEMU's
+        threads. Either way it ends on its guest's key's cookie."""
+        tap = 'ntpvh%d' % (os.getpid() % 100000)
+        a1 = self.guest('instance-a1', 'A', extra=[
+            '-netdev', 'tap,id=n0,ifname=%s,script=no,downscript=no,'
+            'vhost=on' % tap, '-device', 'virtio-net-pci,netdev=n0'])
+        b1 = self.guest('instance-b1', 'B')
+
+        def workers():
+            kthreads = coresched.kernel_workers(a1.pid)
+            own = [int(t) for t in os.listdir('/proc/%d/task' % a1.pid)
+                   if _task_comm(a1.pid, t) == 'vhost-%d' % a1.pid]
+            return (kthreads, own) if kthreads or own else None
+        kthreads, own = wait_for(workers, 'the vhost worker of QEMU %d'
+                                 % a1.pid)
+        release = os.uname().release
+        sys.stderr.write('kernel %s: vhost workers of QEMU %d: kernel '
+                         'threads %s (cookies %s), QEMU tasks %s\n' % (
+                             release, a1.pid, kthreads,
+                             [coresched.Prctl().get(w) for w in kthreads],
+                             own))
+        for worker in kthreads:
+            self.assertEqual(0, coresched.Prctl().get(worker))
+        self.cookies().sync()
+        first = self.assert_one_cookie_per_key()
+        self.assertNotEqual(first['A'], b1.cookie())
+        for worker in kthreads + own:
+            self.assertEqual(first['A'], coresched.Prctl().get(worker),
+                             'vhost worker %d' % worker)
 
     def test_audit_catches_a_cookie_changed_by_hand(self):
         a1 = self.guest('instance-a1', 'A')

@@ -24,15 +24,27 @@ check reads each QEMU thread's cookie from the kernel
 code that set them.
 """
 
+import argparse
+import io
 import os
+import sys
+from unittest import mock
+import uuid
 
+import libvirt
+
+from nova_tenant_pin import cgroups
+from nova_tenant_pin.cmd import adopt
+from nova_tenant_pin.cmd import release
 from nova_tenant_pin import coresched
 from nova_tenant_pin import domain_xml
+from nova_tenant_pin import exception
 from nova_tenant_pin import privsep
 from nova_tenant_pin.tests import enforcement_fixtures
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
 from nova_tenant_pin.tests.integration import test_core_scheduling_real as real
 from nova_tenant_pin.tests.testhost import base
+from nova_tenant_pin import topology
 
 VIR_DOMAIN_START_PAUSED = 1
 VIR_DOMAIN_AFFECT_LIVE = 1
@@ -166,6 +178,102 @@ class TestCookiesOnLibvirtGuests(base.TestHostTestCase):
         for tid in os.listdir('/proc/%d/task' % pid):
             self.assertEqual(0, prctl.get(int(tid)), 'daemon thread %s'
                              % tid)
+
+
+class TestAdoptAndReleaseCookies(base.TestHostTestCase):
+    """``nova-tenant-pin adopt`` and ``release`` (their own code, run here
+    as an operator runs them: root, the partitions through the real
+    privsep daemon) on guests the stock driver started: adopt gives every
+    QEMU thread its key's cookie, one per key, distinct across keys, and a
+    second run changes nothing; release takes them away again."""
+
+    def setUp(self):
+        super().setUp()
+        self.libvirt = self.useFixture(base.SystemLibvirtFixture())
+        self.useFixture(enforcement_fixtures.PrivsepDaemon(
+            self.conf_fixture))
+        privsep.core_sched_pctxt.set_client_mode(False)
+        self.addCleanup(privsep.core_sched_pctxt.set_client_mode, True)
+        self.flags(core_scheduling='required')
+        self.tag = uuid.uuid4().hex[:6]
+        self.partitions = cgroups.get_partitions()
+        self.projects = ['adopt-a-' + self.tag, 'adopt-b-' + self.tag]
+        # After the domains are gone (cleanups run last first).
+        self.addCleanup(self._remove_partitions)
+
+    def _remove_partitions(self):
+        lvf.remove_domains(self.libvirt.conn, self.libvirt.defined)
+        for project in self.projects:
+            lvf.wait_for(lambda: self._removed(project),
+                         'partition of %s to empty' % project,
+                         lvf.CGROUP_EMPTY_TIMEOUT)
+
+    def _removed(self, project):
+        try:
+            self.partitions.remove_partition(project)
+        except exception.PartitionBusy:
+            return False
+        return True
+
+    def stock_guest(self, name, project):
+        """A running guest as Nova's stock driver starts it: no partition,
+        no pins, the owner-project metadata only."""
+        return self.libvirt.define(lvf.tiny_domain_xml(
+            '%s-%s' % (name, self.tag), vcpus=2,
+            metadata=lvf.nova_owner_metadata(project)))
+
+    def reader(self, args, read_only, options=True):
+        return adopt.Host(
+            topology.HostTopology.from_sysfs(), self.partitions,
+            libvirt.open(base.SYSTEM_URI),
+            {'housekeeping_cpus': (0, 1)} if options else {}, None)
+
+    def run_command(self, command, **kwargs):
+        out = io.StringIO()
+        with mock.patch('sys.stdout', out):
+            status = command.run(argparse.Namespace(
+                dry_run=False, libvirt_uri=base.SYSTEM_URI, **kwargs),
+                reader=self.reader)
+        sys.stderr.write(out.getvalue())
+        return status, out.getvalue()
+
+    def test_adopt_gives_one_cookie_per_key_and_release_takes_them(self):
+        a, b = self.projects
+        doms = [(self.stock_guest('adopt-a1', a), a),
+                (self.stock_guest('adopt-a2', a), a),
+                (self.stock_guest('adopt-b1', b), b)]
+        for dom, _key in doms:
+            self.assertEqual({0}, set(kernel_cookies(
+                qemu_pid(dom.name())).values()))
+        status, out = self.run_command(adopt, housekeeping_cpus=None)
+        self.assertEqual(0, status, out)
+        self.assertEqual(3, out.count('core-scheduling cookie'), out)
+        first = TestCookiesOnLibvirtGuests.by_key(self, doms)
+        pids = {dom.name(): qemu_pid(dom.name()) for dom, _key in doms}
+        threads = {name: set(kernel_cookies(pid)) for name, pid in
+                   pids.items()}
+
+        # A second run: nothing to do, the same cookies on the same
+        # threads.
+        status, out = self.run_command(adopt, housekeeping_cpus=None)
+        self.assertEqual(0, status, out)
+        self.assertNotIn('cookie', out)
+        self.assertEqual(first, TestCookiesOnLibvirtGuests.by_key(
+            self, doms))
+        self.assertEqual(threads, {name: set(kernel_cookies(pid)) for
+                                   name, pid in pids.items()})
+
+        # release: libvirt's sched_core is unset here, so every thread of
+        # every QEMU is back to no cookie, and the keys are dropped.
+        status, out = self.run_command(release, cpus=None,
+                                       keep_housekeeping=True)
+        self.assertEqual(0, status, out)
+        self.assertEqual(3, out.count('core-scheduling cookie cleared'), out)
+        for dom, _key in doms:
+            self.assertEqual({0}, set(kernel_cookies(
+                qemu_pid(dom.name())).values()), dom.name())
+            self.assertIsNone(domain_xml.parse_domain_xml(
+                dom.XMLDesc(0)).isolation_key)
 
 
 class TestCookiesOnQemuProcesses(real.TestCookiesOnARealKernel):

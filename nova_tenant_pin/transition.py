@@ -556,15 +556,16 @@ def plan_transition(truth, plan, claims, keymap, topology,
                     planner.remove_partition(key)
                 keymap.pop(key, None)
             _note_move(move, repairs)
-        for move in moves[first_grow:]:
+        for move in _free_first(moves[first_grow:], planner.parts):
             key = move.key
             keymap[key] = move.cpus
             planner.set_partition(key, move.cpus | planner.parts.get(
                 key, frozenset()))
             for uuid in by_key.get(key, ()):
                 pin(uuid, move.cpus)
-            if move.removed:
-                narrow(key)
+            # The CPUs the key's guests left go before another key's
+            # move may take them.
+            narrow(key)
             _note_move(move, repairs)
     keymap = plan.tenant_map()
     last_map = last_map or {}
@@ -591,6 +592,23 @@ def plan_transition(truth, plan, claims, keymap, topology,
     return Transition(planner.steps, repairs, dict(unfit),
                       frozenset(overflow), planner.state,
                       frozenset(planner.forced), planner.forced_from)
+
+
+def _free_first(moves, parts):
+    """``moves`` (creates, grows and widens), each taken when the CPUs it
+    adds are in no other key's partition, or in the allocator's order when
+    none is (a move that frees CPUs another takes comes first: its own
+    narrowing leaves them). ``parts`` is the planner's live map."""
+    pending = list(moves)
+    while pending:
+        for i, move in enumerate(pending):
+            adds = move.cpus - parts.get(move.key, frozenset())
+            if not any(adds & cpus for key, cpus in parts.items()
+                       if key != move.key):
+                break
+        else:
+            i = 0
+        yield pending.pop(i)
 
 
 def _only(truth, plan, claims, keymap, last_map, keys):

@@ -362,6 +362,52 @@ class TestTransitionProperties(base.TestCase):
         final = run(self, truth, steps, host, hk)
         at_target(self, final, plan, claims, host)
 
+    def test_a_grow_narrows_its_key_before_another_key_takes_the_cpus(
+            self):
+        """k0 moves a core to the other cell: its shrink cannot narrow
+        its partition off CPUs 8-9 while its floating guest i4 still runs
+        there, so its grow, which moves i4 to CPUs 12-15, narrows it at
+        once, before k2's grow takes CPUs 8-9 (the partition kept them
+        until the final narrowing, and k2's partition was widened onto a
+        core k0's still held). Reduced from a state a fault left, found
+        by a random search of the re-plan-after-a-fault property."""
+        host = topology.HostTopology({
+            0: [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]],
+            1: [[12, 13], [14, 15], [16, 17]]})
+        hk = frozenset({0, 1})
+
+        def domain(uuid, key, cpus, vcpus, pins=None):
+            return domain_xml.DomainInfo(
+                uuid=uuid, name=uuid, active=True, persistent=True,
+                vcpus=vcpus, project_id=key,
+                partition=domain_xml.PARTITION_PREFIX + key,
+                vcpu_cpuset=frozenset(cpus), key=key,
+                vcpu_pins={v: frozenset([c]) for v, c in (pins or {}).items()},
+                emulator_pins=frozenset(cpus) if pins else None,
+                pin_mode='strict' if pins else 'float', ratio=1.0)
+        truth = transition.Truth(
+            {'k0': frozenset(range(2, 10)), 'k2': frozenset({10, 11})},
+            {'i1': domain('i1', 'k0', range(2, 6), 4,
+                          {0: 2, 1: 3, 2: 4, 3: 5}),
+             'i2': domain('i2', 'k2', {10, 11}, 1, {0: 10}),
+             'i4': domain('i4', 'k0', range(2, 10), 4)})
+        claims = collections.OrderedDict([
+            ('i0', dataclasses.replace(_claim('i0', 'k0', 2, 'float'),
+                                       pending=True)),
+            ('i1', _claim('i1', 'k0', 4, 'strict')),
+            ('i2', _claim('i2', 'k2', 1, 'strict')),
+            ('i4', _claim('i4', 'k0', 4, 'float')),
+            ('n0', dataclasses.replace(_claim('n0', 'k2', 3, 'float'),
+                                       pending=True))])
+        held = transition.held_map(truth, claims, host, {}, hk)
+        plan = _plan(host, hk, claims, held, truth)
+        self.assertEqual({'k0': frozenset({2, 3, 4, 5, 6, 7, 12, 13, 14, 15}),
+                          'k2': frozenset({8, 9, 10, 11})},
+                         plan.tenant_map())
+        steps = self.plan_steps(truth, plan, claims, held, host, hk)
+        final = run(self, truth, steps, host, hk)
+        at_target(self, final, plan, claims, host)
+
     @settings(deadline=None)
     @given(scenarios(), st.sets(st.sampled_from(INSTANCES)))
     def test_busy_domains_get_no_step_and_stay_safe(self, scenario, busy):

@@ -43,6 +43,7 @@ from nova.virt.libvirt import driver as libvirt_driver
 import os_resource_classes as orc
 from oslo_config import cfg
 from oslo_log import log as logging
+from oslo_utils import excutils
 
 from nova_tenant_pin import cgroups
 from nova_tenant_pin import conf as tp_conf
@@ -121,7 +122,11 @@ def load_options(conf, topology):
 def is_dedicated(instance):
     """Nova pins instances with ``hw:cpu_policy=dedicated`` (or ``mixed``)
     itself; this driver leaves them alone."""
-    numa = instance.numa_topology
+    return _nova_pins(instance.numa_topology)
+
+
+def _nova_pins(numa):
+    """Whether an instance NUMA topology asks Nova for dedicated CPUs."""
     return bool(numa is not None and numa.cells and any(
         cell.cpu_policy in (fields.CPUAllocationPolicy.DEDICATED,
                             fields.CPUAllocationPolicy.MIXED)
@@ -240,6 +245,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
             # PlanError: a static cpuset that breaks a rule.
             raise _invalid('static_tenant_cpuset', e)
         self._tp_reconcile_at_start(host)
+        self._tp_hook_resize_claim()
         LOG.info('tenant-pin on %s: housekeeping CPUs %s, tenants %s',
                  host, topo.format_cpu_list(options['housekeeping_cpus']),
                  {t: topo.format_cpu_list(c) for t, c in
@@ -669,12 +675,84 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
 
     # -- resize and cold migration -------------------------------------------
 
+    def _tp_hook_resize_claim(self):
+        """Make the resize claim of this host's resource tracker hold the
+        tenant's whole cores too.
+
+        On the destination of a resize or cold migration Nova asks nothing
+        of the driver before the source powers the guest off: its
+        prep_resize only takes the resource tracker's claim and then casts
+        to the source, and finish_migration, the driver's first word, comes
+        after the power off, too late to refuse without an instance in
+        ERROR. The tracker's claim is where Nova itself refuses a host
+        (its NUMA and PCI tests), so the tenant's claim is taken with it:
+        refused there, Nova reschedules the resize, or fails it with the
+        guest still running on its source.
+        """
+        compute = getattr(getattr(self, 'virtapi', None), '_compute', None)
+        tracker = getattr(compute, 'rt', None)
+        if tracker is None or getattr(tracker.resize_claim, 'tp_hooked',
+                                      False):
+            return
+        nova_claim = tracker.resize_claim
+
+        def resize_claim(context, instance, flavor, nodename, migration,
+                         allocations, image_meta=None, limits=None):
+            claim = nova_claim(context, instance, flavor, nodename,
+                               migration, allocations, image_meta=image_meta,
+                               limits=limits)
+            try:
+                self._tp_claim_resize(instance, flavor, migration)
+            except Exception:
+                with excutils.save_and_reraise_exception():
+                    claim.abort()
+            return claim
+        resize_claim.tp_hooked = True
+        tracker.resize_claim = resize_claim
+
+    def _tp_claim_resize(self, instance, flavor, migration):
+        """Hold room for the new flavor on this host, the destination of a
+        resize or cold migration, before the source powers the guest off.
+        The claim is pending, as for an incoming live migration: it holds
+        until the guest arrives (finish_migration), the migration ends or
+        fails without it (released at the next resource update), or the
+        resize is reverted (the destination's domain is destroyed).
+
+        :raises nova.exception.InstanceFaultRollback: the tenant does not
+            fit (Nova reschedules, or fails the resize and leaves the
+            instance as it was), or its policy cannot be resolved.
+        """
+        numa = instance.migration_context.new_numa_topology \
+            if instance.migration_context else instance.numa_topology
+        if self.tenant_pin is None or migration is None or \
+                migration.source_compute == self._tp_host or \
+                _nova_pins(numa):
+            # A resize on its own host keeps its claim until
+            # finish_migration updates it.
+            return
+        try:
+            policy = self._tp_policy(instance, flavor)
+            self._tp_again('the resize claim', lambda: self.tenant_pin.claim(
+                instance.uuid, instance.project_id, flavor.vcpus,
+                incoming=True, policy=policy), instance)
+        except Exception as e:
+            LOG.warning('tenant-pin: %s refuses the %s of instance %s of '
+                        'project %s: %s', self._tp_host,
+                        migration.migration_type, instance.uuid,
+                        instance.project_id, e, instance=instance)
+            if isinstance(e, tp_manager.TenantDoesNotFit):
+                e = exception.ComputeResourcesUnavailable(
+                    reason='tenant-pin: %s' % e)
+            raise exception.InstanceFaultRollback(inner_exception=e)
+        self._tp_incoming[instance.uuid] = migration.uuid
+
     def finish_migration(self, context, migration, instance, disk_info,
                          network_info, image_meta, resize_instance,
                          allocations, block_device_info=None, power_on=True,
                          share_info=None):
         # Target side: room for the new flavor before the domain exists.
         same_host = migration.source_compute == migration.dest_compute
+        self._tp_incoming.pop(instance.uuid, None)
         if not is_dedicated(instance):
             self._tp_claim(instance, instance.flavor.vcpus)
         try:

@@ -556,7 +556,8 @@ def plan_transition(truth, plan, claims, keymap, topology,
                     planner.remove_partition(key)
                 keymap.pop(key, None)
             _note_move(move, repairs)
-        for move in _free_first(moves[first_grow:], planner.parts):
+        for move in _free_first(moves[first_grow:], planner.parts,
+                                lambda: _reach(planner.state, host)):
             key = move.key
             keymap[key] = move.cpus
             planner.set_partition(key, move.cpus | planner.parts.get(
@@ -594,21 +595,47 @@ def plan_transition(truth, plan, claims, keymap, topology,
                       frozenset(planner.forced), planner.forced_from)
 
 
-def _free_first(moves, parts):
-    """``moves`` (creates, grows and widens), each taken when the CPUs it
-    adds are in no other key's partition, or in the allocator's order when
+def _free_first(moves, parts, reach):
+    """``moves`` (creates, grows and widens), each taken when the cores it
+    adds are reachable by no other key, or in the allocator's order when
     none is (a move that frees CPUs another takes comes first: its own
-    narrowing leaves them). ``parts`` is the planner's live map."""
+    narrowing leaves them). ``parts`` is the planner's live map,
+    ``reach()`` what each key reaches now (:func:`_reach`)."""
     pending = list(moves)
     while pending:
+        held = reach()
         for i, move in enumerate(pending):
             adds = move.cpus - parts.get(move.key, frozenset())
-            if not any(adds & cpus for key, cpus in parts.items()
+            if not any(adds & cpus for key, cpus in held.items()
                        if key != move.key):
                 break
         else:
             i = 0
         yield pending.pop(i)
+
+
+def _reach(truth, host):
+    """``{key: cpus}``: where a thread of each key may run now, as the
+    kernel enforces it. A running domain's threads inside its partition
+    count for its key (a guest in no partition, for its project); a
+    partition counts whole for its own key, unless it hosts guests of
+    another key (their key changed while they ran): then only its own
+    key's guests there count, not the CPUs the others use."""
+    reach = collections.defaultdict(set)
+    hosting = set()
+    for info in truth.domains.values():
+        if not info.active:
+            continue
+        cpus = info.all_cpus(host)
+        if info.partition_key is not None:
+            cpus &= truth.partitions.get(info.partition_key, frozenset())
+            if info.isolation_key != info.partition_key:
+                hosting.add(info.partition_key)
+        reach[info.isolation_key or info.project_id] |= cpus
+    for key, cpus in truth.partitions.items():
+        if key not in hosting:
+            reach[key] |= cpus
+    return reach
 
 
 def _only(truth, plan, claims, keymap, last_map, keys):

@@ -408,6 +408,48 @@ class TestTransitionProperties(base.TestCase):
         final = run(self, truth, steps, host, hk)
         at_target(self, final, plan, claims, host)
 
+    def test_a_grow_waits_for_nothing_another_key_only_hosts(self):
+        """A re-key stopped by a fault: i0 (now k3's) runs on CPUs 2-3 in
+        k0's old partition, which still holds CPUs 6-7 but no guest of
+        k0. k3's strict guest i1 must leave core 4-5 for CPUs 6-8 before
+        the new key k2 gets core 4-5. k3's grow onto 6-9 goes first:
+        k0's partition only hosts a guest of k3 and reaches nothing for
+        k0 (ordered by the raw partitions, both grows waited on each
+        other, and k2's partition was created on core 4-5 under i1).
+        Found by a random search of the re-plan-after-a-fault property."""
+        host = topology.HostTopology({0: [[0, 1], [2, 3], [4, 5]],
+                                      1: [[6, 7], [8, 9], [10, 11]]})
+        hk = frozenset({0, 1})
+        i0 = domain_xml.DomainInfo(
+            uuid='i0', name='i0', active=True, persistent=True, vcpus=2,
+            project_id='k0', partition=domain_xml.PARTITION_PREFIX + 'k0',
+            vcpu_cpuset=frozenset({2, 3}), key='k3', pin_mode='float',
+            ratio=1.0)
+        i1 = domain_xml.DomainInfo(
+            uuid='i1', name='i1', active=True, persistent=True, vcpus=3,
+            project_id='k3', partition=domain_xml.PARTITION_PREFIX + 'k3',
+            vcpu_cpuset=frozenset({2, 3, 4, 5}),
+            vcpu_pins={0: frozenset({2}), 1: frozenset({3}),
+                       2: frozenset({4})},
+            emulator_pins=frozenset({2, 3, 4, 5}), key='k3',
+            pin_mode='strict', ratio=1.0)
+        truth = transition.Truth(
+            {'k3': frozenset({2, 3, 4, 5}), 'k0': frozenset({2, 3, 6, 7})},
+            {'i0': i0, 'i1': i1})
+        claims = collections.OrderedDict([
+            ('i0', dataclasses.replace(_claim('i0', 'k3', 2, 'float'),
+                                       project_id='k0')),
+            ('i1', _claim('i1', 'k3', 3, 'strict')),
+            ('n0', dataclasses.replace(_claim('n0', 'k2', 2, 'float'),
+                                       pending=True))])
+        held = transition.held_map(truth, claims, host, {}, hk)
+        plan = _plan(host, hk, claims, held, truth)
+        self.assertEqual({'k3': frozenset({2, 3, 6, 7, 8, 9}),
+                          'k2': frozenset({4, 5})}, plan.tenant_map())
+        steps = self.plan_steps(truth, plan, claims, held, host, hk)
+        final = run(self, truth, steps, host, hk)
+        at_target(self, final, plan, claims, host)
+
     @settings(deadline=None)
     @given(scenarios(), st.sets(st.sampled_from(INSTANCES)))
     def test_busy_domains_get_no_step_and_stay_safe(self, scenario, busy):

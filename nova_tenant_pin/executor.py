@@ -84,6 +84,9 @@ class Executor:
                 except Exception as e:
                     LOG.warning('%s: %s failed: %s', self.name,
                                 step.describe(), e)
+                    # What the write left is unknown: the next change
+                    # reads every domain again.
+                    self.guests.invalidate()
                     return Outcome(done, step, e)
                 if self.on_step is not None:
                     self.on_step(step, position, len(steps))

@@ -25,7 +25,9 @@ values are part of libvirt's stable ABI).
 of domain readings has one place to live.
 """
 
+import collections
 import dataclasses
+import time
 
 from nova_tenant_pin import domain_xml
 
@@ -39,6 +41,13 @@ VIR_DOMAIN_JOB_BOUNDED = 1
 VIR_DOMAIN_JOB_UNBOUNDED = 2
 VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN = 4
 VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT = 5
+VIR_DOMAIN_EVENT_ID_LIFECYCLE = 0
+VIR_DOMAIN_EVENT_ID_TUNABLE = 17
+VIR_DOMAIN_EVENT_ID_JOB_COMPLETED = 21
+VIR_DOMAIN_EVENT_ID_METADATA_CHANGE = 23
+
+# In Guests' marks: every domain changed.
+_ALL = object()
 
 #: What :attr:`Guest.job` says about a domain with a job in progress.
 JOB_MIGRATION_IN = 'incoming migration'
@@ -85,22 +94,121 @@ def job_of(dom):
                 stats.get('operation'), JOB_OTHER)
 
 
+class _Reading:
+    """What the last read of one domain found."""
+
+    __slots__ = ('id', 'xml', 'active', 'persistent', 'info')
+
+    def __init__(self, dom_id, xml, active, persistent, info):
+        self.id = dom_id
+        self.xml = xml
+        self.active = active
+        self.persistent = persistent
+        self.info = info
+
+
 class Guests:
     """The host's domains, read from and written to libvirt.
 
     :param get_connection: callable returning the libvirt connection.
     :param host_cpus: the host's online CPUs (the length of a CPU map).
+
+    It keeps each domain's reading (its XML, state and parse) and reads a
+    domain's XML again only when libvirt says the domain changed: an event
+    of :data:`EVENTS` (registered on the connection, each event noting its
+    domain), a domain ID that differs from the last read (a start or a
+    stop), a domain that was not listed before, or a write of this class
+    to it. Every other domain costs one entry of the listing.
+
+    Events are asynchronous and may be lost (a connection that drops, a
+    libvirt without an event loop), so:
+
+    * a connection that cannot register the events (the CLI's, a test
+      double without them) is read whole at every read, each domain's XML
+      compared with the last;
+    * a new connection (libvirtd restarted) is read whole first;
+    * :meth:`invalidate` (a failed write) makes the next read whole;
+    * a read more than :attr:`full_read_seconds` after the last whole one
+      is whole (the backstop for an event that never came).
     """
 
-    def __init__(self, get_connection, host_cpus):
+    #: The events that mark a domain for a new read: its lifecycle (define,
+    #: undefine, start, stop, suspend, resume, migration), its tunables (CPU
+    #: pins, from anyone), its metadata, and the end of a job.
+    EVENTS = (VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_ID_TUNABLE,
+              VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
+              VIR_DOMAIN_EVENT_ID_METADATA_CHANGE)
+
+    #: Seconds after which a read is whole again, events or not.
+    full_read_seconds = 300.0
+
+    def __init__(self, get_connection, host_cpus, clock=time.monotonic):
         self._get_connection = get_connection
         self._cpumap_len = max(host_cpus, default=-1) + 1
-        # {(domain XML, active, persistent): DomainInfo} of the last read:
-        # a domain that has not changed since is not parsed again.
-        self._parsed = {}
-        #: What the last read with ``jobs`` found: each domain's XML, state
-        #: and job. Equal from one read to the next when no domain changed.
-        self.state = frozenset()
+        self._clock = clock
+        # {uuid: _Reading} of the last read.
+        self._readings = {}
+        # Domains (uuids, or _ALL) that libvirt or a write said changed
+        # since the last read. Appended to from libvirt's event thread:
+        # a deque's append and popleft are atomic.
+        self._marked = collections.deque()
+        # The connection of the last read, whether it delivers the events,
+        # and when the last whole read was.
+        self._conn = None
+        self._watching = False
+        self._last_full = None
+        self._generation = 0
+        #: XMLDesc calls made (for tests and benchmarks).
+        self.xml_reads = 0
+        #: What the last read with ``jobs`` found: the generation of the
+        #: readings (it moves when any domain's XML or state changed) and
+        #: the jobs. Equal from one read to the next when no domain changed.
+        self.state = None
+
+    def changed(self, uuid):
+        """Note that the domain ``uuid`` changed (from any thread)."""
+        self._marked.append(uuid)
+
+    def invalidate(self):
+        """The next read reads every domain again (after a failure, plan
+        from what libvirt holds)."""
+        self._marked.append(_ALL)
+
+    def forget(self):
+        """Drop every reading: the next read reads and parses every
+        domain (benchmarks compare with this)."""
+        self._readings = {}
+        self.invalidate()
+
+    def _event(self, conn, dom, *args):
+        # libvirt's event thread: no logging, no locks, no other call.
+        try:
+            self._marked.append(dom.UUIDString())
+        except Exception:
+            self._marked.append(_ALL)
+
+    def _watch(self, conn):
+        """Register :data:`EVENTS` on a new connection; False when it
+        cannot deliver them (every read is then whole)."""
+        register = getattr(conn, 'domainEventRegisterAny', None)
+        if register is None:
+            return False
+        try:
+            for event in self.EVENTS:
+                register(None, event, self._event, None)
+        except Exception:
+            return False
+        return True
+
+    def _marks(self):
+        """The domains marked since the last read; None for all."""
+        marked = set()
+        while True:
+            try:
+                marked.add(self._marked.popleft())
+            except IndexError:
+                break
+        return None if _ALL in marked else marked
 
     def read(self, jobs=True):
         """``{uuid: Guest}`` of every domain on the host, running or not.
@@ -108,31 +216,63 @@ class Guests:
         :param jobs: also ask libvirt which running domains have a job in
             progress.
 
-        A domain whose XML and state are what they were at the last read
-        is not parsed again: its DomainInfo is the one parsed then, shared
-        by every read until the domain changes, so callers must not change
-        it (:func:`domain_xml.copy_info` gives a copy that they may).
+        A domain that libvirt did not say changed since the last read is
+        not read again (see the class); one whose XML and state are what
+        they were is not parsed again. Its DomainInfo is the one parsed
+        then, shared by every read until the domain changes, so callers
+        must not change it (:func:`domain_xml.copy_info` gives a copy that
+        they may).
         """
         conn = self._get_connection()
+        marked = self._marks()
+        now = self._clock()
+        if conn is not self._conn:
+            self._conn = conn
+            self._watching = self._watch(conn)
+            marked = None
+        if not self._watching or self._last_full is None or \
+                now - self._last_full > self.full_read_seconds:
+            marked = None
+        if marked is None:
+            self._last_full = now
         result = {}
-        parsed = {}
-        seen = []
+        readings = {}
+        busy = []
+        changed = False
         flags = (VIR_CONNECT_LIST_DOMAINS_ACTIVE |
                  VIR_CONNECT_LIST_DOMAINS_INACTIVE)
         for dom in conn.listAllDomains(flags):
-            state = (dom.XMLDesc(0), bool(dom.isActive()),
-                     bool(dom.isPersistent()))
-            info = self._parsed.get(state)
-            if info is None:
-                info = self._parse_domain(*state)
-            parsed[state] = info
-            job = job_of(dom) if jobs and state[1] else None
-            result[info.uuid] = Guest(dom, info, job)
-            seen.append((state, job))
-        self._parsed = parsed
+            uuid = dom.UUIDString()
+            dom_id = dom.ID()
+            last = self._readings.get(uuid)
+            reading = last
+            if last is None or marked is None or uuid in marked or \
+                    last.id != dom_id:
+                reading = self._read_one(dom, dom_id, last)
+                changed = changed or reading is not last
+            readings[uuid] = reading
+            job = job_of(dom) if jobs and reading.active else None
+            result[reading.info.uuid] = Guest(dom, reading.info, job)
+            if job is not None:
+                busy.append((uuid, job))
+        if changed or len(readings) != len(self._readings):
+            self._generation += 1
+        self._readings = readings
         if jobs:
-            self.state = frozenset(seen)
+            self.state = (self._generation, frozenset(busy))
         return result
+
+    def _read_one(self, dom, dom_id, last):
+        self.xml_reads += 1
+        xml = dom.XMLDesc(0)
+        active, persistent = bool(dom.isActive()), bool(dom.isPersistent())
+        if last is not None and (last.xml, last.active, last.persistent) \
+                == (xml, active, persistent):
+            if last.id != dom_id:
+                last.id = dom_id
+            return last
+        return _Reading(dom_id, xml, active, persistent,
+                        self._parse_domain(xml, active, persistent))
 
     @staticmethod
     def _parse_domain(xml, active, persistent):
@@ -154,19 +294,31 @@ class Guests:
         return tuple(cpu in cpus for cpu in range(self._cpumap_len))
 
     def pin_vcpu(self, guest, vcpu, cpus):
-        guest.dom.pinVcpuFlags(vcpu, self.cpumap(cpus),
-                               self.flags(guest.info))
+        try:
+            guest.dom.pinVcpuFlags(vcpu, self.cpumap(cpus),
+                                   self.flags(guest.info))
+        finally:
+            self.changed(guest.info.uuid)
 
     def pin_emulator(self, guest, cpus):
-        guest.dom.pinEmulator(self.cpumap(cpus), self.flags(guest.info))
+        try:
+            guest.dom.pinEmulator(self.cpumap(cpus), self.flags(guest.info))
+        finally:
+            self.changed(guest.info.uuid)
 
     def pin_iothread(self, guest, iothread, cpus):
-        guest.dom.pinIOThread(iothread, self.cpumap(cpus),
-                              self.flags(guest.info))
+        try:
+            guest.dom.pinIOThread(iothread, self.cpumap(cpus),
+                                  self.flags(guest.info))
+        finally:
+            self.changed(guest.info.uuid)
 
     def set_metadata(self, guest, metadata):
         """Set (or, with None, drop) the domain's tenant-pin metadata."""
-        guest.dom.setMetadata(
-            VIR_DOMAIN_METADATA_ELEMENT, metadata,
-            domain_xml.TP_PREFIX if metadata is not None else None,
-            domain_xml.TP_NS, self.flags(guest.info))
+        try:
+            guest.dom.setMetadata(
+                VIR_DOMAIN_METADATA_ELEMENT, metadata,
+                domain_xml.TP_PREFIX if metadata is not None else None,
+                domain_xml.TP_NS, self.flags(guest.info))
+        finally:
+            self.changed(guest.info.uuid)

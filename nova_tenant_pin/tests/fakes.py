@@ -113,11 +113,42 @@ class FakeDomain:
 
     def __init__(self, conn, xml, active=True, persistent=True):
         self._conn = conn
-        self.xml = xml
-        self.active = active
+        self._id = -1
+        self._xml = xml
+        self._active = False
         self.persistent = persistent
         self.info = dxml.parse_domain_xml(xml)
         self.job = None
+        self.active = active
+
+    # Like libvirt, every change of a domain's XML or state is an event
+    # (a lifecycle, tunable or metadata event), whoever made it; a start
+    # gives the domain a new ID.
+
+    @property
+    def xml(self):
+        return self._xml
+
+    @xml.setter
+    def xml(self, xml):
+        self._xml = xml
+        self._conn.emit(self, guests.VIR_DOMAIN_EVENT_ID_TUNABLE)
+
+    @property
+    def active(self):
+        return self._active
+
+    @active.setter
+    def active(self, active):
+        if active and not self._active:
+            self._id = self._conn.next_id()
+        elif not active:
+            self._id = -1
+        self._active = active
+        self._conn.emit(self)
+
+    def ID(self):
+        return self._id
 
     def jobStats(self, flags=0):
         if not self.active:
@@ -134,6 +165,7 @@ class FakeDomain:
                 'Params)')
 
     def XMLDesc(self, flags=0):
+        self._conn.xml_desc_calls += 1
         return self.xml
 
     def UUIDString(self):
@@ -190,8 +222,9 @@ class FakeDomain:
 
     def setMetadata(self, kind, metadata, key, uri, flags=0):
         self._change('setMetadata')
-        self.xml = set_metadata_in_xml(self.xml, metadata, key, uri)
+        self._xml = set_metadata_in_xml(self.xml, metadata, key, uri)
         self.info = dxml.parse_domain_xml(self.xml)
+        self._conn.emit(self, guests.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE)
 
 
 def set_metadata_in_xml(xml, metadata, key, uri):
@@ -211,6 +244,27 @@ class FakeConnection:
         self.pin_calls = []
         self.faults = None
         self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        #: ``domainEventRegisterAny`` callbacks; None: this connection
+        #: does not deliver events (as without an event loop).
+        self.callbacks = []
+        #: XMLDesc calls, on every domain.
+        self.xml_desc_calls = 0
+
+    def next_id(self):
+        return next(self._ids)
+
+    def domainEventRegisterAny(self, dom, event, callback, opaque):
+        if self.callbacks is None:
+            raise FakeLibvirtError('no event loop')
+        self.callbacks.append((event, callback, opaque))
+        return len(self.callbacks)
+
+    def emit(self, dom, event=guests.VIR_DOMAIN_EVENT_ID_LIFECYCLE):
+        """Deliver a domain event (a lifecycle event, by default)."""
+        for registered, callback, opaque in self.callbacks or ():
+            if registered == event:
+                callback(self, dom, 0, 0, opaque)
 
     def fault_point(self, name):
         if self.faults is not None:
@@ -237,6 +291,7 @@ class FakeConnection:
         with self._lock:
             dom = self.domains.pop(uuid)
         self.partitions.remove_task(dom.info.partition_key, uuid)
+        self.emit(dom)
 
     def listAllDomains(self, flags=0):
         with self._lock:

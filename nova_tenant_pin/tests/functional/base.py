@@ -54,6 +54,7 @@ from oslo_utils import uuidutils
 # the driver.
 from nova_tenant_pin import conf  # noqa: F401
 from nova_tenant_pin import domain_xml
+from nova_tenant_pin import guests
 from nova_tenant_pin.tests import fakes
 from nova_tenant_pin.tests import invariants
 from nova_tenant_pin import topology as topo
@@ -148,6 +149,27 @@ class FakeLibvirtPinning(fixtures.Fixture):
         orig_job_info = Domain.jobInfo
         orig_job_stats = Domain.jobStats
 
+        # libvirt delivers an event to every callback registered for it;
+        # fakelibvirt keeps one per event (the last), so the manager's
+        # would replace Nova's. Keep them all, and send the tunable and
+        # metadata events libvirt sends for a pin or a metadata change.
+        def domainEventRegisterAny(conn, dom, eventid, callback, opaque):
+            if not hasattr(conn, 'tp_callbacks'):
+                conn.tp_callbacks = []
+            conn.tp_callbacks.append((eventid, callback, opaque))
+            conn._event_callbacks.setdefault(eventid, [callback, opaque])
+            return len(conn.tp_callbacks)
+
+        def emit(conn, dom, eventid, *args):
+            for registered, callback, opaque in list(
+                    getattr(conn, 'tp_callbacks', ())):
+                if registered == eventid:
+                    callback(conn, dom, *args, opaque)
+
+        def _emit_lifecycle(conn, dom, event, detail):
+            emit(conn, dom, fakelibvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, event,
+                 detail)
+
         def live_change(dom, what):
             job = getattr(dom, 'tp_migration_job', False)
             if job:
@@ -186,6 +208,7 @@ class FakeLibvirtPinning(fixtures.Fixture):
                                dom.name(), sorted(cpus), tenant,
                                sorted(part.cpus) if part else 'missing'))
             dom.tp_xml = fakes.set_pin_in_xml(dom.tp_xml, cpus, vcpu)
+            emit(dom._connection, dom, guests.VIR_DOMAIN_EVENT_ID_TUNABLE, {})
 
         def pinVcpuFlags(dom, vcpu, cpumap, flags):
             pin(dom, fakes.cpus_of_cpumap(cpumap), vcpu)
@@ -197,11 +220,14 @@ class FakeLibvirtPinning(fixtures.Fixture):
             live_change(dom, 'iothread')
             dom.tp_xml = set_iothread_pin_in_xml(
                 dom.tp_xml, fakes.cpus_of_cpumap(cpumap), iothread)
+            emit(dom._connection, dom, guests.VIR_DOMAIN_EVENT_ID_TUNABLE, {})
 
         def setMetadata(dom, kind, metadata, key, uri, flags=0):
             live_change(dom, 'metadata')
             dom.tp_xml = fakes.set_metadata_in_xml(dom.tp_xml, metadata, key,
                                                    uri)
+            emit(dom._connection, dom,
+                 guests.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, kind, uri)
 
         for name, value in [('__init__', __init__), ('XMLDesc', XMLDesc),
                             ('createWithFlags', createWithFlags),
@@ -212,8 +238,12 @@ class FakeLibvirtPinning(fixtures.Fixture):
                             ('jobInfo', jobInfo), ('jobStats', jobStats)]:
             self.useFixture(fixtures.MonkeyPatch(
                 'nova.tests.fixtures.libvirt.Domain.' + name, value))
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.tests.fixtures.libvirt.Connection.createXML', createXML))
+        for name, value in [('createXML', createXML),
+                            ('domainEventRegisterAny',
+                             domainEventRegisterAny),
+                            ('_emit_lifecycle', _emit_lifecycle)]:
+            self.useFixture(fixtures.MonkeyPatch(
+                'nova.tests.fixtures.libvirt.Connection.' + name, value))
 
 
 def set_iothread_pin_in_xml(xml, cpus, iothread):

@@ -26,6 +26,7 @@ import threading
 import libvirt
 
 from nova_tenant_pin import audit
+from nova_tenant_pin import guests as tp_guests
 from nova_tenant_pin import procfs
 from nova_tenant_pin.tests import base
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf
@@ -71,6 +72,65 @@ class TestRealGuests(base.TestCase):
         vcpu = [t for t in procfs.threads(qemu_pid(dom))
                 if t.vcpu == 0][0]
         self.assertEqual(frozenset([cpu]), vcpu.allowed_cpus)
+
+
+_EVENT_LOOP = []
+_EVENT_LOOP_LOCK = threading.Lock()
+
+
+def event_loop():
+    """libvirt's default event loop, run in a daemon thread as
+    nova-compute runs it; once per process (it cannot be unregistered,
+    and a connection opened after it relies on it for keepalives)."""
+    with _EVENT_LOOP_LOCK:
+        if not _EVENT_LOOP:
+            libvirt.virEventRegisterDefaultImpl()
+
+            def run():
+                while True:
+                    libvirt.virEventRunDefaultImpl()
+            thread = threading.Thread(target=run, name='libvirt-events',
+                                      daemon=True)
+            thread.start()
+            _EVENT_LOOP.append(thread)
+
+
+class TestGuestReadingsFollowEvents(base.TestCase):
+    """The domain readings on real libvirtd: a domain nobody changed is
+    not read again; a change someone else makes (``virsh vcpupin``) is
+    read once libvirt's event for it arrives."""
+
+    def setUp(self):
+        super().setUp()
+        host = lvf.require_real_host(self)
+        self.libvirt = self.useFixture(lvf.LibvirtdFixture())
+        self.cpus = sorted(host.online_cpus)
+        event_loop()
+        # Opened after the event loop: it can deliver events.
+        self.conn = libvirt.open(self.libvirt.uri)
+        self.addCleanup(self.conn.close)
+        self.guests = tp_guests.Guests(lambda: self.conn, self.cpus)
+
+    def test_a_pin_made_elsewhere_is_read_after_its_event(self):
+        name = 'ntp-itest-events-%d' % os.getpid()
+        dom = self.libvirt.define(lvf.tiny_domain_xml(name, vcpus=1))
+        uuid = dom.UUIDString()
+        self.assertIn(uuid, self.guests.read())
+        self.assertTrue(self.guests._watching,
+                        'the connection registered no events')
+        reads = self.guests.xml_reads
+        self.guests.read()
+        self.guests.read()
+        self.assertEqual(reads, self.guests.xml_reads)
+        # Someone else pins the vCPU, on another connection.
+        cpu = self.cpus[-1]
+        other = self.libvirt.conn.lookupByUUIDString(uuid)
+        other.pinVcpuFlags(0, tuple(c == cpu for c in range(cpu + 1)),
+                           libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        lvf.wait_for(
+            lambda: self.guests.read()[uuid].info.vcpu_pins.get(0) ==
+            frozenset([cpu]), 'the tunable event of the new pin', 30)
+        self.assertEqual(reads + 1, self.guests.xml_reads)
 
 
 class TestSamplerOnRealGuests(base.TestCase):

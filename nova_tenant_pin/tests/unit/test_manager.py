@@ -156,6 +156,131 @@ class TestDomainParsing(ManagerTestCase):
             self.assertEqual(0, plan.call_count)
 
 
+class TestDomainReads(ManagerTestCase):
+    """The manager reads a domain's XML from libvirt again only when
+    libvirt said it changed (an event, a new domain ID) or a write of its
+    own changed it. Counts of XMLDesc calls, not timings: if these fail,
+    every operation reads every domain on the host again."""
+
+    def setUp(self):
+        super().setUp()
+        self.insts = [self.spawn('p%d' % (n % 3), 1) for n in range(8)]
+        self.mgr.reconcile()
+        self.xml = self.snapshot()
+        self.conn.xml_desc_calls = 0
+
+    def snapshot(self):
+        return {u: d.xml for u, d in self.conn.domains.items()}
+
+    def changed_since(self, old):
+        return {u for u, xml in self.snapshot().items() if old.get(u) != xml}
+
+    def reads(self):
+        count, self.conn.xml_desc_calls = self.conn.xml_desc_calls, 0
+        return count
+
+    def test_a_spawn_reads_only_the_domains_it_changes(self):
+        new = uuid()
+        pins = self.mgr.claim(new, 'p0', 1)
+        # The claim wrote to some domains (its key's partition changed):
+        # nothing needed reading before it.
+        self.assertEqual(0, self.reads())
+        self.conn.start(fakes.domain_xml(new, 1, 'p0', pins.partition,
+                                         pins.cpus))
+        self.mgr.domain_started(new)
+        # The new domain and those the claim wrote to; no other.
+        changed = self.changed_since(self.xml)
+        self.assertIn(new, changed)
+        self.assertEqual(len(changed), self.reads())
+        self.assertLess(len(changed), len(self.conn.domains))
+        # The reconcile after it reads what domain_started wrote, if
+        # anything; no other.
+        self.mgr.reconcile()
+        self.assertLessEqual(self.reads(), 1)
+        self.assertInvariants()
+
+    def test_a_no_op_reconcile_reads_no_domain(self):
+        self.assertEqual([], self.mgr.reconcile())
+        self.assertEqual(0, self.reads())
+        with mock.patch.object(allocator, 'plan') as plan:
+            self.assertEqual([], self.mgr.reconcile())
+            self.assertEqual(0, plan.call_count)
+        self.assertEqual(0, self.reads())
+
+    def test_a_change_made_by_someone_else_is_read(self):
+        """A pin written outside the manager (``virsh vcpupin``): libvirt's
+        tunable event marks the domain, the reconcile reads it and puts
+        the guest back on its key's cores."""
+        victim = self.conn.domains[self.insts[0]]
+        other = self.partitions.partitions['p1'].cpus
+        victim.xml = fakes.set_pin_in_xml(victim.xml, other, 0)
+        repairs = self.mgr.reconcile()
+        self.assertTrue(repairs)
+        self.assertGreaterEqual(self.reads(), 1)
+        self.assertLess(self.reads(), len(self.conn.domains))
+        self.assertInvariants()
+
+    def test_a_restart_changes_the_id_and_is_read(self):
+        """An event that never came: a domain started again has a new ID,
+        and the next read reads it."""
+        callbacks, self.conn.callbacks = self.conn.callbacks, []
+        dom = self.conn.domains[self.insts[1]]
+        dom.active = False
+        dom.active = True
+        self.conn.callbacks = callbacks
+        self.mgr.reconcile()
+        self.assertEqual(1, self.reads())
+
+    def test_a_failed_write_reads_every_domain_again(self):
+        """After a failure the manager plans from what libvirt holds: the
+        next change reads every domain."""
+        def fail(name):
+            raise InjectedFault(name)
+        self.conn.faults = fail
+        victim = self.insts[0]
+        self.conn.domains[victim].xml = fakes.set_pin_in_xml(
+            self.conn.domains[victim].xml,
+            self.partitions.partitions['p1'].cpus, 0)
+        self.assertRaises(InjectedFault, self.mgr.reconcile)
+        self.conn.faults = None
+        self.reads()
+        self.mgr.reconcile()
+        self.assertEqual(len(self.conn.domains), self.reads())
+        self.assertInvariants()
+
+    def test_without_events_every_read_is_whole(self):
+        """A connection that cannot deliver events (no event loop) has
+        every domain read at every read, as the only truth there is."""
+        with mock.patch.object(
+                self.conn, 'domainEventRegisterAny',
+                side_effect=fakes.FakeLibvirtError('no event loop')) as reg:
+            self.fresh_host_keeping_domains()
+            self.mgr.reconcile()
+            self.reads()
+            self.mgr.reconcile()
+            self.assertEqual(len(self.conn.domains), self.reads())
+            # Tried once on the connection, not at every read.
+            self.assertEqual(1, reg.call_count)
+
+    def test_the_backstop_reads_everything_after_a_while(self):
+        """Events can be lost: a read long after the last whole one is
+        whole."""
+        now = [1000.0]
+        self.mgr.guests._clock = lambda: now[0]
+        self.mgr.guests.invalidate()
+        self.mgr.running_domains()
+        self.reads()
+        now[0] += self.mgr.guests.full_read_seconds / 2
+        self.mgr.running_domains()
+        self.assertEqual(0, self.reads())
+        now[0] += self.mgr.guests.full_read_seconds
+        self.mgr.running_domains()
+        self.assertEqual(len(self.conn.domains), self.reads())
+
+    def fresh_host_keeping_domains(self):
+        self.mgr = self.make_manager()
+
+
 class TestChangeCost(ManagerTestCase):
     """A change plans the keys it changes; a reconcile that would find what
     the last one found does nothing. Counts, not timings: if these fail,

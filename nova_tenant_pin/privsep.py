@@ -416,6 +416,12 @@ def _try_exclusive(hierarchy, path, cpus):
         LOG.info('%s: the kernel keeps it non-exclusive: %s', path,
                  os.strerror(e.errno))
         return False
+    except exception.UnsafePath as e:
+        # Exclusivity is an addition the kernel may refuse anyway; a file
+        # of the parent or a sibling that is not what it should be (a
+        # symlink) leaves the partition, already made, non-exclusive.
+        LOG.warning('%s: left non-exclusive: %s', path, e)
+        return False
 
 
 def _resize(hierarchy, path, cpus):

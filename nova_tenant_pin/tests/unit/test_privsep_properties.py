@@ -223,7 +223,18 @@ class TestEntrypointProperties(base.TestCase):
                                 max_size=1))
     def test_done_exactly_or_refused_and_nothing_outside_changes(
             self, name, data, leaves, directories):
-        args = data.draw(CALLS[name], label='args')
+        self._check_call(name, data.draw(CALLS[name], label='args'), leaves,
+                         directories)
+
+    def test_a_symlinked_exclusive_flag_leaves_the_partition_non_exclusive(
+            self):
+        # Found by the property above: the partition was made, then the
+        # parent's cpuset.cpu_exclusive (a symlink) raised out of the call.
+        self._check_call('ensure_partition', ('/', 'a', [0], [0]),
+                         ['sys/fs/cgroup/cpuset/machine/cpuset.cpu_exclusive'],
+                         [])
+
+    def _check_call(self, name, args, leaves, directories):
         with fixtures.MockPatch('oslo_concurrency.processutils.execute',
                                 return_value=('', '')) as execute, \
                 mock.patch('os.sched_setaffinity') as setaffinity, \

@@ -392,14 +392,22 @@ def _try_exclusive(hierarchy, path, cpus):
         if hierarchy.version == 1:
             if group.exclusive():
                 return True
-            if not cgroupfs.V1Cgroup(parent).exclusive():
-                return False
-            for name in hostfs.listdir(parent, cgroupfs.V1_KINDS):
-                sibling = os.path.join(parent, name)
-                if (sibling != path and not os.path.islink(sibling) and
-                        os.path.isdir(sibling) and
-                        cgroupfs.V1Cgroup(sibling).cpus() & cpus):
+            try:
+                if not cgroupfs.V1Cgroup(parent).exclusive():
                     return False
+                for name in hostfs.listdir(parent, cgroupfs.V1_KINDS):
+                    sibling = os.path.join(parent, name)
+                    if (sibling != path and not os.path.islink(sibling) and
+                            os.path.isdir(sibling) and
+                            cgroupfs.V1Cgroup(sibling).cpus() & cpus):
+                        return False
+            except exception.UnsafePath as e:
+                # Exclusivity is an addition the kernel may refuse anyway:
+                # a file of the parent or a sibling that is not what it
+                # should be (a symlink) leaves the partition, already
+                # made, non-exclusive.
+                LOG.warning('%s: left non-exclusive: %s', path, e)
+                return False
             group.set_exclusive(True)
             return True
         if not os.path.exists(os.path.join(path, 'cpuset.cpus.partition')):
@@ -415,12 +423,6 @@ def _try_exclusive(hierarchy, path, cpus):
             raise
         LOG.info('%s: the kernel keeps it non-exclusive: %s', path,
                  os.strerror(e.errno))
-        return False
-    except exception.UnsafePath as e:
-        # Exclusivity is an addition the kernel may refuse anyway; a file
-        # of the parent or a sibling that is not what it should be (a
-        # symlink) leaves the partition, already made, non-exclusive.
-        LOG.warning('%s: left non-exclusive: %s', path, e)
         return False
 
 

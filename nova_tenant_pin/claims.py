@@ -27,6 +27,7 @@ from oslo_log import log as logging
 
 from nova_tenant_pin import allocator
 from nova_tenant_pin import cgroups
+from nova_tenant_pin import domain_xml
 from nova_tenant_pin import policy as tp_policy
 from nova_tenant_pin import topology as topo
 
@@ -79,6 +80,20 @@ class InstancePins:
         return cgroups.partition_name(self.key)
 
 
+def claim_of(uuid, project_id, policy, vcpus, cell=None, incoming=False,
+             old=None):
+    """The :class:`Claim` of an instance of ``project_id`` with ``policy``
+    (a :class:`~nova_tenant_pin.policy.Policy`). It replaces ``old``, the
+    instance's claim until now (resize, rebuild, hard reboot), if any: it
+    keeps that claim's pending state and the CPUs issued for its domain."""
+    return Claim(
+        uuid=uuid, project_id=project_id, key=policy.isolation_key,
+        vcpus=vcpus, cell=cell, mode=policy.pin_mode, ratio=policy.ratio,
+        isolation=isolation_request(policy),
+        pending=old.pending if old else True, incoming=incoming,
+        confirmed=False, issued=old.issued if old else frozenset())
+
+
 def isolation_request(policy):
     """What the flavor or image of a :class:`policy.Policy` asked for
     (``required``/``none``), or None when the host default decided."""
@@ -86,6 +101,26 @@ def isolation_request(policy):
         return (tp_policy.REQUIRED if policy.isolated
                 else tp_policy.NONE)
     return None
+
+
+def domain_policy(info, policies, policy_of, name='host', log=LOG):
+    """The policy of a domain's instance when a host rebuilds its claims:
+    the caller's (``policies``: ``{uuid: Policy}``), else what the
+    domain's metadata recorded under the present settings
+    (``policy_of(project_id, isolation=, pin_mode=, ratio=)``). None when
+    the domain names no project, or its policy cannot be worked out (it
+    is logged to ``log``, and the domain keeps its key)."""
+    if info.uuid in policies:
+        return policies[info.uuid]
+    if not info.project_id:
+        return None
+    try:
+        return policy_of(info.project_id, isolation=info.isolation,
+                         pin_mode=info.pin_mode, ratio=info.ratio)
+    except (tp_policy.PolicyError, cgroups.PartitionError) as e:
+        log.warning('%s: instance %s: %s; it keeps the key %s', name,
+                    info.uuid, e, info.isolation_key)
+        return None
 
 
 def rebuild(truth, old_claims, policy_of, default_mode, host_cpus,
@@ -223,6 +258,87 @@ def pins_from_plan(plan, uuid):
         pins = {v: frozenset([c]) for v, c in placement.vcpu_pins.items()}
     return InstancePins(uuid=uuid, key=placement.key,
                         cpus=placement.cpus, vcpu_pins=pins)
+
+
+def refusal(plan, previous, uuid):
+    """Why the claim of ``uuid`` that led to ``plan`` is refused, or None:
+    the instance does not fit, or giving it room would push out instances
+    that fit in ``previous`` (the plan the host holds, or None)."""
+    for item in plan.unplaced:
+        if item['uuid'] == uuid:
+            return item['reason']
+    before = {i['uuid'] for i in previous.unplaced} if previous else set()
+    pushed = sorted(i['uuid'] for i in plan.unplaced
+                    if i['uuid'] not in before)
+    if pushed:
+        return ('the instances %s already on the host would no longer fit'
+                % ', '.join(pushed))
+    return None
+
+
+def touched_keys(truth, claims, keys, keymap):
+    """``keys`` when a change of their claims may plan and write only
+    them (:func:`target_plan`, :func:`transition.plan_transition`), else
+    None: every key is planned and every domain compared with its target.
+    ``keymap`` is the map the last change reached (the host holds it).
+
+    Only them: no domain is busy with a job, every other key's partition
+    holds what the map says, and every domain with a claim runs in its own
+    key's partition and records that key (the kernel confines it there:
+    nothing of it reaches another key's cores).
+    """
+    if truth.busy:
+        return None
+    for key, cpus in keymap.items():
+        if key not in keys and truth.partitions.get(key) != cpus:
+            return None
+    for key in truth.partitions:
+        if key not in keys and key not in keymap:
+            return None
+    for uuid, info in truth.domains.items():
+        claim = claims.get(uuid)
+        if claim is None:
+            if info.key is not None or info.partition_key is not None:
+                return None
+        elif claim.key in keys or info.partition_key in keys or \
+                info.key in keys:
+            # Changed with the keys: it lives in one of their partitions,
+            # which the change may narrow around it.
+            if info.partition_key not in keys or claim.key not in keys:
+                return None
+        elif info.key != claim.key or info.partition_key != claim.key:
+            return None
+    return frozenset(keys)
+
+
+def unfit_lines(plan):
+    """A line for each instance ``plan`` could not place on whole cores."""
+    return ['instance %s of tenant %s does not fit on whole cores: %s'
+            % (item['uuid'], item['project_id'], item['reason'])
+            for item in plan.unplaced]
+
+
+def unfit_pins(claim, unfit, plan, housekeeping_cpus):
+    """Where the instance of ``claim`` runs when its key did not fit on
+    whole cores (``unfit``: ``{key: [uuid]}``): the CPUs no key holds in
+    ``plan``, else the housekeeping CPUs (see
+    :func:`transition.plan_transition`), as :class:`InstancePins`. None
+    for an instance whose key fits (or no claim)."""
+    if claim is None or claim.uuid not in unfit.get(claim.key, ()):
+        return None
+    cpus = (plan.free_cpus if plan is not None else None) or \
+        housekeeping_cpus
+    return InstancePins(uuid=claim.uuid, key=claim.key, cpus=frozenset(cpus))
+
+
+def metadata_of(claim, ratio):
+    """The tenant-pin metadata element (:func:`domain_xml.metadata_xml`)
+    of the domain of ``claim`` (``ratio``: the host's, for a claim that
+    names none), or None without a claim."""
+    if claim is None:
+        return None
+    return domain_xml.metadata_xml(claim.key, claim.mode,
+                                   claim.ratio or ratio, claim.isolation)
 
 
 def target_plan(claims, current, topology, housekeeping_cpus, ratio,

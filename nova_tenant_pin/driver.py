@@ -49,6 +49,7 @@ from nova_tenant_pin import cgroups
 from nova_tenant_pin import conf as tp_conf
 from nova_tenant_pin import coresched
 from nova_tenant_pin import domain_xml
+from nova_tenant_pin import exception as tp_exception
 from nova_tenant_pin import manager as tp_manager
 from nova_tenant_pin import options as tp_options
 from nova_tenant_pin import policy as tp_policy
@@ -562,7 +563,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
         for attempt in range(1, self._TP_CHANGE_ATTEMPTS + 1):
             try:
                 return change()
-            except tp_manager.TenantDoesNotFit:
+            except tp_exception.TenantDoesNotFit:
                 raise
             except Exception as e:
                 if attempt == self._TP_CHANGE_ATTEMPTS:
@@ -580,7 +581,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
             return self._tp_again('the claim', lambda: self.tenant_pin.claim(
                 instance.uuid, instance.project_id,
                 vcpus or instance.flavor.vcpus, policy=policy), instance)
-        except tp_manager.TenantDoesNotFit as e:
+        except tp_exception.TenantDoesNotFit as e:
             raise exception.ComputeResourcesUnavailable(reason=e.reason)
 
     def _tp_release(self, instance):
@@ -819,7 +820,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
             pins = self.tenant_pin.claim_incoming_migration(
                 instance.uuid, instance.project_id, instance.flavor.vcpus,
                 policy=policy)
-        except tp_manager.TenantDoesNotFit as e:
+        except tp_exception.TenantDoesNotFit as e:
             super().cleanup_live_migration_destination_check(context, data)
             raise exception.MigrationPreCheckError(
                 reason='tenant-pin: %s' % e)

@@ -35,7 +35,6 @@ from oslo_log import log as logging
 from nova_tenant_pin import allocator
 from nova_tenant_pin import cgroups
 from nova_tenant_pin import claims as tp_claims
-from nova_tenant_pin import domain_xml
 from nova_tenant_pin import exception
 from nova_tenant_pin import executor
 from nova_tenant_pin import guests as tp_guests
@@ -44,16 +43,6 @@ from nova_tenant_pin import topology as topo
 from nova_tenant_pin import transition
 
 LOG = logging.getLogger(__name__)
-
-#: The isolation key shared by all projects exempt from isolation: they may
-#: share cores with each other, never with any other key. It cannot clash
-#: with a Nova project id (those are hex strings).
-EXEMPT_KEY = 'exempt'
-
-# Kept here for the callers that use them from the manager.
-TenantDoesNotFit = exception.TenantDoesNotFit
-Claim = tp_claims.Claim
-InstancePins = tp_claims.InstancePins
 
 
 class TenantPinManager:
@@ -66,8 +55,9 @@ class TenantPinManager:
     :param pin_mode: the default pin mode, ``float`` or ``strict``.
     :param ratio: the default in-tenant CPU allocation ratio.
     :param static: ``{project or isolation key: cpus}`` fixed cpusets.
-    :param exempt_projects: projects that share the :data:`EXEMPT_KEY`
-        partition (when ``settings`` is not given).
+    :param exempt_projects: projects that share the
+        :data:`~.policy.SHARED_POOL` partition (when ``settings`` is not
+        given).
     :param settings: the per-project :class:`~.policy.ProjectSettings`.
     :param reserved_cpus: CPUs Nova keeps for itself (``[compute]
         cpu_dedicated_set``); no tenant gets a core that holds one.
@@ -121,26 +111,10 @@ class TenantPinManager:
         # same host and the same state returns at once.
         self._generation = 0
         self._quiet = None
-        self.static = self._static_keys()
+        self.static = tp_policy.static_keys(self._static_cfg, self.key_of)
         # Validate the static configuration against the topology now, so a
         # bad option fails at start and not at the first spawn.
         self._plan(collections.OrderedDict(), {})
-
-    @property
-    def exempt_projects(self):
-        return self.settings.exempt_projects
-
-    def _static_keys(self):
-        """The static cpusets by isolation key (a project in a group gives
-        its cpuset to the group)."""
-        static = {}
-        for name, cpus in self._static_cfg.items():
-            key = name
-            if not (name == EXEMPT_KEY or
-                    name.startswith(tp_policy.GROUP_PREFIX)):
-                key = self.key_of(name)
-            static[key] = static.get(key, frozenset()) | cpus
-        return static
 
     # -- queries -----------------------------------------------------------
 
@@ -217,25 +191,15 @@ class TenantPinManager:
         :meth:`_transition`), as :class:`InstancePins`; None for any other
         instance."""
         with self._locked():
-            claim = self._claims.get(uuid)
-            if claim is None or uuid not in self._unfit.get(claim.key, ()):
-                return None
-            plan = self._last_plan
-            cpus = (plan.free_cpus if plan is not None else None) or \
-                self.housekeeping_cpus
-            return InstancePins(uuid=uuid, key=claim.key,
-                                cpus=frozenset(cpus))
+            return tp_claims.unfit_pins(self._claims.get(uuid), self._unfit,
+                                        self._last_plan,
+                                        self.housekeeping_cpus)
 
     def metadata_of(self, uuid):
         """The metadata element (:func:`metadata_xml`) of a claimed
         instance, for its domain XML, or None."""
         with self._locked():
-            claim = self._claims.get(uuid)
-            if claim is None:
-                return None
-            return domain_xml.metadata_xml(
-                claim.key, claim.mode, claim.ratio or self.ratio,
-                claim.isolation)
+            return tp_claims.metadata_of(self._claims.get(uuid), self.ratio)
 
     def running_domains(self):
         """The :class:`~.domain_xml.DomainInfo` of every running domain on
@@ -287,29 +251,16 @@ class TenantPinManager:
             self._changed()
             old = self._claims.get(uuid)
             claims = collections.OrderedDict(self._claims)
-            claims[uuid] = Claim(
-                uuid=uuid, project_id=project_id, key=key, vcpus=vcpus,
-                cell=cell, mode=policy.pin_mode, ratio=policy.ratio,
-                isolation=tp_claims.isolation_request(policy),
-                pending=old.pending if old else True,
-                incoming=incoming, confirmed=False,
-                issued=old.issued if old else frozenset())
+            claims[uuid] = tp_claims.claim_of(uuid, project_id, policy, vcpus,
+                                              cell, incoming, old)
             guests, truth = self._read()
             touched = self._touched(truth, claims, {key} | (
                 {old.key} if old is not None else set()))
             plan = self._plan(claims, self._current(truth, claims), truth,
                               touched)
-            before = {i['uuid'] for i in self._last_plan.unplaced} \
-                if self._last_plan else set()
-            for item in plan.unplaced:
-                if item['uuid'] == uuid:
-                    raise TenantDoesNotFit(uuid, key, item['reason'])
-            pushed = sorted(i['uuid'] for i in plan.unplaced
-                            if i['uuid'] not in before)
-            if pushed:
-                raise TenantDoesNotFit(
-                    uuid, key, 'the instances %s already on the host '
-                    'would no longer fit' % ', '.join(pushed))
+            reason = tp_claims.refusal(plan, self._last_plan, uuid)
+            if reason is not None:
+                raise exception.TenantDoesNotFit(uuid, key, reason)
             self._transition(plan, claims, 'claim of instance %s' % uuid,
                              guests, truth)
             pins = tp_claims.pins_from_plan(plan, uuid)
@@ -424,20 +375,16 @@ class TenantPinManager:
                 self._static_cfg = {t: frozenset(c)
                                     for t, c in static.items()}
             try:
-                self.static = self._static_keys()
+                self.static = tp_policy.static_keys(self._static_cfg,
+                                                    self.key_of)
                 # The same check as at start: whole cores, off housekeeping
                 # and dedicated CPUs, no two keys on one core.
                 self._plan(collections.OrderedDict(), {})
             except Exception:
                 self.settings, self._static_cfg, self.static = old
                 raise
-        LOG.info('%s: per-project settings changed: exempt projects %s, '
-                 'isolation groups %s, static cpusets %s', self.name,
-                 ', '.join(sorted(settings.exempt_projects)) or 'none',
-                 ', '.join('%s=%s' % (p, g) for p, g in
-                           sorted(settings.groups.items())) or 'none',
-                 ', '.join('%s:%s' % (t, topo.format_cpu_list(c)) for t, c in
-                           sorted(self._static_cfg.items())) or 'none')
+        LOG.info('%s: per-project settings changed: %s', self.name,
+                 tp_policy.describe_settings(settings, self._static_cfg))
 
     def reconcile(self, dedicated=None, known=None, policies=None,
                   dry_run=False, isolation=None):
@@ -471,29 +418,21 @@ class TenantPinManager:
                 return []
             steady = (self._claims, self._dedicated, self._tenants) \
                 if self._last_plan is not None else None
-            domains = truth.domains
             claims, dedicated = tp_claims.rebuild(
                 truth, self._claims,
-                lambda info: self._domain_policy(info, policies or {}),
+                lambda info: tp_claims.domain_policy(
+                    info, policies or {}, self.policy_of, self.name, LOG),
                 self.pin_mode, self._host_cpus, repairs, dedicated, known,
                 seen_before=self._last_plan is not None)
-            found = transition.truth_map(truth, self._host_cpus,
-                                         self.topology)
-            if self._last_plan is not None:
-                repairs.extend(transition.map_drift(found, self._tenants))
-            current = transition.relabel(found, claims, domains,
-                                         self.topology, self.static, repairs,
-                                         truth.busy)
+            current = transition.rebuilt_map(
+                truth, claims, self.topology, self.static, repairs,
+                self._tenants if self._last_plan is not None else None)
             saved = (self._dedicated, self._tenants, self._stale)
             self._dedicated, self._tenants = dedicated, dict(current)
             self._stale = False
             try:
                 plan = self._plan(claims, current, truth)
-                for item in plan.unplaced:
-                    repairs.append('instance %s of tenant %s does not fit '
-                                   'on whole cores: %s'
-                                   % (item['uuid'], item['project_id'],
-                                      item['reason']))
+                repairs.extend(tp_claims.unfit_lines(plan))
                 actions = self._transition(
                     plan, claims, 'reconcile', guests, truth,
                     repairs=repairs, dry_run=dry_run, isolation=isolation)
@@ -557,11 +496,8 @@ class TenantPinManager:
         """``({uuid: Guest}, Truth)``: what libvirt and the cgroup tree
         hold now."""
         guests = self.guests.read()
-        truth = transition.Truth(
-            {k: p.cpus for k, p in self.partitions.list_partitions().items()},
-            {u: g.info for u, g in guests.items()},
-            frozenset(u for u, g in guests.items() if g.busy))
-        return guests, truth
+        return guests, transition.Truth.of(
+            guests, self.partitions.list_partitions())
 
     def _current(self, truth, claims):
         """The map the next plan starts from: the one the last change
@@ -588,41 +524,14 @@ class TenantPinManager:
         return plan
 
     def _touched(self, truth, claims, keys):
-        """``keys`` when a change of their claims may plan and write only
-        them (:func:`claims.target_plan`, :func:`transition.
-        plan_transition`), else None: every key is planned and every
-        domain compared with its target.
-
-        Only them: the last change completed (the map is what the host
-        holds), every key fits, no domain is busy with a job, every other
-        key's partition holds what the map says, and every domain with a
-        claim runs in its own key's partition and records that key (the
-        kernel confines it there: nothing of it reaches another key's
-        cores). A periodic reconcile plans every key and repairs drift.
-        """
-        if self._stale or self._last_plan is None or self._unfit or \
-                truth.busy:
+        """:func:`claims.touched_keys`: ``keys`` when a change of their
+        claims may plan and write only them, else None. Never after a
+        change stopped half way (the map is not what the host holds) nor
+        while a key does not fit; a periodic reconcile plans every key
+        and repairs drift."""
+        if self._stale or self._last_plan is None or self._unfit:
             return None
-        for key, cpus in self._tenants.items():
-            if key not in keys and truth.partitions.get(key) != cpus:
-                return None
-        for key in truth.partitions:
-            if key not in keys and key not in self._tenants:
-                return None
-        for uuid, info in truth.domains.items():
-            claim = claims.get(uuid)
-            if claim is None:
-                if info.key is not None or info.partition_key is not None:
-                    return None
-            elif claim.key in keys or info.partition_key in keys or \
-                    info.key in keys:
-                # Changed with the keys: it lives in one of their
-                # partitions, which the change may narrow around it.
-                if info.partition_key not in keys or claim.key not in keys:
-                    return None
-            elif info.key != claim.key or info.partition_key != claim.key:
-                return None
-        return frozenset(keys)
+        return tp_claims.touched_keys(truth, claims, keys, self._tenants)
 
     def _executor(self, dry_run):
         return executor.Executor(self.guests, self.partitions, self._mems,
@@ -638,22 +547,6 @@ class TenantPinManager:
             self.ratio, frozenset(dedicated) & self._host_cpus, self.static,
             truth=truth, name=self.name, touched=touched,
             previous=self._last_plan if touched is not None else None)
-
-    def _domain_policy(self, info, policies):
-        """The policy of a domain's instance: the caller's, else what its
-        metadata recorded under the present settings, else the project's
-        default. None when the domain names no project."""
-        if info.uuid in policies:
-            return policies[info.uuid]
-        if not info.project_id:
-            return None
-        try:
-            return self.policy_of(info.project_id, isolation=info.isolation,
-                                  pin_mode=info.pin_mode, ratio=info.ratio)
-        except (tp_policy.PolicyError, cgroups.PartitionError) as e:
-            LOG.warning('%s: instance %s: %s; it keeps the key %s', self.name,
-                        info.uuid, e, info.isolation_key)
-            return None
 
     def _transition(self, plan, claims, what, guests, truth, repairs=None,
                     dry_run=False, isolation=None):

@@ -46,6 +46,7 @@ import math
 import re
 
 from nova_tenant_pin import exception
+from nova_tenant_pin import topology as topo
 
 ISOLATION_SPEC = 'tenant_pin:isolation'
 PIN_MODE_SPEC = 'tenant_pin:pin_mode'
@@ -160,6 +161,31 @@ def _choose(flavor_key, flavor, image_key, image, allowed):
     if i is not None:
         return i, 'image'
     return None, None
+
+
+def describe_settings(settings, static):
+    """One line for the log: the exempt projects, the isolation groups and
+    the static cpusets (``{project or key: cpus}``) in force."""
+    return 'exempt projects %s, isolation groups %s, static cpusets %s' % (
+        ', '.join(sorted(settings.exempt_projects)) or 'none',
+        ', '.join('%s=%s' % (p, g) for p, g in
+                  sorted(settings.groups.items())) or 'none',
+        ', '.join('%s:%s' % (t, topo.format_cpu_list(c)) for t, c in
+                  sorted(static.items())) or 'none')
+
+
+def static_keys(static, key_of):
+    """The static cpusets (``{project or isolation key: cpus}``, as
+    ``static_tenant_cpuset`` names them) by isolation key: a project in an
+    isolation group gives its cpuset to the group's key, an exempt project
+    to the shared pool. ``key_of`` is a project's isolation key."""
+    result = {}
+    for name, cpus in static.items():
+        key = name
+        if not (name == SHARED_POOL or name.startswith(GROUP_PREFIX)):
+            key = key_of(name)
+        result[key] = result.get(key, frozenset()) | cpus
+    return result
 
 
 def resolve(project_id, extra_specs=None, image_properties=None,

@@ -138,6 +138,15 @@ class Truth:
     domains: dict
     busy: frozenset = frozenset()
 
+    @classmethod
+    def of(cls, guests, partitions):
+        """The truth of what was read: ``guests`` (``{uuid: Guest}``, see
+        :mod:`~nova_tenant_pin.guests`: each with its ``info`` and whether
+        a job holds it) and ``partitions`` (``{key: PartitionInfo}``)."""
+        return cls({k: p.cpus for k, p in partitions.items()},
+                   {u: g.info for u, g in guests.items()},
+                   frozenset(u for u, g in guests.items() if g.busy))
+
     def copy(self):
         return Truth(dict(self.partitions),
                      {u: copy.deepcopy(i) for u, i in self.domains.items()},
@@ -260,6 +269,18 @@ def map_drift(found, expected):
         if found.get(key) != expected.get(key)]
 
 
+def rebuilt_map(truth, claims, topology, static, repairs, expected=None):
+    """The map the partitions hold (:func:`truth_map`), relabelled for the
+    guests whose key changed (:func:`relabel`): what a reconcile starts
+    from. With ``expected`` (the map the last change reached), each key
+    whose partition drifted from it is noted in ``repairs``."""
+    found = truth_map(truth, topology.online_cpus, topology)
+    if expected is not None:
+        repairs.extend(map_drift(found, expected))
+    return relabel(found, claims, truth.domains, topology, static, repairs,
+                   truth.busy)
+
+
 def held_map(truth, claims, topology, static, housekeeping_cpus=(),
              repairs=None):
     """What each key holds now, read from the host alone: after a change
@@ -275,9 +296,8 @@ def held_map(truth, claims, topology, static, housekeeping_cpus=(),
     floats everywhere is not isolated from anyone yet).
     """
     host = topology.online_cpus
-    current = relabel(truth_map(truth, host, topology), claims,
-                      truth.domains, topology, static,
-                      [] if repairs is None else repairs, truth.busy)
+    current = rebuilt_map(truth, claims, topology, static,
+                          [] if repairs is None else repairs)
     hk = set(topology.whole_core_cpus(housekeeping_cpus))
     for info in truth.domains.values():
         key = info.isolation_key

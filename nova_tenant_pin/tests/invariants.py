@@ -23,7 +23,7 @@ instance, tenant and CPUs involved, so a failing test says what broke.
 import collections
 import math
 
-from nova_tenant_pin import manager
+from nova_tenant_pin import policy
 
 
 def check_host(topology, housekeeping_cpus, partitions, domains,
@@ -110,7 +110,7 @@ def check_host(topology, housekeeping_cpus, partitions, domains,
             continue
         if dom.key is None and dom.project_id and \
                 dom.project_id != dom.partition_key and \
-                dom.partition_key != manager.EXEMPT_KEY:
+                dom.partition_key != policy.SHARED_POOL:
             errors.append('instance %s of project %s is in the partition of '
                           'tenant %s' % (dom.uuid, dom.project_id,
                                          dom.partition_key))

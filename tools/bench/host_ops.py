@@ -64,6 +64,7 @@ import time
 import uuid as uuidlib
 
 from nova_tenant_pin import domain_xml
+from nova_tenant_pin import exception
 from nova_tenant_pin import manager
 from nova_tenant_pin.tests import fakes
 
@@ -99,7 +100,7 @@ class Host:
             project = self.rng.choice(PROJECTS)
             try:
                 self.spawn(project, self.rng.choice([1, 1, 2]))
-            except manager.TenantDoesNotFit:
+            except exception.TenantDoesNotFit:
                 continue
             self.projects.append(project)
         self.parses = 0

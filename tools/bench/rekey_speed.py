@@ -48,6 +48,7 @@ import time
 import uuid
 
 from nova_tenant_pin import domain_xml
+from nova_tenant_pin import exception
 from nova_tenant_pin import manager
 from nova_tenant_pin import policy
 from nova_tenant_pin.tests import fakes
@@ -81,7 +82,7 @@ class Host:
             inst = str(uuid.UUID(int=rng.getrandbits(128)))
             try:
                 pins = self.mgr.claim(inst, project, vcpus)
-            except manager.TenantDoesNotFit:
+            except exception.TenantDoesNotFit:
                 continue
             self.guests.append((inst, project, vcpus, pins))
             self._start(inst, project, vcpus, pins)

@@ -20,7 +20,7 @@ from unittest import mock
 from nova.tests.functional.api import client as api_client
 
 from nova_tenant_pin import driver as tp_driver
-from nova_tenant_pin import manager
+from nova_tenant_pin import policy
 from nova_tenant_pin.tests.functional import base
 
 
@@ -92,13 +92,13 @@ class TestExempt(base.TenantPinTestBase):
         s2 = self.boot('svc2', 1)
         self.boot('a', 1)
         domains = self.domains_of('host1')
-        part = '/machine/tenant-%s' % manager.EXEMPT_KEY
+        part = '/machine/tenant-%s' % policy.SHARED_POOL
         self.assertEqual(part, domains[s1['id']].partition)
         self.assertEqual(part, domains[s2['id']].partition)
         # Two exempt vCPUs share one core; tenant a has its own.
         tenants = self.manager_of('host1').tenant_map()
-        self.assertEqual(2, len(tenants[manager.EXEMPT_KEY]))
-        self.assertFalse(tenants[manager.EXEMPT_KEY] &
+        self.assertEqual(2, len(tenants[policy.SHARED_POOL]))
+        self.assertFalse(tenants[policy.SHARED_POOL] &
                          tenants[self.project('a')])
 
 

@@ -26,7 +26,7 @@ from nova.tests.functional.api import client as api_client
 
 from nova_tenant_pin import domain_xml
 from nova_tenant_pin import driver as tp_driver
-from nova_tenant_pin import manager
+from nova_tenant_pin import exception
 from nova_tenant_pin.tests.functional import base
 
 
@@ -143,7 +143,7 @@ class TestLiveMigration(LiveMigrationBase):
         def claim(uuid, *args, **kwargs):
             try:
                 return real_claim(uuid, *args, **kwargs)
-            except manager.TenantDoesNotFit as e:
+            except exception.TenantDoesNotFit as e:
                 refused.append(e)
                 raise
         self.useFixture(fixtures.MockPatchObject(

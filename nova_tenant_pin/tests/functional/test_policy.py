@@ -21,7 +21,7 @@ import copy
 from oslo_config import cfg
 from oslo_utils import uuidutils
 
-from nova_tenant_pin import manager
+from nova_tenant_pin import policy
 from nova_tenant_pin.tests.functional import base
 
 CONF = cfg.CONF
@@ -71,12 +71,12 @@ class TestFlavorAndImagePolicy(PolicyBase):
         for server in (a, b):
             info = self.domain(server)
             self.assertEqual('/machine/tenant-exempt', info.partition)
-            self.assertEqual(manager.EXEMPT_KEY, info.key)
+            self.assertEqual(policy.SHARED_POOL, info.key)
         # Two projects that opted out share one core; the isolated tenant
         # shares it with nobody.
         self.assertEqual(self.cores(a), self.cores(b))
         self.assertFalse(self.cores(a) & self.cores(c))
-        self.assertEqual({manager.EXEMPT_KEY, self.project('c')},
+        self.assertEqual({policy.SHARED_POOL, self.project('c')},
                          set(self.manager_of('host1').tenant_map()))
 
     def test_strict_pin_mode_and_overcommit_from_the_flavor(self):
@@ -174,7 +174,7 @@ class TestSettingsReload(PolicyBase):
     def test_exempt_projects_reloaded(self):
         self.reload(exempt_projects=[self.project('a'), self.project('b')])
         self.assertEqual(self.cores(self.a), self.cores(self.b))
-        self.assertEqual(manager.EXEMPT_KEY, self.domain(self.a).key)
+        self.assertEqual(policy.SHARED_POOL, self.domain(self.a).key)
         self.assertInvariants()
         self.reload(exempt_projects=[])
         self.assertFalse(self.cores(self.a) & self.cores(self.b))

@@ -18,7 +18,7 @@ import fixtures
 from nova.virt import driver as virt_driver
 
 from nova_tenant_pin import driver as tp_driver
-from nova_tenant_pin import manager
+from nova_tenant_pin import exception
 from nova_tenant_pin.tests.functional import base
 
 
@@ -178,7 +178,7 @@ class TestDriverRefusal(base.TenantPinTestBase):
             api=self.tenant('late'))
         self.assertEqual('host2', self.host_of(server))
         self.assertEqual([server['id']], [u for u, e in refused])
-        self.assertIsInstance(refused[0][1], manager.TenantDoesNotFit)
+        self.assertIsInstance(refused[0][1], exception.TenantDoesNotFit)
         self.assertNotIn(self.project('late'),
                          self.partitions_of('host1'))
         self.assertNotIn(server['id'], self.manager_of('host1').claims())

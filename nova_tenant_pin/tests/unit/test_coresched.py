@@ -28,9 +28,9 @@ from unittest import mock
 import fixtures
 
 from nova_tenant_pin import audit
+from nova_tenant_pin import claims as tp_claims
 from nova_tenant_pin import coresched
 from nova_tenant_pin import domain_xml
-from nova_tenant_pin import manager
 from nova_tenant_pin import privsep
 from nova_tenant_pin.tests import base
 from nova_tenant_pin import topology
@@ -701,8 +701,8 @@ class TestDriverHooks(base.TestCase):
             driver.TenantPinLibvirtDriver)
         drv.tenant_pin = mock.Mock()
         drv.tenant_pin.claims.return_value = {
-            'u1': manager.Claim(uuid='u1', project_id='p', key='p',
-                                vcpus=1, incoming=incoming)}
+            'u1': tp_claims.Claim(uuid='u1', project_id='p', key='p',
+                                  vcpus=1, incoming=incoming)}
         drv._tp_cookies = mock.Mock(active=True, mode='auto')
         return drv
 

@@ -22,10 +22,10 @@ import fixtures
 from nova import exception
 
 from nova_tenant_pin import cgroupfs
+from nova_tenant_pin import claims as tp_claims
 from nova_tenant_pin import domain_xml
 from nova_tenant_pin import driver
 from nova_tenant_pin import exception as exception_
-from nova_tenant_pin import manager
 from nova_tenant_pin.tests import base
 from nova_tenant_pin.tests import enforcement_fixtures as ef
 from nova_tenant_pin.tests import fakes
@@ -124,7 +124,7 @@ class TestDomainXml(base.TestCase):
         return fakes.domain_xml(UUID, 2, cpuset={2, 3, 4, 5, 6, 7}, **kw)
 
     def test_float_mode_sets_partition_and_cpuset_and_drops_nova_pins(self):
-        pins = manager.InstancePins(UUID, 'p1', frozenset({8, 9}))
+        pins = tp_claims.InstancePins(UUID, 'p1', frozenset({8, 9}))
         xml = driver.confine_domain_xml(
             self._nova_xml(vcpu_pins={0: {2, 3}, 1: {2, 3}}, emulator={2}),
             pins, 'p1')
@@ -136,21 +136,21 @@ class TestDomainXml(base.TestCase):
         self.assertEqual(frozenset({8, 9}), info.all_cpus({0, 1, 2, 8, 9}))
 
     def test_strict_mode_pins_each_vcpu_and_the_emulator(self):
-        pins = manager.InstancePins(UUID, 'p1', frozenset({8, 9}),
-                                    {0: frozenset({8}), 1: frozenset({9})})
+        pins = tp_claims.InstancePins(UUID, 'p1', frozenset({8, 9}),
+                                      {0: frozenset({8}), 1: frozenset({9})})
         info = domain_xml.parse_domain_xml(
             driver.confine_domain_xml(self._nova_xml(), pins, 'p1'))
         self.assertEqual({0: {8}, 1: {9}}, info.vcpu_pins)
         self.assertEqual(frozenset({8, 9}), info.emulator_pins)
 
     def test_owner_project_added_when_nova_left_it_out(self):
-        pins = manager.InstancePins(UUID, 'p1', frozenset({8, 9}))
+        pins = tp_claims.InstancePins(UUID, 'p1', frozenset({8, 9}))
         info = domain_xml.parse_domain_xml(
             driver.confine_domain_xml(self._nova_xml(), pins, 'p1', 'demo'))
         self.assertEqual('p1', info.project_id)
 
     def test_existing_owner_project_is_kept(self):
-        pins = manager.InstancePins(UUID, 'p1', frozenset({8, 9}))
+        pins = tp_claims.InstancePins(UUID, 'p1', frozenset({8, 9}))
         info = domain_xml.parse_domain_xml(driver.confine_domain_xml(
             self._nova_xml(project='p1'), pins, 'p1'))
         self.assertEqual('p1', info.project_id)
@@ -180,7 +180,7 @@ class TestDomainXml(base.TestCase):
         self.assertEqual('p1', info.project_id)
 
     def test_metadata_records_key_mode_ratio_and_what_the_flavor_asked(self):
-        pins = manager.InstancePins(UUID, 'group-acme', frozenset({8, 9}))
+        pins = tp_claims.InstancePins(UUID, 'group-acme', frozenset({8, 9}))
         meta = domain_xml.metadata_xml('group-acme', 'strict', 1.5, 'required')
         info = domain_xml.parse_domain_xml(driver.confine_domain_xml(
             self._nova_xml(project='p1'), pins, 'p1', metadata=meta))
@@ -344,7 +344,7 @@ class TestChangeOfOneInstance(base.TestCase):
                          self.driver.tenant_pin.claim.call_count)
 
     def test_a_tenant_that_does_not_fit_is_not_tried_again(self):
-        self.driver.tenant_pin.claim.side_effect = manager.TenantDoesNotFit(
+        self.driver.tenant_pin.claim.side_effect = exception_.TenantDoesNotFit(
             UUID, 'p1', 'no room')
         self.assertRaises(exception.ComputeResourcesUnavailable,
                           self.driver._tp_claim, self.instance)

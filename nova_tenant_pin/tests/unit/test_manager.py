@@ -26,7 +26,9 @@ import fixtures
 from nova_tenant_pin import allocator
 from nova_tenant_pin import cgroups
 from nova_tenant_pin import domain_xml
+from nova_tenant_pin import exception
 from nova_tenant_pin import manager
+from nova_tenant_pin import policy
 from nova_tenant_pin.tests import base
 from nova_tenant_pin.tests import fakes
 from nova_tenant_pin.tests import invariants
@@ -380,7 +382,7 @@ class TestChangeCost(ManagerTestCase):
                 try:
                     op()
                     outcomes.append(True)
-                except manager.TenantDoesNotFit:
+                except exception.TenantDoesNotFit:
                     outcomes.append(False)
                 self.assertInvariants()
             self.assertEqual(outcomes[0], outcomes[1], 'step %d' % step)
@@ -477,7 +479,7 @@ class TestClaimRelease(ManagerTestCase):
             self.spawn('p%d' % i, 2)
         before = self.partitions.list_partitions()
         claims = self.mgr.claims()
-        err = self.assertRaises(manager.TenantDoesNotFit, self.mgr.claim,
+        err = self.assertRaises(exception.TenantDoesNotFit, self.mgr.claim,
                                 uuid(), 'late', 1)
         self.assertIn('late', str(err))
         self.assertEqual(before, self.partitions.list_partitions())
@@ -532,9 +534,9 @@ class TestClaimRelease(ManagerTestCase):
         mgr = self.make_manager(exempt_projects=['admin1', 'admin2'])
         self.spawn('admin1', 1, mgr=mgr)
         self.spawn('admin2', 1, mgr=mgr)
-        self.assertEqual({manager.EXEMPT_KEY},
+        self.assertEqual({policy.SHARED_POOL},
                          set(mgr.tenant_map()))
-        self.assertEqual(2, len(mgr.tenant_map()[manager.EXEMPT_KEY]))
+        self.assertEqual(2, len(mgr.tenant_map()[policy.SHARED_POOL]))
 
     def test_static_tenant_gets_exactly_its_cpus(self):
         mgr = self.make_manager(static={'p9': {14, 15}})
@@ -814,7 +816,7 @@ class TestConcurrency(ManagerTestCase):
             inst = uuid()
             try:
                 pins = self.mgr.claim(inst, project, rng.choice([1, 1, 2]))
-            except manager.TenantDoesNotFit:
+            except exception.TenantDoesNotFit:
                 # A full host refuses; that must leave no claim behind.
                 if inst in self.mgr.claims():
                     errors.append('refused %s left a claim' % inst)

@@ -21,7 +21,7 @@ import random
 
 from nova_tenant_pin import allocator
 from nova_tenant_pin import domain_xml
-from nova_tenant_pin import manager
+from nova_tenant_pin import exception
 from nova_tenant_pin import policy
 from nova_tenant_pin.tests import fakes
 from nova_tenant_pin.tests.unit import test_manager as tm
@@ -89,13 +89,13 @@ class TestPolicyKeys(PolicyTestCase):
         a = self.spawn_with('p1', 2, isolation='none')
         b = self.spawn_with('p2', 1, isolation='none')
         c = self.spawn_with('p1', 2)
-        self.assertEqual(manager.EXEMPT_KEY,
+        self.assertEqual(policy.SHARED_POOL,
                          self.mgr.claims()[a].key)
         self.assertApart([a, b], [c])
         # A restart recovers the shared pool from the metadata alone.
         restarted = self.make_manager()
         restarted.reconcile()
-        self.assertEqual(manager.EXEMPT_KEY, restarted.claims()[b].key)
+        self.assertEqual(policy.SHARED_POOL, restarted.claims()[b].key)
         self.assertEqual('p1', restarted.claims()[c].key)
         self.assertEqual(self.mgr.tenant_map(), restarted.tenant_map())
 
@@ -166,7 +166,7 @@ class TestSettingsChange(PolicyTestCase):
         a = self.spawn_with('p1', 1)
         b = self.spawn_with('svc', 1)
         self._change(policy.ProjectSettings.from_options(['p1', 'svc']))
-        self.assertEqual({manager.EXEMPT_KEY},
+        self.assertEqual({policy.SHARED_POOL},
                          set(self.mgr.tenant_map()))
         self.assertEqual(self.cores_of(a), self.cores_of(b))
         self._change(policy.ProjectSettings.from_options(['svc']))
@@ -337,7 +337,7 @@ class TestRandomSettingsChanges(PolicyTestCase):
                 project = rng.choice(self.PROJECTS)
                 try:
                     inst = self.spawn_with(project, rng.choice([1, 1, 2, 3]))
-                except manager.TenantDoesNotFit:
+                except exception.TenantDoesNotFit:
                     continue
                 insts[inst] = project
             for step in range(3):

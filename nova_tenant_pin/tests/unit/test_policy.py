@@ -128,3 +128,28 @@ class TestProjectSettings(base.TestCase):
                               policy.ProjectSettings.from_options, exempt,
                               groups)
         self.assertIn(message, str(e))
+
+
+class TestStaticKeys(base.TestCase):
+
+    def test_static_cpusets_go_to_the_keys_of_their_projects(self):
+        """A project in a group gives its cpuset to the group, two such
+        projects add up; group and shared-pool keys stay as they are."""
+        keys = {'p1': 'group-ops', 'p2': 'group-ops', 'p3': 'p3'}
+        static = policy.static_keys(
+            {'p1': frozenset({2, 3}), 'p2': frozenset({4, 5}),
+             'p3': frozenset({6, 7}), 'group-db': frozenset({8, 9}),
+             policy.SHARED_POOL: frozenset({10, 11})}, keys.__getitem__)
+        self.assertEqual({'group-ops': frozenset({2, 3, 4, 5}),
+                          'p3': frozenset({6, 7}),
+                          'group-db': frozenset({8, 9}),
+                          policy.SHARED_POOL: frozenset({10, 11})}, static)
+
+    def test_describe_settings(self):
+        self.assertEqual(
+            'exempt projects svc, isolation groups p1=ops, p2=ops, static '
+            'cpusets p3:6-7', policy.describe_settings(
+                SETTINGS, {'p3': frozenset({6, 7})}))
+        self.assertEqual(
+            'exempt projects none, isolation groups none, static cpusets '
+            'none', policy.describe_settings(policy.ProjectSettings(), {}))

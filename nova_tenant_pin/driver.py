@@ -741,7 +741,7 @@ class TenantPinLibvirtDriver(libvirt_driver.LibvirtDriver):
                         'project %s: %s', self._tp_host,
                         migration.migration_type, instance.uuid,
                         instance.project_id, e, instance=instance)
-            if isinstance(e, tp_manager.TenantDoesNotFit):
+            if isinstance(e, tp_exception.TenantDoesNotFit):
                 e = exception.ComputeResourcesUnavailable(
                     reason='tenant-pin: %s' % e)
             raise exception.InstanceFaultRollback(inner_exception=e)

@@ -44,6 +44,7 @@ from nova_tenant_pin import audit  # noqa: E402
 from nova_tenant_pin import cgroupfs  # noqa: E402
 from nova_tenant_pin import cgroups  # noqa: E402
 from nova_tenant_pin import conf  # noqa: F401,E402
+from nova_tenant_pin import exception  # noqa: E402
 from nova_tenant_pin import manager as manager_mod  # noqa: E402
 from nova_tenant_pin.tests import enforcement_fixtures  # noqa: E402
 from nova_tenant_pin.tests.integration import libvirt_fixture as lvf  # noqa
@@ -113,7 +114,7 @@ class Demo(fixtures.Fixture):
             self.boot(extra, 1)
             say('   tenant %s fitted too (unexpected on a full host)'
                 % extra)
-        except manager_mod.TenantDoesNotFit as e:
+        except exception.TenantDoesNotFit as e:
             say('   refused, as it must be: %s' % e)
 
         report = audit.HostAuditor(self.topology,

@@ -47,6 +47,7 @@ from nova_tenant_pin import audit
 from nova_tenant_pin import cgroupfs
 from nova_tenant_pin import cgroups
 from nova_tenant_pin import domain_xml
+from nova_tenant_pin import exception
 from nova_tenant_pin import manager as manager_mod
 from nova_tenant_pin import procfs
 from nova_tenant_pin.tests import base
@@ -271,7 +272,7 @@ class TestLiveMigration(base.TestCase):
         self.host_a.boot(b)
         self.host_b.boot(c)
         self.host_b.boot(d)  # host B is full
-        self.assertRaises(manager_mod.TenantDoesNotFit,
+        self.assertRaises(exception.TenantDoesNotFit,
                           self.host_b.manager.claim_incoming_migration,
                           inst, a, 1)
         self.assertNotIn(a, self.host_b.partitions.list_partitions())

@@ -32,6 +32,7 @@ import uuid
 
 from nova_tenant_pin import audit
 from nova_tenant_pin import cgroups
+from nova_tenant_pin import exception
 from nova_tenant_pin import manager as manager_mod
 from nova_tenant_pin import procfs
 from nova_tenant_pin.tests import base
@@ -155,7 +156,7 @@ class TestTenantsOnRealGuests(RealHostTestCase):
             self.assertEqual(self.manager.tenant_map()[tenant],
                              self.effective(tenant))
         c = self.tenant('refused')
-        e = self.assertRaises(manager_mod.TenantDoesNotFit,
+        e = self.assertRaises(exception.TenantDoesNotFit,
                               self.manager.claim, str(uuid.uuid4()), c, 1)
         sys.stderr.write('refused as expected: %s\n' % e)
         self.assertIn(c, str(e))

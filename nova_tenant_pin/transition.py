@@ -181,28 +181,38 @@ def apply_step(truth, step):
 
 def reachable(truth, host_cpus, topology):
     """``{core: {key, ...}}``: the keys whose threads may run on each core,
-    as the kernel enforces it (a thread's pin inside its partition), and
-    the keys whose partition holds the core for them. A partition that
-    hosts domains of another key (their key changed while they ran) holds
-    for its own key only the cores its own domains use."""
+    as the kernel enforces it (:func:`reach`, for the guests that have a
+    key)."""
     owners = collections.defaultdict(set)
-    hosting, own = set(), collections.defaultdict(set)
+    for key, cpus in reach(truth, host_cpus).items():
+        for core in topology.cores_of(cpus):
+            owners[core].add(key)
+    return owners
+
+
+def reach(truth, host_cpus, unkeyed=False):
+    """``{key: cpus}``: where a thread of each key may run now, as the
+    kernel enforces it. A running domain's threads inside its partition
+    count for its key (with ``unkeyed``, a guest with no key counts for
+    its project); a partition counts whole for its own key, unless it
+    hosts guests of another key (their key changed while they ran): then
+    only its own key's guests there count, not the CPUs the others use."""
+    result = collections.defaultdict(set)
+    hosting = set()
     for info in truth.domains.values():
-        if not info.active or info.isolation_key is None:
+        key = info.isolation_key
+        if not info.active or (key is None and not unkeyed):
             continue
         cpus = info.all_cpus(host_cpus)
         if info.partition_key is not None:
             cpus &= truth.partitions.get(info.partition_key, frozenset())
-            if info.isolation_key != info.partition_key:
+            if key != info.partition_key:
                 hosting.add(info.partition_key)
-            else:
-                own[info.partition_key] |= cpus
-        for core in topology.cores_of(cpus):
-            owners[core].add(info.isolation_key)
+        result[key or info.project_id] |= cpus
     for key, cpus in truth.partitions.items():
-        for core in topology.cores_of(own[key] if key in hosting else cpus):
-            owners[core].add(key)
-    return owners
+        if key not in hosting:
+            result[key] |= cpus
+    return result
 
 
 def shared_cores(truth, host_cpus, topology, housekeeping_cpus=()):
@@ -576,8 +586,12 @@ def plan_transition(truth, plan, claims, keymap, topology,
                     planner.remove_partition(key)
                 keymap.pop(key, None)
             _note_move(move, repairs)
+
+        def reach_now():
+            return reach(planner.state, host, unkeyed=True)
+
         for move in _free_first(moves[first_grow:], planner.parts,
-                                lambda: _reach(planner.state, host)):
+                                reach_now):
             key = move.key
             keymap[key] = move.cpus
             planner.set_partition(key, move.cpus | planner.parts.get(
@@ -615,15 +629,15 @@ def plan_transition(truth, plan, claims, keymap, topology,
                       frozenset(planner.forced), planner.forced_from)
 
 
-def _free_first(moves, parts, reach):
+def _free_first(moves, parts, reach_now):
     """``moves`` (creates, grows and widens), each taken when the cores it
     adds are reachable by no other key, or in the allocator's order when
     none is (a move that frees CPUs another takes comes first: its own
     narrowing leaves them). ``parts`` is the planner's live map,
-    ``reach()`` what each key reaches now (:func:`_reach`)."""
+    ``reach_now()`` what each key reaches now (:func:`reach`)."""
     pending = list(moves)
     while pending:
-        held = reach()
+        held = reach_now()
         for i, move in enumerate(pending):
             adds = move.cpus - parts.get(move.key, frozenset())
             if not any(adds & cpus for key, cpus in held.items()
@@ -632,30 +646,6 @@ def _free_first(moves, parts, reach):
         else:
             i = 0
         yield pending.pop(i)
-
-
-def _reach(truth, host):
-    """``{key: cpus}``: where a thread of each key may run now, as the
-    kernel enforces it. A running domain's threads inside its partition
-    count for its key (a guest in no partition, for its project); a
-    partition counts whole for its own key, unless it hosts guests of
-    another key (their key changed while they ran): then only its own
-    key's guests there count, not the CPUs the others use."""
-    reach = collections.defaultdict(set)
-    hosting = set()
-    for info in truth.domains.values():
-        if not info.active:
-            continue
-        cpus = info.all_cpus(host)
-        if info.partition_key is not None:
-            cpus &= truth.partitions.get(info.partition_key, frozenset())
-            if info.isolation_key != info.partition_key:
-                hosting.add(info.partition_key)
-        reach[info.isolation_key or info.project_id] |= cpus
-    for key, cpus in truth.partitions.items():
-        if key not in hosting:
-            reach[key] |= cpus
-    return reach
 
 
 def _only(truth, plan, claims, keymap, last_map, keys):

@@ -14,7 +14,10 @@
 
 """The base test case: oslotest's fixtures plus a private config."""
 
+import faulthandler
 import os
+import signal
+import sys
 
 from oslo_config import fixture as config_fixture
 from oslotest import base
@@ -28,9 +31,27 @@ class TestCase(base.BaseTestCase):
 
     def setUp(self):
         super().setUp()
+        self._dump_stacks_if_stuck()
         self.conf_fixture = self.useFixture(config_fixture.Config(
             conf.cfg.CONF))
         self.conf = self.conf_fixture.conf
+
+    def _dump_stacks_if_stuck(self):
+        """Every thread's Python stack on stderr when this test is still
+        running 60 s after OS_TEST_TIMEOUT (the timeout fixture cannot
+        interrupt a thread blocked in C, such as a libvirt call waiting for
+        an answer), and at any moment on SIGUSR1 (the test host's watchdog
+        sends it when the suite goes quiet)."""
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__,
+                              all_threads=True)
+        try:
+            timeout = int(os.environ.get('OS_TEST_TIMEOUT', 0))
+        except ValueError:
+            timeout = 0
+        if timeout > 0:
+            faulthandler.dump_traceback_later(timeout + 60,
+                                              file=sys.__stderr__)
+            self.addCleanup(faulthandler.cancel_dump_traceback_later)
 
     def flags(self, group='tenant_pin', **kw):
         for name, value in kw.items():

@@ -40,7 +40,57 @@ then
     echo 125 > "$RUN/status"
     exit 0
 fi
-bash "$RUN/cmd.sh" >> "$out" 2>&1
-echo $? > "$RUN/status.tmp"
+
+# A watchdog for a command that stops making progress (seen once in CI:
+# the suite went silent for half an hour with no kernel report). The
+# output is also kept on the guest's own disk, so that a stuck 9p share
+# shows as silence too; after NTP_TESTHOST_QUIET seconds without output
+# the watchdog writes what every task is waiting on (state, wait channel,
+# kernel stacks of the command's tasks) to the serial console, which the
+# host keeps in its own file, and asks the command's Python processes for
+# their stacks (SIGUSR1: the tests register faulthandler for it).
+local_out=/root/ntp-output
+quiet_limit=${NTP_TESTHOST_QUIET:-420}
+: > "$local_out"
+diagnose() {
+    echo "ntp-testhost-watchdog: no output for $quiet_limit s; tasks:"
+    ps -eLo pid,tid,stat,wchan:32,etimes,args --sort=pid | grep -v ' \[' | head -n 150
+    # Kernel stacks of the command's Python and QEMU tasks and of every
+    # task in uninterruptible sleep (libvirtd's idle workers would crowd
+    # the rest out; its threads show in the list above).
+    for task in /proc/[0-9]*/task/[0-9]*; do
+        comm=$(cat "$task/comm" 2>/dev/null) || continue
+        state=$(awk '/^State:/ {print $2}' "$task/status" 2>/dev/null)
+        case "$comm:$state" in
+            python*|stestr*|qemu*|*:D) ;;
+            *) continue ;;
+        esac
+        echo "ntp-testhost-watchdog: kernel stack of task ${task##*/} ($comm, $state):"
+        head -n 12 "$task/stack" 2>/dev/null
+    done | head -n 400
+    echo "ntp-testhost-watchdog: end"
+}
+(
+    last=-1
+    quiet=0
+    while sleep 30; do
+        size=$(stat -c %s "$local_out" 2>/dev/null || echo 0)
+        if [ "$size" = "$last" ]; then
+            quiet=$((quiet + 30))
+        else
+            quiet=0
+            last=$size
+        fi
+        if [ "$quiet" -ge "$quiet_limit" ]; then
+            diagnose > /dev/ttyS0 2>&1
+            pkill -USR1 -f 'subunit\.run' 2>/dev/null
+            quiet=0
+        fi
+    done
+) &
+watchdog=$!
+{ bash "$RUN/cmd.sh" 2>&1; echo $? > /root/ntp-status; } | tee -a "$local_out" >> "$out"
+kill "$watchdog" 2>/dev/null
+cat /root/ntp-status > "$RUN/status.tmp"
 sync
 mv "$RUN/status.tmp" "$RUN/status"

@@ -41,7 +41,10 @@
 # 1800 s); exit status 124 on a timeout, 125 when the command never ran. A
 # boot that has not reached the command after NTP_TESTHOST_BOOT_TIMEOUT
 # seconds (default 300) is killed and tried once more; a run in which the
-# guest kernel stalled (RCU stall, see stalled()) is run once more.
+# guest kernel stalled (RCU stall, see stalled()) or froze (see frozen())
+# is run once more. A command that prints nothing for NTP_TESTHOST_QUIET
+# seconds (default 420) gets the guest's watchdog report on the console
+# (guest-run.sh): what every task waits on, and the Python stacks.
 # NTP_TESTHOST_KERNEL_ARGS adds kernel command-line arguments.
 # --prepare only picks the kernel and builds (or finds) the image, and boots
 # nothing: tools/test.sh runs it in the background while the other suites
@@ -57,6 +60,10 @@ MEMORY_MIB=${NTP_TESTHOST_MEMORY_MIB:-6144}
 TIMEOUT=1800
 PREPARE=
 BOOT_TIMEOUT=${NTP_TESTHOST_BOOT_TIMEOUT:-300}
+QUIET=${NTP_TESTHOST_QUIET:-420}
+# A guest whose watchdog has not reported this long after the command's
+# last output is frozen (see frozen()).
+FROZEN_AFTER=$(( QUIET + 180 ))
 # Kernel warnings (loglevel 5) reach the console, so that a stall's stack
 # trace is on record; systemd's boot chatter does not. A CPU stalled for
 # two minutes panics the guest (see stalled() below).
@@ -150,6 +157,7 @@ for name in $(compgen -e); do
             printf 'export %s=%q\n' "$name" "${!name}" ;;
     esac
 done > "$RUN/env.sh"
+printf 'export NTP_TESTHOST_QUIET=%q\n' "$QUIET" >> "$RUN/env.sh"
 half=$((MEMORY_MIB / 2))
 boot_qemu() {
     : > "$RUN/output"
@@ -182,6 +190,31 @@ boot_qemu() {
 stalled() {
     grep -q -E 'rcu: INFO: rcu_(preempt|sched) (self-)?detected stall' \
         "$RUN/console.log" 2>/dev/null
+}
+# A guest that stops running altogether (no kernel report, no output,
+# and its watchdog, which reports on the console after QUIET silent
+# seconds, silent too; seen once in CI after the first test) or whose 9p
+# share stops answering (the watchdog's report shows the tee that copies
+# the output waiting in the 9p client) says nothing about the command
+# either: its run is ended and the command run once more, like a stall.
+# A guest whose watchdog reports anything else ran a command that hung:
+# that fails as it is, with the report.
+frozen() {
+    [ -f "$RUN/frozen" ]
+}
+stuck_9p() {
+    awk '/^ntp-testhost-watchdog: no output/ {on = 1}
+         on && / tee / && /p9_/ {found = 1}
+         END {exit !found}' "$RUN/console.log" 2>/dev/null
+}
+print_watchdog() {
+    if grep -q '^ntp-testhost-watchdog: no output' "$RUN/console.log"; then
+        log "the guest's watchdog saw the command stuck (guest-run.sh); its first report:"
+        awk '/^ntp-testhost-watchdog: no output/ {on = 1}
+             on && n < 600 {print; n++}
+             /^ntp-testhost-watchdog: end/ {if (on) exit}' \
+            "$RUN/console.log" >&2 || true
+    fi
 }
 print_stall() {
     log "the test host's kernel stalled; its first report:"
@@ -223,9 +256,29 @@ run_once() {
     tail -n +1 -f --pid="$qemu_pid" "$RUN/output" &
     local tail_pid=$!
     deadline=$(( $(date +%s) + TIMEOUT ))
+    local seen= size now last_change
+    last_change=$(date +%s)
+    rm -f "$RUN/frozen"
     while kill -0 "$qemu_pid" 2>/dev/null; do
-        if [ "$(date +%s)" -ge "$deadline" ]; then
+        now=$(date +%s)
+        if [ "$now" -ge "$deadline" ]; then
             log "timed out after $TIMEOUT s; killing QEMU (PID $qemu_pid)"
+            kill "$qemu_pid"
+            break
+        fi
+        size="$(stat -c %s "$RUN/output" "$RUN/console.log" | tr '\n' ' ')"
+        if [ "$size" != "$seen" ]; then
+            seen=$size
+            last_change=$now
+        elif [ $(( now - last_change )) -ge "$FROZEN_AFTER" ]; then
+            log "no output and no console line for $(( now - last_change )) s, not even the guest's watchdog: the guest froze; killing QEMU (PID $qemu_pid)"
+            touch "$RUN/frozen"
+            kill "$qemu_pid"
+            break
+        fi
+        if stuck_9p; then
+            log "the guest's watchdog found the output's 9p share stuck; killing QEMU (PID $qemu_pid)"
+            touch "$RUN/frozen"
             kill "$qemu_pid"
             break
         fi
@@ -237,7 +290,7 @@ run_once() {
 
     if [ -f "$RUN/status" ]; then
         status=$(cat "$RUN/status")
-    elif [ "$(date +%s)" -ge "$deadline" ]; then
+    elif frozen || [ "$(date +%s)" -ge "$deadline" ]; then
         status=124
     else
         status=125
@@ -248,13 +301,20 @@ run_once() {
 # run once more from a fresh overlay, and both runs are on record here.
 for run in 1 2; do
     run_once
-    if [ "$status" -ge 124 ] && stalled; then
-        print_stall
+    if [ "$status" -ge 124 ] && { stalled || frozen; }; then
+        if stalled; then
+            print_stall
+        else
+            print_watchdog
+            log "last console lines:"
+            tail -n 20 "$RUN/console.log" >&2 || true
+        fi
         if [ "$run" = 1 ]; then
-            log "exit status $status after ${t_run} s: the guest kernel stalled, not the command; running the command once more"
+            log "exit status $status after ${t_run} s: the guest kernel stalled or froze, not the command; running the command once more"
             continue
         fi
     elif [ "$status" -ge 124 ]; then
+        print_watchdog
         log "the command did not finish; last console lines:"
         tail -n 40 "$RUN/console.log" >&2 || true
     fi

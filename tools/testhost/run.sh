@@ -41,8 +41,9 @@
 # 1800 s); exit status 124 on a timeout, 125 when the command never ran. A
 # boot that has not reached the command after NTP_TESTHOST_BOOT_TIMEOUT
 # seconds (default 300) is killed and tried once more; a run in which the
-# guest kernel stalled (RCU stall, see stalled()) or froze (see frozen())
-# is run once more. A command that prints nothing for NTP_TESTHOST_QUIET
+# guest kernel stalled (RCU stall, see stalled()) or froze, or whose QEMU
+# died by a signal (see frozen()), is run once more; so is a boot whose
+# QEMU died by a signal (a TCG QEMU segfaulted once in early boot here). A command that prints nothing for NTP_TESTHOST_QUIET
 # seconds (default 420) gets the guest's watchdog report on the console
 # (guest-run.sh): what every task waits on, and the Python stacks.
 # NTP_TESTHOST_KERNEL_ARGS adds kernel command-line arguments.
@@ -197,8 +198,9 @@ stalled() {
 # share stops answering (the watchdog's report shows the tee that copies
 # the output waiting in the 9p client) says nothing about the command
 # either: its run is ended and the command run once more, like a stall.
-# A guest whose watchdog reports anything else ran a command that hung:
-# that fails as it is, with the report.
+# A QEMU that dies by a signal of its own (not ours: a segfault, seen
+# once under TCG) is the same. A guest whose watchdog reports anything
+# else ran a command that hung: that fails as it is, with the report.
 frozen() {
     [ -f "$RUN/frozen" ]
 }
@@ -238,9 +240,21 @@ run_once() {
                 [ "$(date +%s)" -lt "$boot_deadline" ]; do
             sleep 1
         done
-        if [ -s "$RUN/output" ] || { ! kill -0 "$qemu_pid" 2>/dev/null && ! stalled; }; then
+        if [ -s "$RUN/output" ]; then
             booted=1
             break
+        fi
+        if ! kill -0 "$qemu_pid" 2>/dev/null && ! stalled; then
+            local qemu_rc=0
+            wait "$qemu_pid" 2>/dev/null || qemu_rc=$?
+            if [ "$qemu_rc" -lt 128 ]; then
+                # The guest powered off before the command: status 125.
+                booted=1
+                break
+            fi
+            log "QEMU died during the boot (status $qemu_rc: signal $(( qemu_rc - 128 )); attempt $attempt); last console lines:"
+            tail -n 10 "$RUN/console.log" >&2 || true
+            continue
         fi
         if stalled; then
             print_stall
@@ -284,9 +298,15 @@ run_once() {
         fi
         sleep 1
     done
-    wait "$qemu_pid" 2>/dev/null || true
+    local qemu_rc=0
+    wait "$qemu_pid" 2>/dev/null || qemu_rc=$?
     wait "$tail_pid" 2>/dev/null || true
     t_run=$(( $(date +%s) - t1 ))
+    if [ ! -f "$RUN/status" ] && [ ! -f "$RUN/frozen" ] &&
+            [ "$(date +%s)" -lt "$deadline" ] && [ "$qemu_rc" -ge 128 ]; then
+        log "QEMU died while the command ran (status $qemu_rc: signal $(( qemu_rc - 128 )))"
+        touch "$RUN/frozen"
+    fi
 
     if [ -f "$RUN/status" ]; then
         status=$(cat "$RUN/status")
@@ -310,7 +330,7 @@ for run in 1 2; do
             tail -n 20 "$RUN/console.log" >&2 || true
         fi
         if [ "$run" = 1 ]; then
-            log "exit status $status after ${t_run} s: the guest kernel stalled or froze, not the command; running the command once more"
+            log "exit status $status after ${t_run} s: the guest kernel stalled or froze or QEMU died, not the command; running the command once more"
             continue
         fi
     elif [ "$status" -ge 124 ]; then

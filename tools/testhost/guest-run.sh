@@ -41,6 +41,29 @@ then
     exit 0
 fi
 
+# Core scheduling stays on for the whole run: a process of its own holds a
+# cookie until the command ends. The kernel turns core scheduling on when
+# the first cookie is made and off when the last goes, each time with
+# stop_machine and a static-key patch of the kernel's text on every CPU;
+# the core-scheduling tests made and dropped the only cookies many times,
+# and under TCG the guest stalled with a CPU in the int3 handler of such a
+# text patch (an RCU stall at 333 s in one run). The holder sleeps, so it
+# changes no scheduling decision; the tests read the cookies of their own
+# processes and of QEMU's, never this one's.
+python3 - > /root/ntp-coresched-holder.log 2>&1 <<'PYEOF' &
+import ctypes
+import signal
+libc = ctypes.CDLL(None, use_errno=True)
+# prctl(PR_SCHED_CORE, PR_SCHED_CORE_CREATE, 0 (this process),
+#       PIDTYPE_TGID, 0)
+if libc.prctl(62, 1, 0, 1, 0) != 0:
+    print('no core-scheduling cookie: errno %d' % ctypes.get_errno())
+    raise SystemExit(0)
+print('holding a core-scheduling cookie', flush=True)
+signal.pause()
+PYEOF
+coresched_holder=$!
+
 # A watchdog for a command that stops making progress (seen once in CI:
 # the suite went silent for half an hour with no kernel report). The
 # output is also kept on the guest's own disk, so that a stuck 9p share
@@ -91,6 +114,7 @@ diagnose() {
 watchdog=$!
 { bash "$RUN/cmd.sh" 2>&1; echo $? > /root/ntp-status; } | tee -a "$local_out" >> "$out"
 kill "$watchdog" 2>/dev/null
+kill "$coresched_holder" 2>/dev/null
 cat /root/ntp-status > "$RUN/status.tmp"
 sync
 mv "$RUN/status.tmp" "$RUN/status"

@@ -43,9 +43,10 @@
 # seconds (default 300) is killed and tried once more; a run in which the
 # guest kernel stalled (RCU stall, see stalled()) or froze, or whose QEMU
 # died by a signal (see frozen()), is run once more; so is a boot whose
-# QEMU died by a signal (a TCG QEMU segfaulted once in early boot here). A command that prints nothing for NTP_TESTHOST_QUIET
-# seconds (default 420) gets the guest's watchdog report on the console
-# (guest-run.sh): what every task waits on, and the Python stacks.
+# QEMU died by a signal (a TCG QEMU segfaulted once in early boot here).
+# A command that prints nothing for NTP_TESTHOST_QUIET seconds (default
+# 420) gets the guest's watchdog report on the console (guest-run.sh):
+# what every task waits on, and the Python stacks.
 # NTP_TESTHOST_KERNEL_ARGS adds kernel command-line arguments.
 # --prepare only picks the kernel and builds (or finds) the image, and boots
 # nothing: tools/test.sh runs it in the background while the other suites
@@ -270,7 +271,7 @@ run_once() {
     tail -n +1 -f --pid="$qemu_pid" "$RUN/output" &
     local tail_pid=$!
     deadline=$(( $(date +%s) + TIMEOUT ))
-    local seen= size now last_change
+    local seen= size now last_change reason
     last_change=$(date +%s)
     rm -f "$RUN/frozen"
     while kill -0 "$qemu_pid" 2>/dev/null; do
@@ -281,17 +282,19 @@ run_once() {
             break
         fi
         size="$(stat -c %s "$RUN/output" "$RUN/console.log" | tr '\n' ' ')"
+        reason=
         if [ "$size" != "$seen" ]; then
+            # A new watchdog report comes with a console change.
             seen=$size
             last_change=$now
+            if stuck_9p; then
+                reason="the guest's watchdog found the output's 9p share stuck"
+            fi
         elif [ $(( now - last_change )) -ge "$FROZEN_AFTER" ]; then
-            log "no output and no console line for $(( now - last_change )) s, not even the guest's watchdog: the guest froze; killing QEMU (PID $qemu_pid)"
-            touch "$RUN/frozen"
-            kill "$qemu_pid"
-            break
+            reason="no output and no console line for $(( now - last_change )) s, not even the guest's watchdog: the guest froze"
         fi
-        if stuck_9p; then
-            log "the guest's watchdog found the output's 9p share stuck; killing QEMU (PID $qemu_pid)"
+        if [ -n "$reason" ]; then
+            log "$reason; killing QEMU (PID $qemu_pid)"
             touch "$RUN/frozen"
             kill "$qemu_pid"
             break

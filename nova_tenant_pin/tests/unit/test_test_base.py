@@ -46,20 +46,18 @@ class TestStacksOfAStuckTest(base.TestCase):
             dump = f.read().decode()
         self.assertIn('test_sigusr1_dumps_every_threads_stack', dump)
 
-    def test_a_stuck_test_dumps_its_stacks_after_the_timeout(self):
+    def armed(self, timeout):
+        """The delays this test case arms the stack dump with when
+        OS_TEST_TIMEOUT is ``timeout``."""
         calls = []
-        with mock.patch.dict(os.environ, {'OS_TEST_TIMEOUT': '7'}), \
+        with mock.patch.dict(os.environ, {'OS_TEST_TIMEOUT': timeout}), \
                 mock.patch.object(faulthandler, 'dump_traceback_later',
-                                  lambda timeout, **kw: calls.append(
-                                      timeout)):
+                                  lambda delay, **kw: calls.append(delay)):
             self._dump_stacks_if_stuck()
-        self.assertEqual([67], calls)
+        return calls
+
+    def test_a_stuck_test_dumps_its_stacks_after_the_timeout(self):
+        self.assertEqual([67], self.armed('7'))
 
     def test_no_timeout_no_dump(self):
-        calls = []
-        with mock.patch.dict(os.environ, {'OS_TEST_TIMEOUT': '0'}), \
-                mock.patch.object(faulthandler, 'dump_traceback_later',
-                                  lambda timeout, **kw: calls.append(
-                                      timeout)):
-            self._dump_stacks_if_stuck()
-        self.assertEqual([], calls)
+        self.assertEqual([], self.armed('0'))

@@ -69,8 +69,16 @@ FROZEN_AFTER=$(( QUIET + 180 ))
 # Kernel warnings (loglevel 5) reach the console, so that a stall's stack
 # trace is on record; systemd's boot chatter does not. A CPU stalled for
 # two minutes panics the guest (see stalled() below).
+# The guest kernel runs without its CPU-vulnerability mitigations: with
+# the Intel vendor it would isolate page tables (PTI: two address-space
+# switches a system call, each flushing TCG's whole software TLB), use
+# retpolines and clear CPU buffers on every return to user space, all
+# emulated. The test host runs nothing but the test suite; without them
+# /proc reads and thread hand-offs measured 2.1-2.2 times faster there,
+# and the boot 9.4 s instead of 12.7 s.
 KERNEL_ARGS="loglevel=5 systemd.show_status=0 sysctl.kernel.panic_on_rcu_stall=1"
-KERNEL_ARGS="$KERNEL_ARGS rcupdate.rcu_cpu_stall_timeout=120 ${NTP_TESTHOST_KERNEL_ARGS:-}"
+KERNEL_ARGS="$KERNEL_ARGS rcupdate.rcu_cpu_stall_timeout=120 mitigations=off"
+KERNEL_ARGS="$KERNEL_ARGS ${NTP_TESTHOST_KERNEL_ARGS:-}"
 
 log() { echo "testhost: $*" >&2; }
 die() { log "$*"; exit 125; }

@@ -42,14 +42,18 @@ then
 fi
 
 # Core scheduling stays on for the whole run: a process of its own holds a
-# cookie until the command ends. The kernel turns core scheduling on when
+# cookie until the guest powers off. The kernel turns core scheduling on when
 # the first cookie is made and off when the last goes, each time with
 # stop_machine and a static-key patch of the kernel's text on every CPU;
 # the core-scheduling tests made and dropped the only cookies many times,
 # and under TCG the guest stalled with a CPU in the int3 handler of such a
 # text patch (an RCU stall at 333 s in one run). The holder sleeps, so it
 # changes no scheduling decision; the tests read the cookies of their own
-# processes and of QEMU's, never this one's.
+# processes and of QEMU's, never this one's. It is not stopped after the
+# command either: dropping the last cookie turns core scheduling off, and
+# once, at the end of a run whose tests had all passed, the guest then
+# spun on every CPU and never wrote the exit status (the host's run.sh
+# ends QEMU once the status is written, see there).
 python3 - > /root/ntp-coresched-holder.log 2>&1 <<'PYEOF' &
 import ctypes
 import signal
@@ -62,7 +66,6 @@ if libc.prctl(62, 1, 0, 1, 0) != 0:
 print('holding a core-scheduling cookie', flush=True)
 signal.pause()
 PYEOF
-coresched_holder=$!
 
 # A watchdog for a command that stops making progress (seen once in CI:
 # the suite went silent for half an hour with no kernel report). The
@@ -113,8 +116,7 @@ diagnose() {
 ) &
 watchdog=$!
 { bash "$RUN/cmd.sh" 2>&1; echo $? > /root/ntp-status; } | tee -a "$local_out" >> "$out"
-kill "$watchdog" 2>/dev/null
-kill "$coresched_holder" 2>/dev/null
 cat /root/ntp-status > "$RUN/status.tmp"
 sync
 mv "$RUN/status.tmp" "$RUN/status"
+kill "$watchdog" 2>/dev/null

@@ -63,6 +63,8 @@ TIMEOUT=1800
 PREPARE=
 BOOT_TIMEOUT=${NTP_TESTHOST_BOOT_TIMEOUT:-300}
 QUIET=${NTP_TESTHOST_QUIET:-420}
+# Seconds a guest may take to power off after it wrote the command's status.
+POWEROFF_GRACE=${NTP_TESTHOST_POWEROFF_GRACE:-30}
 # A guest whose watchdog has not reported this long after the command's
 # last output is frozen (see frozen()).
 FROZEN_AFTER=$(( QUIET + 180 ))
@@ -279,7 +281,7 @@ run_once() {
     tail -n +1 -f --pid="$qemu_pid" "$RUN/output" &
     local tail_pid=$!
     deadline=$(( $(date +%s) + TIMEOUT ))
-    local seen= size now last_change reason
+    local seen= size now last_change reason status_at=
     last_change=$(date +%s)
     rm -f "$RUN/frozen"
     while kill -0 "$qemu_pid" 2>/dev/null; do
@@ -288,6 +290,17 @@ run_once() {
             log "timed out after $TIMEOUT s; killing QEMU (PID $qemu_pid)"
             kill "$qemu_pid"
             break
+        fi
+        # The command's status is all the run needs: a guest that does not
+        # power off soon after writing it is ended (once, the guest spun on
+        # every CPU after the last core-scheduling cookie went away).
+        if [ -f "$RUN/status" ]; then
+            status_at=${status_at:-$now}
+            if [ $(( now - status_at )) -ge "$POWEROFF_GRACE" ]; then
+                log "the command's status is in, the guest did not power off in $POWEROFF_GRACE s; killing QEMU (PID $qemu_pid)"
+                kill "$qemu_pid"
+                break
+            fi
         fi
         size="$(stat -c %s "$RUN/output" "$RUN/console.log" | tr '\n' ' ')"
         reason=

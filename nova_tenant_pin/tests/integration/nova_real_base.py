@@ -60,6 +60,7 @@ import threading
 import uuid
 
 import fixtures
+import libvirt
 from nova import monkey_patch
 from oslo_service import backend as service_backend
 
@@ -109,6 +110,7 @@ from oslo_config import fixture as config_fixture  # noqa: E402
 
 from nova_tenant_pin import audit  # noqa: E402
 from nova_tenant_pin import cgroupfs  # noqa: E402
+from nova_tenant_pin import cgroups  # noqa: E402
 from nova_tenant_pin import driver as tp_driver  # noqa: E402
 from nova_tenant_pin import procfs  # noqa: E402
 from nova_tenant_pin.tests import enforcement_fixtures  # noqa: E402
@@ -178,6 +180,30 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
     #: How many cores (the last ones) the tenants get; the others are
     #: ``[tenant_pin] housekeeping_cpus``.
     TENANT_CORES = 2
+    #: Where the audit looks for the guests' QEMU processes (the test
+    #: host's systemd puts them under ``/machine.slice``).
+    CGROUP_PREFIX = '/machine'
+    #: How long an API wait may take (a TCG guest inside the test host
+    #: takes far longer to start than a KVM one here).
+    API_TIMEOUT = API_TIMEOUT
+    #: Seconds between two polls of the API or the compute manager: each
+    #: poll is an API request served in this process, which the services
+    #: wait for (inside the test host a GET takes seconds).
+    POLL_INTERVAL = 0.1
+    #: The privsep contexts, besides ``tenant_pin``'s, whose real daemon
+    #: the driver uses (``privsep.core_sched_pctxt`` where the kernel has
+    #: core scheduling).
+    PRIVSEP_CONTEXTS = ()
+    #: Seconds between two heartbeats of each service (Nova's
+    #: ``report_interval``), or None for Nova's default (10 s). Each
+    #: heartbeat is a database write under the harness's database lock in
+    #: this one process: inside the test host they took 15-22 s each.
+    REPORT_INTERVAL = None
+
+    def libvirt_fixture(self):
+        """The libvirtd the compute uses: a private one, stopped by PID
+        (the test host uses its own, run by systemd)."""
+        return lvf.LibvirtdFixture()
 
     def setUp(self):
         reason = lvf.missing_requirements()
@@ -196,6 +222,7 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
         # _tenant_cores_seam).
         self.housekeeping_option = self.housekeeping or frozenset(
             cores[0].cpus)
+        self.layout = cgroupfs.detect_layout()
         self.tag = uuid.uuid4().hex[:8]
         self.name_prefix = 'ntpnova-%s-' % self.tag
         self.projects = []
@@ -217,15 +244,18 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
         # Cleanups run last-in first-out: libvirtd stops last, after the
         # privsep daemon, after the leftovers (guests, then partitions),
         # after Nova's services (registered by super().setUp()).
-        self.libvirt = self.useFixture(lvf.LibvirtdFixture())
+        self.libvirt = self.useFixture(self.libvirt_fixture())
         self.tp_conf = self.useFixture(config_fixture.Config(cfg.CONF))
         self.privsep_daemon = self.useFixture(
             enforcement_fixtures.PrivsepDaemon(self.tp_conf))
         self.privsep_pid = self.privsep_daemon.start()
+        for context in self.PRIVSEP_CONTEXTS:
+            self.useFixture(enforcement_fixtures.PrivsepDaemon(
+                self.tp_conf, context=context)).start()
         # Nova's TestCase deletes the test's attributes in its own cleanup,
         # which runs before this one: pass what it needs.
         self.addCleanup(_remove_leftovers, self.libvirt.conn,
-                        self.name_prefix, self.projects)
+                        self.name_prefix, self.projects, self.layout)
         # Nova's own privileged calls (utime on the image cache) run
         # in-process; only this project's context uses the daemon.
         self.useFixture(nova_fixtures.PrivsepFixture())
@@ -265,6 +295,13 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
                    virt_type=lvf.virt_type(), cpu_mode='none',
                    group='libvirt')
         self.flags(enabled=False, group='vnc')
+        if self.REPORT_INTERVAL:
+            # A service is up for service_down_time after its last
+            # heartbeat: longer than any test, so the scheduler never
+            # finds the compute down between two heartbeats.
+            self.flags(report_interval=self.REPORT_INTERVAL,
+                       service_down_time=max(3600,
+                                             4 * self.REPORT_INTERVAL))
         self.flags(cpu_shared_set=topology.format_cpu_list(
             self.host_topology.online_cpus), group='compute')
         self.flags(cgroup_root='/',
@@ -272,6 +309,11 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
                        self.housekeeping_option),
                    group='tenant_pin')
         super()._setup_services()
+        # Nova's harness turns every cast into a call that waits for the
+        # service's reply (rpc_response_timeout, 60 s): a loaded test host
+        # schedules a boot more slowly than that. Read at each call, so
+        # set here, once the RPC clients registered it.
+        self.flags(rpc_response_timeout=self.API_TIMEOUT)
 
     def _create_image(self):
         image = {
@@ -295,10 +337,33 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
         client.microversion = 'latest'
         return client
 
+    #: The versioned notification that ends each operation the tests wait
+    #: for.
+    BOOT_EVENTS = {'ACTIVE': 'instance.create.end',
+                   'ERROR': 'compute_task.build_instances.error'}
+
+    def notified(self, event_type, action):
+        """Run ``action()`` and wait until Nova sent one more versioned
+        notification ``event_type`` than before it; return what ``action``
+        returned.
+
+        The test's thread sleeps on the notifier's condition meanwhile
+        instead of polling the API: every poll is a request served in this
+        process, whose threads (API, conductor, scheduler, compute) share
+        one interpreter, and inside the test host a GET of a server took
+        30-57 s while a boot waited for the interpreter."""
+        before = sum(1 for n in self.notifier.versioned_notifications
+                     if n['event_type'] == event_type)
+        result = action()
+        self.notifier.wait_for_versioned_notifications(
+            event_type, n_events=before + 1, timeout=self.API_TIMEOUT)
+        return result
+
     def boot(self, api, expected='ACTIVE'):
         body = self._build_server(image_uuid=self.image_id,
                                   flavor_id=self.flavor_id, networks='none')
-        server = api.post_server({'server': body})
+        server = self.notified(self.BOOT_EVENTS[expected],
+                               lambda: api.post_server({'server': body}))
         return self.wait_status(server, expected)
 
     def wait_status(self, server, expected):
@@ -314,7 +379,8 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
                 return found
             return None
         found = wait_for(done, 'server %s to be %s' % (server['id'],
-                                                       expected))
+                                                       expected),
+                         self.API_TIMEOUT, self.POLL_INTERVAL)
         self.wait_compute_idle()
         return found
 
@@ -324,10 +390,12 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
         resource tracker), and the next step must not race with it."""
         manager = self.compute.manager
         wait_for(lambda: not manager._in_progress_tasks,
-                 'the compute manager to finish its tasks')
+                 'the compute manager to finish its tasks', self.API_TIMEOUT,
+                 self.POLL_INTERVAL)
 
     def delete(self, server):
-        self.admin_api.delete_server(server['id'])
+        self.notified('instance.delete.end',
+                      lambda: self.admin_api.delete_server(server['id']))
 
         def gone():
             try:
@@ -335,12 +403,14 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
             except api_client.OpenStackApiNotFoundException:
                 return True
             return False
-        wait_for(gone, 'server %s to be deleted' % server['id'])
+        wait_for(gone, 'server %s to be deleted' % server['id'],
+                 self.API_TIMEOUT, self.POLL_INTERVAL)
         self.wait_compute_idle()
 
     def hard_reboot(self, server):
-        self.admin_api.post_server_action(server['id'],
-                                          {'reboot': {'type': 'HARD'}})
+        self.notified('instance.reboot.end',
+                      lambda: self.admin_api.post_server_action(
+                          server['id'], {'reboot': {'type': 'HARD'}}))
         return self.wait_status(server, 'ACTIVE')
 
     def restart_compute(self):
@@ -371,17 +441,22 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
         return [t for t in procfs.threads(self.qemu_pid(server))
                 if not t.comm.startswith(audit._KERNEL_WORKERS)]
 
+    def partition_dir(self, project):
+        """The partition's directory under each hierarchy's root: a
+        directory libvirt uses, or the systemd slice it registers the
+        guests in with machined."""
+        return cgroupfs.partition_dir(project, self.layout.slices('/'))
+
     def partitions(self):
         """``{tenant: effective CPUs}`` of this test's partitions, read
         from the cpuset hierarchy."""
-        cpuset = cgroupfs.detect_layout().cpuset
+        cpuset = self.layout.cpuset
         result = {}
         for project in self.projects:
-            path = cpuset.path('/', cgroupfs.partition_dir(project))
+            path = cpuset.path('/', self.partition_dir(project))
             if os.path.isdir(path):
-                with open(os.path.join(path, 'cpuset.effective_cpus')) as f:
-                    result[project] = frozenset(
-                        topology.parse_cpu_list(f.read()))
+                result[project] = frozenset(
+                    cgroupfs.cgroup(cpuset, path).effective_cpus())
         return result
 
     @contextlib.contextmanager
@@ -392,13 +467,13 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
         whose ``seen`` maps every audited QEMU PID to its tenant."""
         auditor = _FreshAuditor(lambda: audit.HostAuditor(
             self.host_topology, housekeeping_cpus=self.housekeeping,
-            cgroup_prefix='/machine'))
+            cgroup_prefix=self.CGROUP_PREFIX))
         done = threading.Event()
         result = {'seen': auditor.seen}
 
         def run():
             result['report'] = audit.Sampler([auditor]).run(
-                done.is_set, max_seconds=API_TIMEOUT)
+                done.is_set, max_seconds=self.API_TIMEOUT)
         thread = threading.Thread(target=run, name='ntp-sampler')
         thread.start()
         try:
@@ -411,19 +486,47 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
             if k in ('samples', 'rate_hz', 'violating_samples',
                      'longest_window_ms')})
 
+    def assert_no_trace(self, project, server_id):
+        """Nothing of the project or the server is left on the host."""
+        self.assertEqual([], self.partition_dirs(project))
+        self.assertRaises(libvirt.libvirtError,
+                          self.libvirt.conn.lookupByUUIDString, server_id)
+        self.assertNotIn(server_id, self.tenant_pin.claims())
+        self.assertNotIn(project, self.tenant_pin.tenant_map())
+
+    def thread_cpus(self, servers):
+        """``{server id: (QEMU PID, {vCPU index: allowed CPUs}, allowed
+        CPUs of the other threads)}``, from /proc.
+
+        What a comparison of two readings is about: the same QEMU process,
+        each vCPU thread where it was, and every other thread (emulator,
+        I/O, QEMU's worker threads) on the same CPUs. Worker threads come
+        and go on their own, so their ids are not compared, only where
+        each one may run.
+        """
+        result = {}
+        for server in servers:
+            vcpus, others = {}, set()
+            for task in self.guest_threads(server):
+                if task.vcpu is None:
+                    others.add(task.allowed_cpus)
+                else:
+                    vcpus[task.vcpu] = task.allowed_cpus
+            result[server['id']] = (self.qemu_pid(server), vcpus,
+                                    frozenset(others))
+        return result
+
     def partition_inode(self, project):
         """The inode of the partition's cpuset cgroup: a partition removed
         and created again has a new one."""
-        cpuset = cgroupfs.detect_layout().cpuset
-        return os.stat(cpuset.path('/', cgroupfs.partition_dir(
-            project))).st_ino
+        return os.stat(self.layout.cpuset.path(
+            '/', self.partition_dir(project))).st_ino
 
     def partition_dirs(self, project):
         """The partition's directories that exist, in every hierarchy."""
-        return [h.path('/', cgroupfs.partition_dir(project))
-                for h in cgroupfs.detect_layout().ordered()
-                if os.path.isdir(h.path('/', cgroupfs.partition_dir(
-                    project)))]
+        return [h.path('/', self.partition_dir(project))
+                for h in self.layout.ordered()
+                if os.path.isdir(h.path('/', self.partition_dir(project)))]
 
     def assert_host_clean(self, servers):
         """Audit the host from /proc, and check each server's guest.
@@ -433,7 +536,7 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
         """
         report = audit.HostAuditor(
             self.host_topology, housekeeping_cpus=self.housekeeping,
-            cgroup_prefix='/machine').audit()
+            cgroup_prefix=self.CGROUP_PREFIX).audit()
         self.assertEqual([], [str(v) for v in report.violations],
                          'invariants broken, as the kernel has it: %s'
                          % report.to_dict())
@@ -455,7 +558,7 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
             for server in project_servers:
                 for task in self.guest_threads(server):
                     self.assertIn(
-                        '/machine/tenant-%s.partition/' % project,
+                        '/%s/' % self.partition_dir(project),
                         task.cpuset_cgroup + '/',
                         'thread %d (%s) of server %s' % (
                             task.tid, task.comm, server['id']))
@@ -469,9 +572,10 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
         return {p: report.tenants[p] for p in expected}
 
 
-def _remove_leftovers(conn, name_prefix, projects):
+def _remove_leftovers(conn, name_prefix, projects, layout):
     """After Nova's services stopped: destroy the test's guests that are
-    left (by name), then its tenants' partitions, bottom-up."""
+    left (by name), then its tenants' partitions, bottom-up (systemd's
+    slices through systemd, by the privsep daemon, which still runs)."""
     for dom in conn.listAllDomains():
         if not dom.name().startswith(name_prefix):
             continue
@@ -479,8 +583,19 @@ def _remove_leftovers(conn, name_prefix, projects):
             dom.destroy()
         if dom.isPersistent():
             dom.undefine()
-    layout = cgroupfs.detect_layout()
+    partitions = cgroups.CgroupPartitions(root='/')
+
+    def removed(project):
+        try:
+            partitions.remove_partition(project)
+        except cgroups.PartitionBusy:
+            return False
+        return True
     for project in projects:
+        if layout.slices('/'):
+            lvf.wait_for(lambda: removed(project),
+                         'partition of %s to empty' % project,
+                         lvf.CGROUP_EMPTY_TIMEOUT)
         for hierarchy in layout.ordered():
-            lvf.remove_cgroup_tree(
-                hierarchy.path('/', cgroupfs.partition_dir(project)))
+            lvf.remove_cgroup_tree(hierarchy.path(
+                '/', cgroupfs.partition_dir(project, layout.slices('/'))))

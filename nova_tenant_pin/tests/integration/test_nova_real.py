@@ -28,22 +28,12 @@ Needs root, libvirtd and QEMU (tools/setup-host.sh); CI runs it.
 
 import os
 
-import libvirt
-
 from nova_tenant_pin import cgroupfs
 from nova_tenant_pin import privsep
 from nova_tenant_pin.tests.integration import nova_real_base
 
 
 class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
-
-    def assert_no_trace(self, project, server_id):
-        """Nothing of the project or the server is left on the host."""
-        self.assertEqual([], self.partition_dirs(project))
-        self.assertRaises(libvirt.libvirtError,
-                          self.libvirt.conn.lookupByUUIDString, server_id)
-        self.assertNotIn(server_id, self.tenant_pin.claims())
-        self.assertNotIn(project, self.tenant_pin.tenant_map())
 
     def test_two_tenants_fit_a_third_is_refused_then_takes_a_freed_core(self):
         a, b, c = self.tenant_api(), self.tenant_api(), self.tenant_api()
@@ -102,28 +92,6 @@ class TestNovaRealGuests(nova_real_base.NovaRealTestBase):
                                 (c.project_id, server_c)):
             self.assert_no_trace(project, server['id'])
         self.assertEqual({}, self.assert_host_clean({}))
-
-    def thread_cpus(self, servers):
-        """``{server id: (QEMU PID, {vCPU index: allowed CPUs}, allowed
-        CPUs of the other threads)}``, from /proc.
-
-        What a comparison of two readings is about: the same QEMU process,
-        each vCPU thread where it was, and every other thread (emulator,
-        I/O, QEMU's worker threads) on the same CPUs. Worker threads come
-        and go on their own, so their ids are not compared, only where
-        each one may run.
-        """
-        result = {}
-        for server in servers:
-            vcpus, others = {}, set()
-            for task in self.guest_threads(server):
-                if task.vcpu is None:
-                    others.add(task.allowed_cpus)
-                else:
-                    vcpus[task.vcpu] = task.allowed_cpus
-            result[server['id']] = (self.qemu_pid(server), vcpus,
-                                    frozenset(others))
-        return result
 
     def test_hard_reboot_keeps_the_guest_in_its_partition(self):
         a, b = self.tenant_api(), self.tenant_api()

@@ -187,8 +187,9 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
     #: takes far longer to start than a KVM one here).
     API_TIMEOUT = API_TIMEOUT
     #: Seconds between two polls of the API or the compute manager: each
-    #: poll is an API request served in this process, which the services
-    #: wait for (inside the test host a GET takes seconds).
+    #: poll is an API request served in this process, whose interpreter
+    #: the services share (inside the test host Python runs 13-20 times
+    #: slower).
     POLL_INTERVAL = 0.1
     #: The privsep contexts, besides ``tenant_pin``'s, whose real daemon
     #: the driver uses (``privsep.core_sched_pctxt`` where the kernel has
@@ -197,7 +198,7 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
     #: Seconds between two heartbeats of each service (Nova's
     #: ``report_interval``), or None for Nova's default (10 s). Each
     #: heartbeat is a database write under the harness's database lock in
-    #: this one process: inside the test host they took 15-22 s each.
+    #: this one process.
     REPORT_INTERVAL = None
 
     def libvirt_fixture(self):
@@ -350,8 +351,9 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
         The test's thread sleeps on the notifier's condition meanwhile
         instead of polling the API: every poll is a request served in this
         process, whose threads (API, conductor, scheduler, compute) share
-        one interpreter, and inside the test host a GET of a server took
-        30-57 s while a boot waited for the interpreter."""
+        one interpreter, and inside the test host (Python 13-20 times
+        slower) polls took the interpreter from the operation they
+        waited for."""
         before = sum(1 for n in self.notifier.versioned_notifications
                      if n['event_type'] == event_type)
         result = action()

@@ -424,6 +424,39 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
         self.computes[self.compute.host] = self.compute
         return self.compute
 
+    def before_restart(self, servers, projects):
+        """What a compute restart must keep, read before it: the driver
+        (to tell it from the new one), the tenant map and claims, the
+        servers' threads (:meth:`thread_cpus`), the projects' partition
+        inodes, and where the log stood."""
+        return {
+            'driver': self.compute.manager.driver,
+            'map': self.tenant_pin.tenant_map(),
+            'claims': self._claims(),
+            'threads': self.thread_cpus(servers),
+            'inodes': {p: self.partition_inode(p) for p in projects},
+            'log_mark': len(self.stdlog.logger.output),
+        }
+
+    def assert_restart_kept(self, before, servers):
+        """After :meth:`restart_compute`: a new driver rebuilt the same map
+        and claims from libvirt and the cgroups, the guests kept running in
+        the same partitions, and no thread was re-pinned or repaired."""
+        self.assertIsNot(before['driver'], self.compute.manager.driver)
+        self.assertEqual(before['map'], self.tenant_pin.tenant_map())
+        self.assertEqual(before['claims'], self._claims())
+        self.assertEqual(before['threads'], self.thread_cpus(servers))
+        self.assertEqual(before['inodes'], {
+            p: self.partition_inode(p) for p in before['inodes']})
+        since = self.stdlog.logger.output[before['log_mark']:]
+        self.assertIn('tenant-pin on compute', since)
+        for word in ('reconcile repaired', 're-pinned'):
+            self.assertNotIn(word, since)
+
+    def _claims(self):
+        return {u: (c.key, c.vcpus, c.pending)
+                for u, c in self.tenant_pin.claims().items()}
+
     @property
     def tenant_pin(self):
         return self.compute.manager.driver.tenant_pin

@@ -167,25 +167,9 @@ class TestNovaOnTheTestHost(nova_real_base.NovaRealTestBase):
 
         # Compute restart with both guests running: a new driver rebuilds
         # the same map from libvirt and the slices, re-pins nothing.
-        old_driver = self.compute.manager.driver
-        old_map = self.tenant_pin.tenant_map()
-        old_claims = {u: (x.key, x.vcpus, x.pending)
-                      for u, x in self.tenant_pin.claims().items()}
-        threads = self.thread_cpus([server_a, server_b])
-        log_mark = len(self.stdlog.logger.output)
+        kept = self.before_restart([server_a, server_b], inodes)
         self.restart_compute()
-        self.assertIsNot(old_driver, self.compute.manager.driver)
-        self.assertEqual(old_map, self.tenant_pin.tenant_map())
-        self.assertEqual(old_claims, {
-            u: (x.key, x.vcpus, x.pending)
-            for u, x in self.tenant_pin.claims().items()})
-        self.assertEqual(threads, self.thread_cpus([server_a, server_b]))
-        self.assertEqual(inodes, {p: self.partition_inode(p)
-                                  for p in (a.project_id, b.project_id)})
-        since = self.stdlog.logger.output[log_mark:]
-        self.assertIn('tenant-pin on compute', since)
-        for word in ('reconcile repaired', 're-pinned'):
-            self.assertNotIn(word, since)
+        self.assert_restart_kept(kept, [server_a, server_b])
         self.assertEqual(cpus, self.assert_host_clean(both))
         self.assert_slices(cpus)
         # The restarted driver rebuilt the cookies from the threads.

@@ -21,7 +21,10 @@ changes in a JSON state file before changing it, and restores those values
 on release:
 
 * services: where systemd is PID 1, ``AllowedCPUs=`` on ``system.slice``,
-  ``user.slice`` and ``init.scope`` (``systemctl set-property --runtime``);
+  ``user.slice`` and ``init.scope`` (``systemctl set-property --runtime``;
+  release resets the property and, where cpuset stays enabled at the root
+  for other units, gives each unit's cgroup its parent's CPUs back, which
+  systemd does not);
   elsewhere a cpuset ``<cgroup root>/housekeeping`` that receives every
   task of the root cpuset, user processes and movable kernel threads
   alike. Per-CPU kernel threads (``PF_NO_SETAFFINITY``) stay where they
@@ -402,7 +405,14 @@ class Housekeeping:
                        % self.state_file)
         restored, failed = [], {}
         for unit, value in sorted(state['systemd'].items()):
-            privsep.set_systemd_allowed_cpus(unit, value or None)
+            written = privsep.set_systemd_allowed_cpus(unit, value or None)
+            if written is not None:
+                LOG.info('Housekeeping release: %(unit)s had no '
+                         'AllowedCPUs= before; systemd left its cgroup '
+                         'confined while cpuset stays enabled at the root, '
+                         'so its cpuset.cpus is now %(cpus)s',
+                         {'unit': unit,
+                          'cpus': written or "empty (the parent's CPUs)"})
             restored.append('systemd:%s' % unit)
         if state.get('cpuset'):
             result = privsep.release_housekeeping_cpuset(state['root'])

@@ -141,6 +141,7 @@ _MAX_IRQ = 1 << 16
 
 _SYSFS = frozenset([hostfs.SYSFS])
 _PROC = frozenset([hostfs.PROC])
+_CGROUP2 = frozenset([hostfs.CGROUP2])
 
 
 def _host(path):
@@ -822,7 +823,9 @@ def set_workqueue_cpumask(cpus):
 def set_systemd_allowed_cpus(unit, cpus):
     """``systemctl set-property --runtime <unit> AllowedCPUs=<cpus>`` for
     one of :data:`SYSTEMD_UNITS`; ``cpus`` None resets the property (the
-    unit may use every CPU again)."""
+    unit may use every CPU again) and undoes in the kernel what systemd
+    leaves behind (:func:`_unconfine_unit_cgroup`, whose result it
+    returns)."""
     if unit not in SYSTEMD_UNITS:
         _refuse('systemd unit', unit, 'not one of %s'
                 % ', '.join(SYSTEMD_UNITS))
@@ -830,6 +833,50 @@ def set_systemd_allowed_cpus(unit, cpus):
         _cpus(cpus, 'AllowedCPUs'))
     processutils.execute('systemctl', 'set-property', '--runtime', unit,
                          'AllowedCPUs=%s' % value)
+    if cpus is None:
+        return _unconfine_unit_cgroup(unit)
+    return None
+
+
+def _unconfine_unit_cgroup(unit):
+    """Give a unit whose ``AllowedCPUs=`` was just reset its parent's CPUs
+    back in the kernel. Returns what was written to its ``cpuset.cpus``
+    (``''``: emptied), or None when nothing was left to undo.
+
+    systemd writes ``cpuset.cpus`` only for a unit that sets
+    ``AllowedCPUs=``: once the property is reset it leaves the file as last
+    written. Where nothing else uses cpuset, systemd then disables the
+    controller at the root and the file goes with it; but while another
+    unit keeps cpuset enabled there (a tenant's slice with ``AllowedCPUs=``,
+    on any compute host running guests), the unit would stay confined to
+    the housekeeping CPUs. An empty ``cpuset.cpus`` (what the unit had
+    before) means "the parent's CPUs" on cgroup v2; a kernel that refuses
+    to empty the list of a cgroup with tasks (ENOSPC, cpuset's
+    validate_change) gets the parent's ``cpuset.cpus.effective``: the same
+    CPUs, fixed at today's online set.
+    """
+    cpuset = _layout().cpuset
+    if cpuset is None or cpuset.version != 2:
+        # AllowedCPUs= acts on cgroup v2 only: nothing was written.
+        return None
+    path = cpuset.path('/', unit, 'cpuset.cpus')
+    try:
+        if not hostfs.read_text(path, _CGROUP2).strip():
+            return None
+    except FileNotFoundError:
+        # cpuset is disabled above the unit: it has every CPU.
+        return None
+    try:
+        hostfs.write_text(path, '\n', _CGROUP2)
+        return ''
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+    parent = topology.format_cpu_list(_cpus(hostfs.read_text(
+        cpuset.path('/', 'cpuset.cpus.effective'), _CGROUP2).strip(),
+        'cpuset.cpus.effective of the cgroup root'))
+    hostfs.write_text(path, parent, _CGROUP2)
+    return parent
 
 
 # -- core scheduling -------------------------------------------------------

@@ -72,6 +72,19 @@ print('holding a core-scheduling cookie', flush=True)
 signal.pause()
 PYEOF
 
+# cpuset stays enabled at the cgroup root for the whole run, for the same
+# reason: the kernel patches its cpusets_enabled() static branch on every CPU
+# when the first cgroup with a cpuset appears and when the last goes, and
+# systemd enables and disables cpuset at the root as the tests' slices with
+# AllowedCPUs= come and go. A stall report had the stuck CPU at that branch
+# in the page allocator (get_page_from_freelist). A sleeping service whose
+# AllowedCPUs= is every CPU keeps cpuset enabled, as a compute host running
+# guests does (its tenant slices); it is not stopped either.
+systemd-run --quiet --unit=ntp-cpuset-holder \
+    -p "AllowedCPUs=$(cat /sys/devices/system/cpu/online)" sleep infinity \
+    > /root/ntp-cpuset-holder.log 2>&1 ||
+    echo "testhost: could not start ntp-cpuset-holder (see /root/ntp-cpuset-holder.log)" >> "$out"
+
 # A watchdog for a command that stops making progress (seen once in CI:
 # the suite went silent for half an hour with no kernel report). The
 # output is also kept on the guest's own disk, so that a stuck 9p share

@@ -19,10 +19,13 @@ to one whole core (CPUs 0 and 1, siblings) with ``AllowedCPUs=`` on
 ``system.slice``, ``user.slice`` and ``init.scope``, and moves IRQs, the
 default IRQ mask and the unbound workqueue mask there. Judged by systemd,
 the cgroup v2 files and each service thread's allowed CPUs in /proc; then
-release must restore every value it changed exactly.
+release must restore every value it changed exactly, also while another
+unit keeps cpuset enabled at the cgroup root (as a tenant slice does on a
+compute host running guests), where systemd resets only the property.
 """
 
 import os
+import subprocess
 
 from nova_tenant_pin import cgroupfs
 from nova_tenant_pin import housekeeping
@@ -51,9 +54,18 @@ def snapshot():
     for unit in privsep.SYSTEMD_UNITS:
         values[unit] = base.systemctl('show', '--value', '-p',
                                       'AllowedCPUs', unit)
-        path = os.path.join(CGROUP, unit, 'cpuset.cpus')
+        # The CPUs the kernel gives the unit. Not cpuset.cpus: where the
+        # kernel refuses to empty it again, release writes the parent's
+        # CPUs there (privsep._unconfine_unit_cgroup), the same CPUs.
+        path = os.path.join(CGROUP, unit, 'cpuset.cpus.effective')
         values[path] = _read(path)
     return values
+
+
+def cpuset_at_root():
+    """Whether the cgroup root has cpuset enabled for its children."""
+    return 'cpuset' in _read(os.path.join(CGROUP,
+                                          'cgroup.subtree_control')).split()
 
 
 class TestSystemdHousekeeping(base.TestHostTestCase):
@@ -87,6 +99,16 @@ class TestSystemdHousekeeping(base.TestHostTestCase):
         pid = int(base.systemctl('show', '--value', '-p', 'MainPID', unit))
         self.assertGreater(pid, 0, unit)
         return {(t.pid, t.tid): t.allowed_cpus for t in procfs.threads(pid)}
+
+    def cpuset_user(self):
+        """A sleeping service of this test with ``AllowedCPUs=`` of every
+        CPU: systemd keeps cpuset enabled at the root while it runs."""
+        unit = 'ntp-test-cpuset-user-%d.service' % os.getpid()
+        subprocess.run(('systemd-run', '--quiet', '--unit', unit,
+                        '-p', 'AllowedCPUs=0-7', 'sleep', 'infinity'),
+                       check=True, timeout=120)
+        self.addCleanup(base.systemctl, 'stop', unit, check=False)
+        return unit
 
     def test_apply_confines_services_and_irqs_release_restores_all(self):
         self.assertTrue(housekeeping.systemd_is_init())
@@ -131,3 +153,29 @@ class TestSystemdHousekeeping(base.TestHostTestCase):
         self.assertEqual(self.before, snapshot())
         self.assertEqual(set(range(8)), set().union(
             *self.service_threads('libvirtd.service').values()))
+
+    def test_release_while_another_unit_keeps_cpuset_enabled(self):
+        self.cpuset_user()
+        self.before = snapshot()
+        self.assertTrue(cpuset_at_root())
+
+        self.keeper.apply()
+        for unit in privsep.SYSTEMD_UNITS:
+            self.assertEqual('0-1', _read(os.path.join(
+                CGROUP, unit, 'cpuset.cpus.effective')), unit)
+        result = self.keeper.release()
+
+        self.assertEqual({}, result['failed'])
+        self.assertTrue(cpuset_at_root())
+        self.assertEqual(self.before, snapshot())
+        for unit in privsep.SYSTEMD_UNITS:
+            self.assertEqual('', base.systemctl(
+                'show', '--value', '-p', 'AllowedCPUs', unit), unit)
+            self.assertEqual('0-7', _read(os.path.join(
+                CGROUP, unit, 'cpuset.cpus.effective')), unit)
+        # The kernel lets the services run everywhere again.
+        self.assertEqual(set(range(8)), set().union(
+            *self.service_threads('libvirtd.service').values()))
+        for task in procfs.threads(1):
+            self.assertEqual(frozenset(range(8)), task.allowed_cpus,
+                             'PID 1 %s' % (task,))

@@ -527,6 +527,88 @@ def _plant(path, target):
     os.symlink(target, path)
 
 
+class TestSystemdResetOnCgroupV2(FakeHostTestCase):
+    """Resetting AllowedCPUs= of a unit also undoes what systemd leaves in
+    the unit's cgroup while cpuset stays enabled at the root (a tenant
+    slice keeps it): systemd reset only the property."""
+
+    cgroup = 'v2'
+
+    def unit_cpus(self, cpus):
+        """The unit's cgroup as systemd leaves it: cpuset.cpus as last
+        written."""
+        path = self.host.path('/sys/fs/cgroup/system.slice')
+        ef._v2_files(path, cpus, '')
+        return os.path.join(path, 'cpuset.cpus')
+
+    def test_the_left_list_is_emptied(self):
+        path = self.unit_cpus('0')
+        self.assertEqual('', privsep.set_systemd_allowed_cpus(
+            'system.slice', None))
+        with open(path) as f:
+            self.assertEqual('', f.read().strip())
+        self.assertEqual(
+            [mock.call('systemctl', 'set-property', '--runtime',
+                       'system.slice', 'AllowedCPUs=')],
+            self.execute.call_args_list)
+
+    def _empty_write_fails(self, code):
+        real_write = hostfs.write_text
+
+        def fake_write(path, text, kinds):
+            if path.endswith('/system.slice/cpuset.cpus') and \
+                    not text.strip():
+                raise OSError(code, os.strerror(code), path)
+            return real_write(path, text, kinds)
+        return mock.patch('nova_tenant_pin.hostfs.write_text',
+                          side_effect=fake_write)
+
+    def test_a_kernel_that_refuses_empty_gets_the_parents_cpus(self):
+        # Linux refuses to empty the list of a cgroup with tasks (ENOSPC).
+        path = self.unit_cpus('0')
+        with self._empty_write_fails(errno.ENOSPC):
+            self.assertEqual('0-1', privsep.set_systemd_allowed_cpus(
+                'system.slice', None))
+        with open(path) as f:
+            self.assertEqual('0-1', f.read().strip())
+
+    def test_other_write_errors_are_raised(self):
+        path = self.unit_cpus('0')
+        with self._empty_write_fails(errno.EACCES):
+            self.assertRaises(OSError, privsep.set_systemd_allowed_cpus,
+                              'system.slice', None)
+        with open(path) as f:
+            self.assertEqual('0', f.read().strip())
+
+    def test_nothing_to_undo(self):
+        # cpuset disabled above the unit (no file), or never confined.
+        self.assertIsNone(privsep.set_systemd_allowed_cpus(
+            'system.slice', None))
+        path = self.unit_cpus('')
+        self.assertIsNone(privsep.set_systemd_allowed_cpus(
+            'system.slice', None))
+        with open(path) as f:
+            self.assertEqual('', f.read())
+
+    def test_setting_a_list_leaves_the_file_to_systemd(self):
+        path = self.unit_cpus('1')
+        self.assertIsNone(privsep.set_systemd_allowed_cpus(
+            'system.slice', [0]))
+        with open(path) as f:
+            self.assertEqual('1', f.read())
+
+    def test_a_symlinked_unit_cgroup_is_refused(self):
+        target = self.useFixture(fixtures.TempDir()).path
+        with open(os.path.join(target, 'cpuset.cpus'), 'w') as f:
+            f.write('0')
+        os.symlink(target, self.host.path('/sys/fs/cgroup/init.scope'))
+        self.assertRaises(exception.UnsafePath,
+                          privsep.set_systemd_allowed_cpus,
+                          'init.scope', None)
+        with open(os.path.join(target, 'cpuset.cpus')) as f:
+            self.assertEqual('0', f.read())
+
+
 @ddt.ddt
 class TestSymlinkedLeaves(FakeHostTestCase):
     """A file the entrypoints write (or read to decide a write) replaced by

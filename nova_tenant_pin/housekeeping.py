@@ -135,6 +135,21 @@ def systemd_allowed_cpus(unit):
     return out.strip()
 
 
+def unit_effective_cpus(unit):
+    """The CPUs the kernel lets a unit's tasks run on: its cgroup v2
+    ``cpuset.cpus.effective``, as a frozenset; None where cpuset is not
+    enabled for the unit (no cgroup v2 cpuset, or disabled above it: every
+    CPU)."""
+    cpuset = cgroupfs.detect_layout(privsep.HOST_ROOT).cpuset
+    if cpuset is None or cpuset.version != 2:
+        return None
+    try:
+        return frozenset(topology.parse_cpu_list(procfs.read_text(
+            cpuset.path('/', unit, 'cpuset.cpus.effective')).strip()))
+    except (OSError, topology.TopologyError):
+        return None
+
+
 def task_stat(tid):
     """``(comm, flags, starttime)`` of a task from ``/proc/<tid>/stat``
     (fields 2, 9 and 22), or None if the task is gone."""
@@ -489,11 +504,18 @@ class Housekeeping:
         if systemd_is_init():
             report['systemd'] = {}
             for unit in privsep.SYSTEMD_UNITS:
+                # systemd's property and, independently, what the kernel
+                # enforces: they differ where systemd left a reset unit's
+                # cgroup confined (see privsep._unconfine_unit_cgroup).
                 value = systemd_allowed_cpus(unit)
+                effective = unit_effective_cpus(unit)
                 report['systemd'][unit] = {
                     'value': value,
+                    'effective': (topology.format_cpu_list(effective)
+                                  if effective is not None else None),
                     'confined': bool(value) and cpus is not None and
-                    topology.parse_cpu_list(value) <= cpus}
+                    topology.parse_cpu_list(value) <= cpus and
+                    (effective is None or effective <= cpus)}
         else:
             report['tasks'] = self._task_report()
         return report

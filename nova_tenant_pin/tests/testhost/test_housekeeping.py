@@ -159,10 +159,12 @@ class TestSystemdHousekeeping(base.TestHostTestCase):
         self.before = snapshot()
         self.assertTrue(cpuset_at_root())
 
-        self.keeper.apply()
+        report = self.keeper.apply()
         for unit in privsep.SYSTEMD_UNITS:
             self.assertEqual('0-1', _read(os.path.join(
                 CGROUP, unit, 'cpuset.cpus.effective')), unit)
+            self.assertEqual({'value': '0-1', 'effective': '0-1',
+                              'confined': True}, report['systemd'][unit])
         result = self.keeper.release()
 
         self.assertEqual({}, result['failed'])
@@ -173,6 +175,10 @@ class TestSystemdHousekeeping(base.TestHostTestCase):
                 'show', '--value', '-p', 'AllowedCPUs', unit), unit)
             self.assertEqual('0-7', _read(os.path.join(
                 CGROUP, unit, 'cpuset.cpus.effective')), unit)
+        # show reads the kernel too: nothing is left confined.
+        for unit, seen in self.keeper.show()['systemd'].items():
+            self.assertEqual({'value': '', 'effective': '0-7',
+                              'confined': False}, seen, unit)
         # The kernel lets the services run everywhere again.
         self.assertEqual(set(range(8)), set().union(
             *self.service_threads('libvirtd.service').values()))

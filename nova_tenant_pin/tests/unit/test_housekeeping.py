@@ -42,10 +42,12 @@ class HousekeepingTestCase(base.TestCase):
     """A fake 4-CPU host: init (1), kthreadd (2), a user task (10), a
     per-CPU kthread (11), an IRQ thread (12), an unbound kthread (13)."""
 
+    cgroup = 'hybrid'
+
     def setUp(self):
         super().setUp()
         self.host = self.useFixture(ef.FakeHost(
-            cpus=4, tasks=(1, 2, 10, 11, 12, 13)))
+            cgroup=self.cgroup, cpus=4, tasks=(1, 2, 10, 11, 12, 13)))
         self.host.add_task(2, KTHREAD, 'kthreadd')
         self.host.add_task(11, PER_CPU, 'ksoftirqd/1', affinity='1')
         self.host.add_task(12, KTHREAD, 'irq/24-virtio0')
@@ -229,6 +231,65 @@ class TestSystemdHost(HousekeepingTestCase):
         self.assertIn(mock.call('systemctl', 'set-property', '--runtime',
                                 'system.slice', 'AllowedCPUs='),
                       self.execute.call_args_list)
+
+
+class TestSystemdHostCgroupV2(TestSystemdHost):
+    """The same on cgroup v2 while another unit keeps cpuset enabled at
+    the root: the fake systemctl writes a unit's cpuset.cpus when
+    AllowedCPUs= is set and, like systemd, leaves it on a reset."""
+
+    cgroup = 'v2'
+
+    def setUp(self):
+        super().setUp()
+        for unit, value in self.allowed.items():
+            ef._v2_files(self.host.path(self.unit_dir(unit)), value, '0')
+            self.effective(unit, value or '0-3')
+        fake_systemctl = self.execute.side_effect
+
+        def systemctl(*args):
+            out = fake_systemctl(*args)
+            if args[1] == 'set-property' and args[4] != 'AllowedCPUs=':
+                value = args[4].split('=', 1)[1]
+                self.host.write(os.path.join(self.unit_dir(args[3]),
+                                             'cpuset.cpus'), value)
+                self.effective(args[3], value)
+            return out
+        self.execute.side_effect = systemctl
+
+    @staticmethod
+    def unit_dir(unit):
+        return '/sys/fs/cgroup/' + unit
+
+    def effective(self, unit, cpus):
+        self.host.write(os.path.join(self.unit_dir(unit),
+                                     'cpuset.cpus.effective'), cpus)
+
+    def unit_cpus(self, unit):
+        return self.host.read(os.path.join(self.unit_dir(unit),
+                                           'cpuset.cpus')).strip()
+
+    def test_release_unconfines_what_systemd_leaves(self):
+        report = self.keeper().apply()
+        for unit in ('system.slice', 'init.scope'):
+            self.assertEqual({'value': '0', 'effective': '0',
+                              'confined': True}, report['systemd'][unit])
+        housekeeping.Housekeeping(self.state).release()
+        # Emptied where the unit had no AllowedCPUs=; systemd rewrote the
+        # one that had (user.slice).
+        self.assertEqual({'system.slice': '', 'user.slice': '2-3',
+                          'init.scope': ''},
+                         {u: self.unit_cpus(u) for u in self.allowed})
+
+    def test_show_reads_the_kernel_as_well_as_systemd(self):
+        # A unit systemd left confined: AllowedCPUs= unset, the kernel
+        # still at CPU 0.
+        self.effective('system.slice', '0')
+        report = self.keeper().show()
+        self.assertEqual({'value': '', 'effective': '0', 'confined': False},
+                         report['systemd']['system.slice'])
+        self.assertEqual('0-3',
+                         report['systemd']['init.scope']['effective'])
 
 
 class TestCommand(HousekeepingTestCase):

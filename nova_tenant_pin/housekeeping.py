@@ -135,12 +135,11 @@ def systemd_allowed_cpus(unit):
     return out.strip()
 
 
-def unit_effective_cpus(unit):
+def unit_effective_cpus(unit, cpuset):
     """The CPUs the kernel lets a unit's tasks run on: its cgroup v2
     ``cpuset.cpus.effective``, as a frozenset; None where cpuset is not
-    enabled for the unit (no cgroup v2 cpuset, or disabled above it: every
-    CPU)."""
-    cpuset = cgroupfs.detect_layout(privsep.HOST_ROOT).cpuset
+    enabled for the unit (``cpuset``, the host's cpuset hierarchy, is not
+    cgroup v2, or cpuset is disabled above the unit: every CPU)."""
     if cpuset is None or cpuset.version != 2:
         return None
     try:
@@ -503,12 +502,13 @@ class Housekeeping:
                 report[key] = judge(key, current)
         if systemd_is_init():
             report['systemd'] = {}
+            cpuset = cgroupfs.detect_layout(privsep.HOST_ROOT).cpuset
             for unit in privsep.SYSTEMD_UNITS:
                 # systemd's property and, independently, what the kernel
                 # enforces: they differ where systemd left a reset unit's
                 # cgroup confined (see privsep._unconfine_unit_cgroup).
                 value = systemd_allowed_cpus(unit)
-                effective = unit_effective_cpus(unit)
+                effective = unit_effective_cpus(unit, cpuset)
                 report['systemd'][unit] = {
                     'value': value,
                     'effective': (topology.format_cpu_list(effective)

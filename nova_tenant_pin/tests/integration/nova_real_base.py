@@ -424,6 +424,36 @@ class NovaRealTestBase(integrated_helpers._IntegratedTestBase):
         self.computes[self.compute.host] = self.compute
         return self.compute
 
+    def hard_reboot_sampled(self, server, other, servers, cpus):
+        """Hard-reboot ``server`` while the host is audited from /proc
+        over and over, and check what a hard reboot must keep: no sampled
+        instant with two tenants on one core, a new QEMU (the old one
+        gone), every tenant on the same CPUs, the ``other`` server's
+        threads untouched and no partition removed and created again.
+
+        :param servers: ``{project: [server, ...]}`` that must be running.
+        :param cpus: ``{project: frozenset(cpus)}`` as
+            :meth:`assert_host_clean` returned it before.
+        :returns: ``(sampled, new QEMU PID)``, ``sampled`` as
+            :meth:`sampling` yields it.
+        """
+        pid = self.qemu_pid(server)
+        threads = self.thread_cpus([other])
+        inodes = {p: self.partition_inode(p) for p in servers}
+        with self.sampling() as sampled:
+            self.hard_reboot(server)
+        self.assertGreater(sampled['report'].samples, 0)
+        self.assertEqual([], [str(v) for v in
+                              sampled['report'].first_violations])
+        new_pid = self.qemu_pid(server)
+        self.assertNotEqual(pid, new_pid)
+        self.assertFalse(os.path.exists('/proc/%d' % pid))
+        self.assertEqual(cpus, self.assert_host_clean(servers))
+        self.assertEqual(threads, self.thread_cpus([other]))
+        self.assertEqual(inodes, {p: self.partition_inode(p)
+                                  for p in servers})
+        return sampled, new_pid
+
     def before_restart(self, servers, projects):
         """What a compute restart must keep, read before it: the driver
         (to tell it from the new one), the tenant map and claims, the

@@ -147,22 +147,8 @@ class TestNovaOnTheTestHost(nova_real_base.NovaRealTestBase):
 
         # Hard reboot: a new QEMU in the same slice on the same core,
         # confined at every sampled instant; tenant b untouched.
-        pid_a = self.qemu_pid(server_a)
-        threads_b = self.thread_cpus([server_b])
-        inodes = {p: self.partition_inode(p)
-                  for p in (a.project_id, b.project_id)}
-        with self.sampling() as sampled:
-            self.hard_reboot(server_a)
-        self.assertGreater(sampled['report'].samples, 0)
-        self.assertEqual([], [str(v) for v in
-                              sampled['report'].first_violations])
-        new_pid = self.qemu_pid(server_a)
-        self.assertNotEqual(pid_a, new_pid)
-        self.assertFalse(os.path.exists('/proc/%d' % pid_a))
-        self.assertEqual(cpus, self.assert_host_clean(both))
-        self.assertEqual(threads_b, self.thread_cpus([server_b]))
-        self.assertEqual(inodes, {p: self.partition_inode(p)
-                                  for p in (a.project_id, b.project_id)})
+        _, new_pid = self.hard_reboot_sampled(server_a, server_b, both,
+                                              cpus)
         # The new QEMU ran only once it held tenant a's cookie (the driver
         # starts it paused), which it shares with nothing of tenant b.
         rebooted = self.assert_cookies(both)
@@ -171,7 +157,7 @@ class TestNovaOnTheTestHost(nova_real_base.NovaRealTestBase):
 
         # Compute restart with both guests running: a new driver rebuilds
         # the same map from libvirt and the slices, re-pins nothing.
-        kept = self.before_restart([server_a, server_b], inodes)
+        kept = self.before_restart([server_a, server_b], both)
         self.restart_compute()
         self.assert_restart_kept(kept, [server_a, server_b])
         self.assertEqual(cpus, self.assert_host_clean(both))
